@@ -1,0 +1,33 @@
+"""The `donations` command: the Flask CLI of this app plus our own groups.
+
+Commands own their transaction (commit once) and turn bad input into a
+one-line error with exit status 2.
+"""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from app import create_app
+from app.migrate import upgrade
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
+def main() -> None:
+    """Donations and memberships: web app, worker and operations."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    """Apply every migration to DATABASE_URL (creates the SQLite file if needed)."""
+    url = current_app.config["DATABASE_URL"]
+    upgrade(url)
+    click.echo("database is at the latest migration")

@@ -1,0 +1,39 @@
+"""Flask extensions, created unbound and attached in the factory, and the
+request-scoped database session.
+
+Web side only: the core never imports this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g
+from flask_babel import Babel
+from flask_wtf import CSRFProtect
+from sqlalchemy.orm import Session
+
+from app.db import Database
+
+csrf = CSRFProtect()
+babel = Babel()
+
+
+def database() -> Database:
+    db: Database = current_app.extensions["donations.db"]
+    return db
+
+
+def db_session() -> Session:
+    """The session of this request (or CLI command); closed at teardown, never
+    committed here: the view that writes commits once."""
+    if "db_session" not in g:
+        g.db_session = database().session()
+    session: Session = g.db_session
+    return session
+
+
+def close_db_session(_exc: BaseException | None = None) -> None:
+    session: Any = g.pop("db_session", None)
+    if session is not None:
+        session.close()

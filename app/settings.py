@@ -1,0 +1,157 @@
+"""Configuration: `config/*.toml` defaults per environment, overridden by
+environment variables of the same name in upper case (and a `.env` file).
+
+Owns validation of the settings at start-up, so a misconfigured instance
+refuses to start instead of failing on a donor. Secrets come only from the
+environment, never from the TOML files.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from app.money import charge_step, is_currency_code
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "config"
+ENVIRONMENTS = ("development", "test", "production")
+FREQUENCIES = ("once", "month", "year")
+
+# Read from the environment only (secrets and deployment addresses).
+ENV_ONLY = (
+    "SECRET_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+    "REDIS_URL",
+    "MAIL_SERVER",
+    "MAIL_PORT",
+    "MAIL_USERNAME",
+    "MAIL_PASSWORD",
+    "MAIL_FROM",
+)
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot work; the message says which setting and why."""
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _parse_env_value(raw: str) -> Any:
+    """An override is TOML when it parses as a TOML value, else a plain string."""
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def environment() -> dict[str, str]:
+    """os.environ over the project's `.env` file (the real environment wins)."""
+    values = {k: v for k, v in dotenv_values(ROOT / ".env").items() if v is not None}
+    values.update(os.environ)
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """All settings as a dict of upper-case keys (Flask's convention), validated."""
+    environ = environment() if environ is None else environ
+    overrides = dict(overrides or {})
+    app_env = str(overrides.get("APP_ENV") or environ.get("APP_ENV") or "development")
+    if app_env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {app_env!r}")
+
+    data = _read_toml(CONFIG_DIR / "default.toml")
+    data.update(_read_toml(CONFIG_DIR / f"{app_env}.toml"))
+    settings: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.upper()
+        settings[name] = _parse_env_value(environ[name]) if name in environ else value
+    for name in ENV_ONLY:
+        settings[name] = environ.get(name) or None
+    settings["APP_ENV"] = app_env
+    settings.update(overrides)
+    _finish(settings)
+    return settings
+
+
+def _finish(settings: dict[str, Any]) -> None:
+    app_env = settings["APP_ENV"]
+    if app_env == "production":
+        missing = [name for name in REQUIRED_IN_PRODUCTION if not settings.get(name)]
+        if missing:
+            raise ConfigError(f"production needs {', '.join(missing)} in the environment")
+    if not settings.get("SECRET_KEY"):
+        settings["SECRET_KEY"] = _development_secret_key()
+    secrets_list = settings.get("STRIPE_WEBHOOK_SECRET") or ""
+    if isinstance(secrets_list, str):
+        secrets_list = [s.strip() for s in secrets_list.split(",") if s.strip()]
+    settings["STRIPE_WEBHOOK_SECRETS"] = list(secrets_list)
+    settings["MAX_CONTENT_LENGTH"] = int(settings["MAX_CONTENT_LENGTH"])
+    settings["PUBLIC_BASE_URL"] = str(settings["PUBLIC_BASE_URL"]).rstrip("/")
+    settings["DATABASE_URL"] = _anchor_sqlite_path(str(settings["DATABASE_URL"]))
+    _check_currencies(settings)
+
+
+def _anchor_sqlite_path(url: str) -> str:
+    """A relative SQLite path means relative to the project, not to the cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        path = url.removeprefix(prefix)
+        if path and path != ":memory:" and not path.startswith(("file:", "?")):
+            return prefix + str(ROOT / path)
+    return url
+
+
+def _development_secret_key() -> str:
+    """A random key kept under instance/ so sessions survive a restart of `make run`."""
+    path = ROOT / "instance" / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def _check_currencies(settings: dict[str, Any]) -> None:
+    currencies = settings["CURRENCIES"]
+    if not currencies:
+        raise ConfigError("CURRENCIES must list at least one currency")
+    limits = settings["CURRENCY_LIMITS"]
+    presets = settings["PRESETS"]
+    for code in currencies:
+        if not is_currency_code(code):
+            raise ConfigError(f"currency {code!r} must be a lower-case ISO 4217 code")
+        if code not in limits or code not in presets:
+            raise ConfigError(f"currency {code!r} needs currency_limits.{code} and presets.{code}")
+        low, high = int(limits[code]["min"]), int(limits[code]["max"])
+        if not 0 < low <= high:
+            raise ConfigError(f"currency_limits.{code}: need 0 < min <= max")
+        step = charge_step(code)
+        for frequency in FREQUENCIES:
+            for amount in presets[code].get(frequency, []):
+                if not (low <= amount <= high and amount % step == 0):
+                    raise ConfigError(f"presets.{code}.{frequency}: {amount} is outside the limits")
+        if code not in settings["FEE_COVER_FIXED"]:
+            raise ConfigError(f"fee_cover_fixed.{code} is missing")
+    if settings["DEFAULT_FREQUENCY"] not in FREQUENCIES:
+        raise ConfigError("DEFAULT_FREQUENCY must be once, month or year")
+    if not 0 <= int(settings["FEE_COVER_RATE_BP"]) < 10_000:
+        raise ConfigError("FEE_COVER_RATE_BP must be between 0 and 9999")

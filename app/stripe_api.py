@@ -1,0 +1,136 @@
+"""The one wrapper around Stripe's API: key, pinned API version, base address
+(`STRIPE_API_BASE` for localstripe or stripe-mock), timeouts, network retries
+and idempotency keys.
+
+Nothing else in the project imports `stripe` for API calls. Callers get plain
+dicts (Stripe's JSON) and our own exceptions, never SDK objects or errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import stripe
+
+log = logging.getLogger(__name__)
+
+
+class PaymentsError(Exception):
+    """Stripe could not do what we asked. `kind` is one of: rate_limited,
+    unavailable (network, timeout, 5xx), invalid (4xx we caused), auth,
+    not_found. Messages never carry personal data."""
+
+    def __init__(self, kind: str, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("rate_limited", "unavailable")
+
+
+class Payments(Protocol):
+    """What the rest of the app needs from a payments provider: Stripe itself
+    (`StripeApi`) or the offline sandbox, which imitates it."""
+
+    livemode: bool
+
+    def create_checkout_session(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]: ...
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
+
+
+def _error_kind(exc: stripe.StripeError) -> str:
+    if isinstance(exc, stripe.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, stripe.APIConnectionError):
+        return "unavailable"
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return "auth"
+    if isinstance(exc, stripe.InvalidRequestError):
+        return "not_found" if exc.http_status == 404 else "invalid"
+    status = exc.http_status or 0
+    if status == 429:
+        return "rate_limited"
+    return "unavailable" if status >= 500 or status == 0 else "invalid"
+
+
+class StripeApi:
+    """Stripe through stripe-python's StripeClient, one instance per process."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_version: str,
+        api_base: str | None = None,
+        timeout_seconds: float = 10,
+        max_network_retries: int = 2,
+    ) -> None:
+        base_addresses: dict[str, str] = {"api": api_base.rstrip("/")} if api_base else {}
+        self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=api_version,
+            base_addresses=base_addresses,  # type: ignore[arg-type]
+            http_client=stripe.RequestsClient(timeout=timeout_seconds),
+            max_network_retries=max_network_retries,
+        )
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            result = fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            kind = _error_kind(exc)
+            # Stripe's messages can echo parameters (an email): log the kind,
+            # status, code and request id only.
+            log.warning(
+                "stripe %s failed: kind=%s status=%s code=%s request_id=%s",
+                what,
+                kind,
+                exc.http_status,
+                exc.code,
+                exc.request_id,
+            )
+            raise PaymentsError(
+                kind, f"Stripe {what} failed ({kind})", request_id=exc.request_id
+            ) from exc
+        data: dict[str, Any] = result.to_dict()
+        return data
+
+    def create_checkout_session(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return self._call(
+            "checkout session create",
+            self._client.v1.checkout.sessions.create,
+            params=params,
+            options={"idempotency_key": idempotency_key},
+        )
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        return self._call(
+            "checkout session retrieve",
+            self._client.v1.checkout.sessions.retrieve,
+            session_id,
+            params={"expand": ["payment_intent"]},
+        )
+
+
+def payments_from_settings(settings: dict[str, Any]) -> StripeApi | None:
+    """Stripe when a key is configured, otherwise None (the caller decides what
+    unconfigured means: the sandbox in development, an error in production)."""
+    key = settings.get("STRIPE_SECRET_KEY")
+    if not key:
+        return None
+    return StripeApi(
+        key,
+        api_version=settings["STRIPE_API_VERSION"],
+        api_base=settings.get("STRIPE_API_BASE"),
+        timeout_seconds=float(settings["STRIPE_TIMEOUT_SECONDS"]),
+        max_network_retries=int(settings["STRIPE_MAX_NETWORK_RETRIES"]),
+    )
