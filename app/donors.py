@@ -1,0 +1,78 @@
+"""Donors are people, identified by normalised email; one donor may have
+several Stripe customers. Find-or-create is safe under concurrency (insert
+on conflict do nothing, then read). No Flask, no `stripe`, no commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.models import Donor, StripeCustomer
+
+
+def normalise_email(email: str) -> str:
+    """Trimmed and lower-cased: how donors are told apart."""
+    return email.strip().lower()
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def find_or_create_donor(session: Session, email: str, name: str | None = None) -> Donor:
+    """The donor with this email, created if new; a name fills in a missing one."""
+    address = normalise_email(email)
+    now = utcnow()
+    statement = (
+        _insert(session)(Donor)
+        .values(email=address, name=name or None, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    session.execute(statement)
+    donor = session.scalars(select(Donor).where(Donor.email == address)).one()
+    if name and not donor.name:
+        donor.name = name
+    return donor
+
+
+def attach_customer(
+    session: Session, donor: Donor, stripe_customer_id: str, *, livemode: bool
+) -> StripeCustomer:
+    """Record that a Stripe customer belongs to a donor (first writer wins)."""
+    statement = (
+        _insert(session)(StripeCustomer)
+        .values(
+            stripe_customer_id=stripe_customer_id,
+            donor_id=donor.id,
+            livemode=livemode,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["stripe_customer_id"])
+    )
+    session.execute(statement)
+    return session.scalars(
+        select(StripeCustomer).where(StripeCustomer.stripe_customer_id == stripe_customer_id)
+    ).one()
+
+
+def donor_for_customer(session: Session, stripe_customer_id: str) -> Donor | None:
+    return session.scalars(
+        select(Donor)
+        .join(StripeCustomer)
+        .where(StripeCustomer.stripe_customer_id == stripe_customer_id)
+    ).first()
+
+
+def latest_customer_id(session: Session, email: str, *, livemode: bool) -> str | None:
+    """The newest Stripe customer we know for this email in this mode, to reuse
+    at checkout."""
+    return session.scalars(
+        select(StripeCustomer.stripe_customer_id)
+        .join(Donor)
+        .where(Donor.email == normalise_email(email), StripeCustomer.livemode == livemode)
+        .order_by(StripeCustomer.created_at.desc(), StripeCustomer.id.desc())
+        .limit(1)
+    ).first()
