@@ -68,10 +68,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite defers BEGIN; take it over, and take the write lock up front
-        # (IMMEDIATE) so two writers queue on busy_timeout instead of failing
-        # on a lock upgrade. SQLite is the embedded setup: one worker, one host.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # pysqlite's own transaction handling is off (see _sqlite_pragmas); emit
+        # BEGIN ourselves so SQLAlchemy's transactions are SQLite's. Readers
+        # never block the writer in WAL mode; SQLite is the embedded setup
+        # (one worker, one host), PostgreSQL the one for concurrency.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 

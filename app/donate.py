@@ -1,16 +1,258 @@
-"""Donor-facing donation pages (being built)."""
+"""Donor-facing pages: the donation form (GET/POST /donate) and the thanks
+page (GET /donate/thanks?session_id=).
+
+Bad input is a 400 with the form and a message at each field, and changes
+nothing; Stripe trouble is a friendly page to try again, never a stack trace.
+This view commits the checkout record once, after Stripe answered.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+import re
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
+
+from app.checkout import CheckoutSettings, checkout_id_for, start_checkout
+from app.extensions import db_session
+from app.forms import ATTRIBUTION_FIELDS, FREQUENCY_LABELS, DonationForm, new_nonce
+from app.models import Checkout
+from app.money import MoneyError, decimal_places, format_plain, format_short, parse_amount
+from app.settings import FREQUENCIES
+from app.stripe_api import Payments, PaymentsError
 
 bp = Blueprint("donate", __name__)
+log = logging.getLogger(__name__)
+
+SESSION_ID = re.compile(r"cs_(test|live)_[A-Za-z0-9_]{1,250}", re.ASCII)
+
+
+def _payments() -> Payments | None:
+    payments: Payments | None = current_app.extensions.get("donations.payments")
+    return payments
+
+
+def _locale() -> str:
+    return str(get_locale() or current_app.config["LANGUAGES"][0])
+
+
+def _prefill() -> dict[str, Any]:
+    """Values from the query string; anything unusable falls back to defaults."""
+    config = current_app.config
+    args = request.args
+    currency = (args.get("currency") or "").strip().lower()
+    if currency not in config["CURRENCIES"]:
+        currency = config["CURRENCIES"][0]
+    frequency = (args.get("frequency") or "").strip().lower()
+    if frequency not in FREQUENCIES:
+        frequency = config["DEFAULT_FREQUENCY"]
+    data: dict[str, Any] = {"currency": currency, "frequency": frequency, "nonce": new_nonce()}
+    amount_text = (args.get("amount") or "").strip()[:20]
+    if amount_text:
+        try:
+            minor = parse_amount(amount_text, currency)
+        except MoneyError:
+            minor = None
+        if minor is not None:
+            presets = config["PRESETS"][currency].get(frequency, [])
+            key = "preset" if minor in presets else "amount"
+            data[key] = format_plain(minor, currency)
+    for field in ATTRIBUTION_FIELDS:
+        value = args.get(field) or (args.get("utm_campaign") if field == "campaign" else None)
+        if value:
+            data[field] = value.strip()[:100]
+    return data
+
+
+def _form_context(form: DonationForm, **extra: Any) -> dict[str, Any]:
+    config = current_app.config
+    locale = _locale()
+    currency = (
+        form.currency.data
+        if form.currency.data in config["CURRENCIES"]
+        else config["CURRENCIES"][0]
+    )
+    frequency = (
+        form.frequency.data if form.frequency.data in FREQUENCIES else config["DEFAULT_FREQUENCY"]
+    )
+    settings = CheckoutSettings.from_config(config)
+    presets = {
+        code: {
+            freq: [
+                {"value": format_plain(m, code), "label": format_short(m, code, locale)}
+                for m in config["PRESETS"][code].get(freq, [])
+            ]
+            for freq in FREQUENCIES
+        }
+        for code in config["CURRENCIES"]
+    }
+    fee_cover = {
+        code: {
+            "rate_bp": settings.fee_cover_rate_bp,
+            "fixed": settings.fee_cover_fixed.get(code, 0),
+            "fixed_label": format_short(settings.fee_cover_fixed.get(code, 0), code, locale),
+        }
+        for code in config["CURRENCIES"]
+    }
+    keep = {
+        k: v for k, v in request.args.items() if k in ATTRIBUTION_FIELDS or k.startswith("utm_")
+    }
+    currency_links = [
+        (code.upper(), url_for("donate.form", currency=code, frequency=frequency, **keep))
+        for code in config["CURRENCIES"]
+        if code != currency
+    ]
+    js_labels = {
+        "once": _("Give %(amount)s", amount="{amount}"),
+        "month": _("Give %(amount)s every month", amount="{amount}"),
+        "year": _("Give %(amount)s every year", amount="{amount}"),
+        "total": _("You will give %(total)s in all.", total="{total}"),
+    }
+    return {
+        "form": form,
+        "currency": currency,
+        "currency_links": currency_links,
+        "places": {code: decimal_places(code) for code in config["CURRENCIES"]},
+        "js_labels": js_labels,
+        "frequency": frequency,
+        "presets": presets,
+        "fee_cover": fee_cover,
+        "fee_rate_label": f"{settings.fee_cover_rate_bp / 100:g}%",
+        "frequency_labels": FREQUENCY_LABELS,
+        "button_label": _button_label(form, currency, frequency, locale),
+        "locale": locale,
+        **extra,
+    }
+
+
+def _button_label(form: DonationForm, currency: str, frequency: str, locale: str) -> str:
+    text = (form.amount.data or "").strip() or (form.preset.data or "").strip()
+    try:
+        amount = format_short(parse_amount(text, currency), currency, locale) if text else None
+    except MoneyError:
+        amount = None
+    if amount is None:
+        return {
+            "once": _("Give once"),
+            "month": _("Give every month"),
+            "year": _("Give every year"),
+        }[frequency]
+    if frequency == "month":
+        return _("Give %(amount)s every month", amount=amount)
+    if frequency == "year":
+        return _("Give %(amount)s every year", amount=amount)
+    return _("Give %(amount)s", amount=amount)
+
+
+def _render_form(form: DonationForm, status: int = 200, **extra: Any) -> tuple[str, int]:
+    return render_template("donate/form.html", **_form_context(form, **extra)), status
 
 
 @bp.get("/donate")
-def form() -> str:
-    return "donate"
+def form() -> tuple[str, int]:
+    donation_form = DonationForm(data=_prefill(), config=current_app.config, formdata=None)
+    return _render_form(donation_form)
+
+
+@bp.post("/donate")
+def submit() -> Response | tuple[str, int]:
+    donation_form = DonationForm(config=current_app.config)
+    if not donation_form.validate():
+        return _render_form(donation_form, 400)
+    payments = _payments()
+    if payments is None:
+        return _render_form(donation_form, 503, notice="not_configured")
+
+    settings = CheckoutSettings.from_config(current_app.config)
+    currency = donation_form.currency.data
+    fee_minor = settings.fee_cover(currency).extra_for(donation_form.amount_minor or 0)
+    gift = donation_form.to_gift(locale=_locale(), fee_cover_minor=fee_minor)
+    session = db_session()
+    try:
+        checkout = start_checkout(session, payments, gift, settings)
+        session.commit()
+    except PaymentsError as exc:
+        session.rollback()
+        log.warning("checkout not started: provider error kind=%s", exc.kind)
+        status = 503 if exc.retryable else 502
+        return _render_form(donation_form, status, notice="provider_error")
+    except IntegrityError:
+        # The same submission arrived twice at once: the other request made the
+        # row (Stripe returned the same session for the same idempotency key).
+        session.rollback()
+        existing = session.get(Checkout, checkout_id_for(gift))
+        if existing is None:
+            raise
+        checkout = existing
+    if not checkout.stripe_checkout_url:
+        abort(500)
+    return redirect(checkout.stripe_checkout_url, code=303)
+
+
+@bp.get("/donate/thanks")
+def thanks() -> tuple[str, int]:
+    session_id = request.args.get("session_id", "")
+    if not SESSION_ID.fullmatch(session_id):
+        abort(404)
+    checkout = (
+        db_session()
+        .scalars(select(Checkout).where(Checkout.stripe_checkout_session_id == session_id))
+        .first()
+    )
+    payments = _payments()
+    if checkout is None or payments is None:
+        abort(404)
+    try:
+        stripe_session = payments.retrieve_checkout_session(session_id)
+    except PaymentsError as exc:
+        if exc.kind == "not_found":
+            abort(404)
+        log.warning("thanks page: provider error kind=%s", exc.kind)
+        return render_template("donate/thanks.html", checkout=checkout, state="unknown"), 503
+    return render_template(
+        "donate/thanks.html",
+        checkout=checkout,
+        state=payment_state(stripe_session),
+        amount_minor=stripe_session.get("amount_total") or checkout.total_minor,
+        currency=stripe_session.get("currency") or checkout.currency,
+        locale=_locale(),
+    ), 200
+
+
+def payment_state(stripe_session: dict[str, Any]) -> str:
+    """paid, processing (a bank debit on its way), or unpaid (open, expired, failed)."""
+    status = stripe_session.get("status")
+    payment_status = stripe_session.get("payment_status")
+    intent = stripe_session.get("payment_intent")
+    intent_status = intent.get("status") if isinstance(intent, dict) else None
+    if status == "complete" and payment_status in ("paid", "no_payment_required"):
+        return "paid"
+    if status == "complete" or intent_status == "processing":
+        return "processing"
+    if status == "expired":
+        return "expired"
+    return "unpaid"
 
 
 def render_after_csrf_failure() -> tuple[str, int] | None:
-    return None
+    """A missing or stale CSRF token on POST /donate: the form again, filled in,
+    with a fresh token and a message, instead of a bare 400."""
+    if request.endpoint != "donate.submit":
+        return None
+    donation_form = DonationForm(config=current_app.config, meta={"csrf": False})
+    donation_form.validate()
+    return _render_form(donation_form, 400, notice="csrf")

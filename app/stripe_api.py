@@ -71,6 +71,9 @@ class StripeApi:
         timeout_seconds: float = 10,
         max_network_retries: int = 2,
     ) -> None:
+        # stripe-python logs request bodies (donor emails) at DEBUG and Stripe's
+        # error messages at INFO: keep its logger to warnings and above.
+        logging.getLogger("stripe").setLevel(logging.WARNING)
         base_addresses: dict[str, str] = {"api": api_base.rstrip("/")} if api_base else {}
         self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
         self._client = stripe.StripeClient(

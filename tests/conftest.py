@@ -95,8 +95,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def app_config(db_url: str) -> dict[str, Any]:
-    """Override in a test module (or parametrize) to change settings."""
+def app_config(db_url: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The app's settings; `@pytest.mark.settings(NAME=value)` overrides them
+    for one test (or override this fixture in a module)."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
     return {
         "APP_ENV": "test",
         "TESTING": True,
@@ -105,6 +108,7 @@ def app_config(db_url: str) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "STRIPE_MAX_NETWORK_RETRIES": 0,
+        **overrides,
     }
 
 

@@ -1,0 +1,220 @@
+"""Starting a Stripe Checkout Session for a gift: the parameters Stripe
+receives, the idempotency that makes a double click one session, and the
+checkout record beside the ledger.
+
+No Flask and no `stripe` here: the payments provider is passed in
+(app.stripe_api.Payments), and the caller (the view) commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from sqlalchemy.orm import Session
+
+from app.donors import find_or_create_donor, latest_customer_id
+from app.models import Checkout
+from app.money import FeeCover, format_plain
+
+if TYPE_CHECKING:
+    from app.stripe_api import Payments
+
+# Locales Stripe Checkout speaks that we may offer; others fall back to "auto".
+STRIPE_CHECKOUT_LOCALES = frozenset({"en", "ru", "de", "fr", "es", "it", "nl", "pt", "uk", "pl"})
+
+
+@dataclass(frozen=True)
+class Gift:
+    """What a reader chose on the form, validated."""
+
+    nonce: str
+    email: str
+    name: str
+    frequency: str  # once | month | year
+    currency: str
+    amount_minor: int
+    fee_cover_minor: int
+    dedication_kind: str | None
+    dedication_name: str | None
+    anonymous: bool
+    comment: str | None
+    locale: str
+    campaign: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_content: str | None
+    utm_term: str | None
+
+    @property
+    def total_minor(self) -> int:
+        return self.amount_minor + self.fee_cover_minor
+
+    @property
+    def attribution(self) -> dict[str, str]:
+        fields = {
+            "campaign": self.campaign,
+            "utm_source": self.utm_source,
+            "utm_medium": self.utm_medium,
+            "utm_content": self.utm_content,
+            "utm_term": self.utm_term,
+        }
+        return {k: v for k, v in fields.items() if v}
+
+
+@dataclass(frozen=True)
+class CheckoutSettings:
+    public_base_url: str
+    organisation_name: str
+    donation_product_name: str
+    membership_product: str  # prod_... or "" for an inline product
+    membership_product_name: str
+    fee_cover_rate_bp: int
+    fee_cover_fixed: dict[str, int]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CheckoutSettings:
+        return cls(
+            public_base_url=config["PUBLIC_BASE_URL"],
+            organisation_name=config["ORGANISATION_NAME"],
+            donation_product_name=config["DONATION_PRODUCT_NAME"],
+            membership_product=config["MEMBERSHIP_PRODUCT"],
+            membership_product_name=config["MEMBERSHIP_PRODUCT_NAME"],
+            fee_cover_rate_bp=int(config["FEE_COVER_RATE_BP"]),
+            fee_cover_fixed={k: int(v) for k, v in config["FEE_COVER_FIXED"].items()},
+        )
+
+    def fee_cover(self, currency: str) -> FeeCover:
+        return FeeCover(self.fee_cover_rate_bp, self.fee_cover_fixed.get(currency, 0))
+
+
+def checkout_id_for(gift: Gift) -> str:
+    """Our id for one submission: the form's single-use nonce plus every choice,
+    so a double click or a retried request is the same id (one row, one
+    session) and a changed choice is a new one."""
+    material = "\x1f".join(f"{k}={v}" for k, v in sorted(asdict(gift).items()))
+    return "co_" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def idempotency_key_for(checkout_id: str) -> str:
+    return f"checkout-session-create:{checkout_id}"
+
+
+def cancel_url_for(gift: Gift, base_url: str) -> str:
+    """Back to the form, pre-filled with the choices (never the email)."""
+    query = {
+        "amount": format_plain(gift.amount_minor, gift.currency),
+        "currency": gift.currency,
+        "frequency": gift.frequency,
+        **gift.attribution,
+    }
+    return f"{base_url}/donate?{urlencode(query)}"
+
+
+def session_params(
+    gift: Gift, checkout_id: str, settings: CheckoutSettings, *, customer_id: str | None
+) -> dict[str, Any]:
+    """The Checkout Session create parameters for this gift."""
+    metadata = {"checkout_id": checkout_id, "frequency": gift.frequency, **gift.attribution}
+    recurring = gift.frequency in ("month", "year")
+
+    def price_data(amount: int, product: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = {"currency": gift.currency, "unit_amount": amount, **product}
+        if recurring:
+            data["recurring"] = {"interval": gift.frequency}
+        return data
+
+    if recurring and settings.membership_product:
+        gift_product: dict[str, Any] = {"product": settings.membership_product}
+    elif recurring:
+        gift_product = {"product_data": {"name": settings.membership_product_name}}
+    else:
+        gift_product = {
+            "product_data": {
+                "name": f"{settings.donation_product_name} to {settings.organisation_name}"
+            }
+        }
+    line_items = [{"price_data": price_data(gift.amount_minor, gift_product), "quantity": 1}]
+    if gift.fee_cover_minor:
+        fee_product = {"product_data": {"name": "Processing fee, covered by you"}}
+        line_items.append(
+            {"price_data": price_data(gift.fee_cover_minor, fee_product), "quantity": 1}
+        )
+
+    params: dict[str, Any] = {
+        "mode": "subscription" if recurring else "payment",
+        "line_items": line_items,
+        "client_reference_id": checkout_id,
+        "metadata": metadata,
+        "success_url": (
+            f"{settings.public_base_url}/donate/thanks?session_id={{CHECKOUT_SESSION_ID}}"
+        ),
+        "cancel_url": cancel_url_for(gift, settings.public_base_url),
+        "locale": gift.locale if gift.locale in STRIPE_CHECKOUT_LOCALES else "auto",
+    }
+    if customer_id:
+        params["customer"] = customer_id
+    else:
+        params["customer_email"] = gift.email
+    if recurring:
+        params["subscription_data"] = {"metadata": metadata}
+    else:
+        params["submit_type"] = "donate"
+        params["payment_intent_data"] = {"metadata": metadata}
+        if not customer_id:
+            # A customer for every one-time donor too, so a later gift reuses it.
+            params["customer_creation"] = "always"
+    return params
+
+
+def start_checkout(
+    session: Session, payments: Payments, gift: Gift, settings: CheckoutSettings
+) -> Checkout:
+    """The checkout for this submission: the existing one for a repeated
+    submission, otherwise a new Stripe Checkout Session and its record.
+
+    Stripe is called before anything is written, so a failure leaves no
+    half-made row; the idempotency key makes a retry after a lost answer
+    return the same session instead of a second one.
+    """
+    checkout_id = checkout_id_for(gift)
+    existing = session.get(Checkout, checkout_id)
+    if existing is not None:
+        return existing
+    customer_id = latest_customer_id(session, gift.email, livemode=payments.livemode)
+    params = session_params(gift, checkout_id, settings, customer_id=customer_id)
+    created = payments.create_checkout_session(
+        params, idempotency_key=idempotency_key_for(checkout_id)
+    )
+    donor = find_or_create_donor(session, gift.email, gift.name)
+    expires_at = created.get("expires_at")
+    checkout = Checkout(
+        id=checkout_id,
+        donor_id=donor.id,
+        email=donor.email,
+        name=gift.name,
+        frequency=gift.frequency,
+        currency=gift.currency,
+        amount_minor=gift.amount_minor,
+        fee_cover_minor=gift.fee_cover_minor,
+        total_minor=gift.total_minor,
+        cover_fees=gift.fee_cover_minor > 0,
+        dedication_kind=gift.dedication_kind,
+        dedication_name=gift.dedication_name,
+        anonymous=gift.anonymous,
+        comment=gift.comment,
+        locale=gift.locale,
+        stripe_checkout_session_id=created["id"],
+        stripe_checkout_url=created.get("url"),
+        stripe_customer_id=customer_id,
+        livemode=bool(created.get("livemode", payments.livemode)),
+        status="open",
+        expires_at=datetime.fromtimestamp(expires_at, UTC) if expires_at else None,
+        **gift.attribution,
+    )
+    session.add(checkout)
+    session.flush()
+    return checkout
