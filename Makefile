@@ -19,8 +19,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# The worker runs in the background beside the dev server and is stopped with it.
 run: $(VENV)/.installed
 	$(BIN)/donations db upgrade
+	$(BIN)/donations worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(BIN)/donations run --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-test

@@ -31,3 +31,19 @@ def db_upgrade() -> None:
     url = current_app.config["DATABASE_URL"]
     upgrade(url)
     click.echo("database is at the latest migration")
+
+
+def _register_commands() -> None:
+    from app.ledger_cli import ledger
+    from app.sandbox_cli import sandbox
+    from app.staff_cli import staff
+    from webhooks.cli import events, worker
+
+    main.add_command(ledger)
+    main.add_command(events)
+    main.add_command(sandbox)
+    main.add_command(staff)
+    main.add_command(worker)
+
+
+_register_commands()

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from app import extensions
 from app.db import Database
+from app.sandbox import SandboxPayments, sandbox_allowed
 from app.settings import ROOT, load_settings
 from app.stripe_api import payments_from_settings
 
@@ -28,16 +29,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         instance_path=str(ROOT / "instance"),
     )
     app.config.update(load_settings(overrides=test_config))
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Flask's defaults exist (SameSite None), so assign rather than setdefault.
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_BASE_URL"].startswith("https://")
     app.config["BABEL_DEFAULT_LOCALE"] = app.config["LANGUAGES"][0]
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(ROOT / "translations")
 
     app.extensions["donations.db"] = Database(app.config["DATABASE_URL"])
-    app.extensions["donations.payments"] = app.config.get("PAYMENTS") or payments_from_settings(
-        app.config
-    )
+    app.extensions["donations.payments"] = _choose_payments(app)
     app.teardown_appcontext(extensions.close_db_session)
 
     extensions.csrf.init_app(app)
@@ -47,12 +47,45 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(donate.bp)
     app.register_blueprint(health.bp)
+    if isinstance(app.extensions["donations.payments"], SandboxPayments):
+        from app import sandbox_views
 
-    from app.money import format_money, format_short
+        app.register_blueprint(sandbox_views.bp)
 
-    app.jinja_env.globals.update(format_money=format_money, format_short=format_short)
+    from webhooks import receiver
+
+    app.register_blueprint(receiver.bp)
+    extensions.csrf.exempt(receiver.receive_stripe_event)  # Stripe signs; this route only
+
+    from app import auth, staff_views
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(staff_views.bp)
+    auth.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
+
+    from flask_babel import get_locale
+
+    from app.money import format_money, format_plain, format_short
+
+    app.jinja_env.globals.update(
+        get_locale=get_locale,
+        format_money=format_money,
+        format_plain=format_plain,
+        format_short=format_short,
+    )
     _register_error_pages(app)
     return app
+
+
+def _choose_payments(app: Flask) -> Any:
+    """Stripe when a key is set; otherwise the offline sandbox outside
+    production while `sandbox_enabled`; otherwise None (not configured)."""
+    chosen = app.config.get("PAYMENTS") or payments_from_settings(app.config)
+    if chosen is None and sandbox_allowed(app.config):
+        chosen = SandboxPayments.from_config(
+            app.extensions["donations.db"], app.config, extensions.db_session
+        )
+    return chosen
 
 
 def _select_locale() -> str | None:

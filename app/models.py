@@ -114,3 +114,17 @@ class Checkout(Base):
         CheckConstraint("currency = lower(currency) AND length(currency) = 3", name="currency_iso"),
         Index("ix_checkouts_campaign_created_at", "campaign", "created_at"),
     )
+
+
+class SandboxObject(Base):
+    """One object of the offline payments sandbox (app.sandbox): a Stripe-shaped
+    JSON document under its Stripe-like id, or an event waiting to be delivered
+    (`delivered_at` is null until the webhook endpoint answered 2xx)."""
+
+    __tablename__ = "sandbox_objects"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()

@@ -44,6 +44,45 @@ class Payments(Protocol):
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
 
 
+class StripeLookup(Protocol):
+    """The read-only calls webhook processing may make, only for what an
+    event's payload lacks. Each returns Stripe's JSON as a plain dict (lists:
+    every item, pages followed) and raises PaymentsError; a missing object is
+    PaymentsError("not_found"). Implemented by StripeApi and the sandbox."""
+
+    def retrieve_balance_transaction(self, balance_transaction_id: str) -> dict[str, Any]:
+        """GET /v1/balance_transactions/{id}: a payment's fee and net."""
+        ...
+
+    def list_balance_transactions(self, *, payout: str) -> list[dict[str, Any]]:
+        """GET /v1/balance_transactions?payout=po_...: what an automatic payout
+        paid out (fees and adjustments included)."""
+        ...
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """GET /v1/subscriptions/{id}: the current state, on a tie of events."""
+        ...
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """GET /v1/invoices/{id}."""
+        ...
+
+    def list_invoice_payments(
+        self, *, invoice: str | None = None, payment_intent: str | None = None
+    ) -> list[dict[str, Any]]:
+        """GET /v1/invoice_payments?invoice=... or, from a payment to its
+        invoice, ?payment[type]=payment_intent&payment[payment_intent]=pi_..."""
+        ...
+
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+        """GET /v1/charges/{id}."""
+        ...
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        """GET /v1/customers/{id}: a donor's email when no payload has it."""
+        ...
+
+
 def _error_kind(exc: stripe.StripeError) -> str:
     if isinstance(exc, stripe.RateLimitError):
         return "rate_limited"
@@ -122,6 +161,59 @@ class StripeApi:
             session_id,
             params={"expand": ["payment_intent"]},
         )
+
+    # -- read-only look-ups for webhook processing (StripeLookup) -------------
+
+    def _list_all(self, what: str, fn: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        page_params = {**params, "limit": 100}
+        while True:
+            page = self._call(what, fn, params=page_params)
+            data: list[dict[str, Any]] = list(page.get("data") or [])
+            items.extend(data)
+            if not page.get("has_more") or not data:
+                return items
+            page_params = {**page_params, "starting_after": data[-1]["id"]}
+
+    def retrieve_balance_transaction(self, balance_transaction_id: str) -> dict[str, Any]:
+        return self._call(
+            "balance transaction retrieve",
+            self._client.v1.balance_transactions.retrieve,
+            balance_transaction_id,
+        )
+
+    def list_balance_transactions(self, *, payout: str) -> list[dict[str, Any]]:
+        return self._list_all(
+            "balance transaction list", self._client.v1.balance_transactions.list, {"payout": payout}
+        )
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return self._call(
+            "subscription retrieve", self._client.v1.subscriptions.retrieve, subscription_id
+        )
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return self._call("invoice retrieve", self._client.v1.invoices.retrieve, invoice_id)
+
+    def list_invoice_payments(
+        self, *, invoice: str | None = None, payment_intent: str | None = None
+    ) -> list[dict[str, Any]]:
+        if (invoice is None) == (payment_intent is None):
+            raise ValueError("give exactly one of invoice, payment_intent")
+        params: dict[str, Any] = (
+            {"invoice": invoice}
+            if invoice is not None
+            else {"payment": {"type": "payment_intent", "payment_intent": payment_intent}}
+        )
+        return self._list_all(
+            "invoice payment list", self._client.v1.invoice_payments.list, params
+        )
+
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+        return self._call("charge retrieve", self._client.v1.charges.retrieve, charge_id)
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._call("customer retrieve", self._client.v1.customers.retrieve, customer_id)
 
 
 def payments_from_settings(settings: dict[str, Any]) -> StripeApi | None:

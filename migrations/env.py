@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
-import app.models  # noqa: F401  (registers every table on Base.metadata)
+import app.schema  # noqa: F401  (registers every table on Base.metadata)
 from app.db import Base, make_engine
 from app.settings import load_settings
 

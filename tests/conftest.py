@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from app import create_app
+from app import schema as _schema  # noqa: F401  (every table, for truncation and the schema check)
 from app.db import Base, Database
 from app.migrate import upgrade
 
@@ -73,8 +74,12 @@ def postgres_url() -> Iterator[str]:
 
 def _truncate_postgres(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
+        existing = set(
+            conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+        )
+        names = [t.name for t in Base.metadata.sorted_tables if t.name in existing]
+        tables = ", ".join(f'"{name}"' for name in names)
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
 

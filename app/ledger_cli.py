@@ -1,0 +1,132 @@
+"""`donations ledger ...`: export, summary and verify (see CONTRACT.md).
+
+Reads only: no command here writes to the ledger. Dates are days in
+LEDGER_REPORTING_TZ; --since is inclusive, --until exclusive.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, date, datetime, time
+from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from app import ledger as core
+from app.db import Database
+
+
+class DateParam(click.ParamType):
+    """A YYYY-MM-DD day; bad input is a one-line usage error (exit status 2)."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        text = str(value)
+        try:
+            if len(text) != 10:
+                raise ValueError(text)
+            return date.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is not a date in the form YYYY-MM-DD", param, ctx)
+
+
+DATE = DateParam()
+
+
+def _reporting_zone() -> ZoneInfo:
+    name = current_app.config.get("LEDGER_REPORTING_TZ") or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise click.UsageError(f"LEDGER_REPORTING_TZ {name!r} is not a time zone") from exc
+
+
+def _bounds(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
+    """The start of each day in the reporting zone, as UTC instants."""
+    zone = _reporting_zone()
+    if since and until and until <= since:
+        raise click.BadParameter("must be after --since", param_hint="'--until'")
+
+    def start(day: date | None) -> datetime | None:
+        if day is None:
+            return None
+        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+    return start(since), start(until)
+
+
+def _session() -> Any:
+    database: Database = current_app.extensions["donations.db"]
+    return database.session()
+
+
+def write_csv(handle: IO[str], rows: Any) -> None:
+    writer = csv.writer(handle, lineterminator="\r\n")
+    writer.writerow(core.CSV_COLUMNS)
+    for row in rows:
+        writer.writerow(row)
+
+
+@click.group()
+def ledger() -> None:
+    """The donor ledger: export, summary, verify."""
+
+
+@ledger.command("export")
+@click.option("--since", type=DATE, help="First day (inclusive), YYYY-MM-DD.")
+@click.option("--until", type=DATE, help="Last day (exclusive), YYYY-MM-DD.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE.")
+@with_appcontext
+def export(since: date | None, until: date | None, output: str | None) -> None:
+    """The ledger CSV, one row per movement, oldest first (no byte-order mark)."""
+    start, end = _bounds(since, until)
+    session = _session()
+    try:
+        rows = core.export_rows(session, start, end)
+        if output:
+            with open(output, "w", encoding="utf-8", newline="") as handle:
+                write_csv(handle, rows)
+        else:
+            write_csv(sys.stdout, rows)
+    finally:
+        session.close()
+
+
+@ledger.command("summary")
+@click.option("--json", "as_json", is_flag=True, required=True, help="Print JSON (required).")
+@click.option("--since", type=DATE, help="First day (inclusive), YYYY-MM-DD.")
+@click.option("--until", type=DATE, help="Last day (exclusive), YYYY-MM-DD.")
+@with_appcontext
+def summary(as_json: bool, since: date | None, until: date | None) -> None:
+    """Totals per currency as JSON (CONTRACT.md, "Ledger summary JSON")."""
+    start, end = _bounds(since, until)
+    session = _session()
+    try:
+        click.echo(json.dumps(core.summary(session, start, end), sort_keys=False))
+    finally:
+        session.close()
+
+
+@ledger.command("verify")
+@with_appcontext
+def verify() -> None:
+    """Check the ledger: entries balance, no orphan postings, receivables
+    settle, the summary equals the postings. Exit status 1 on a problem."""
+    session = _session()
+    try:
+        problems = core.verify(session)
+    finally:
+        session.close()
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("ledger verified: every entry balances")

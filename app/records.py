@@ -1,0 +1,223 @@
+"""Mutable records beside the ledger, one row per Stripe object and keyed by
+its id (unique): payments (charges), refunds, disputes, payouts, memberships
+(subscriptions) and the invoice a payment paid.
+
+They hold state (status, outcome, period end) and the joins the ledger's
+reports need (donor, checkout, subscription). Money is never counted from
+them: the journal is the money. No Flask, no `stripe`, no commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.clock import utcnow
+from app.db import Base
+
+PAYMENT_KINDS = ("once", "membership")
+
+
+class Payment(Base):
+    """A successful charge (ch_...), whichever way it was made."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_charge_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    donor_id: Mapped[int | None] = mapped_column(ForeignKey("donors.id"), index=True)
+    # Our checkouts.id, from metadata or client_reference_id; no foreign key:
+    # an event may arrive before the checkout row exists.
+    checkout_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    stripe_created_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('once', 'membership')", name="kind_known"),
+        CheckConstraint("currency = lower(currency) AND length(currency) = 3", name="currency_iso"),
+    )
+
+
+class InvoicePayment(Base):
+    """Which invoice (and subscription) a payment intent or charge paid: under
+    API versions since 2025-03-31 a charge no longer says."""
+
+    __tablename__ = "invoice_payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255), index=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_refund_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    stripe_created_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Dispute(Base):
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(32))  # won, lost, warning_closed
+    last_event_created_at: Mapped[datetime | None] = mapped_column()
+    stripe_created_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Payout(Base):
+    __tablename__ = "payouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_payout_id: Mapped[str] = mapped_column(String(255), unique=True)
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32))
+    arrival_at: Mapped[datetime | None] = mapped_column()
+    stripe_created_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Membership(Base):
+    """A Stripe subscription: a member giving every month or year."""
+
+    __tablename__ = "memberships"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    donor_id: Mapped[int | None] = mapped_column(ForeignKey("donors.id"), index=True)
+    checkout_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    amount_minor: Mapped[int | None] = mapped_column(Integer)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    interval: Mapped[str | None] = mapped_column(String(8))
+    current_period_end: Mapped[datetime | None] = mapped_column()
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    canceled_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The `created` of the event that last set the state: older events never
+    # take it back.
+    last_event_created_at: Mapped[datetime | None] = mapped_column()
+    last_stripe_event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def get_or_insert(
+    session: Session,
+    model: Any,
+    key_column: str,
+    key: str,
+    *,
+    lock: bool = False,
+    **values: Any,
+) -> Any:
+    """The row of `model` whose `key_column` is `key`, inserted with `values`
+    if missing (insert on conflict do nothing, then read: safe when two
+    workers race). Later changes are the caller's updates on the row; `lock`
+    holds the row (SELECT ... FOR UPDATE on PostgreSQL) until commit, for
+    read-compare-write updates."""
+    now = utcnow()
+    defaults: dict[str, Any] = {"created_at": now}
+    if hasattr(model, "updated_at"):
+        defaults["updated_at"] = now
+    statement = (
+        _insert(session)(model)
+        .values(**{key_column: key, **defaults, **values})
+        .on_conflict_do_nothing(index_elements=[key_column])
+    )
+    session.execute(statement)
+    column = getattr(model, key_column)
+    query = select(model).where(column == key).execution_options(populate_existing=True)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one()
+
+
+def payment_by_charge(session: Session, charge_id: str) -> Payment | None:
+    return session.scalars(select(Payment).where(Payment.stripe_charge_id == charge_id)).first()
+
+
+def invoice_link(
+    session: Session, *, payment_intent_id: str | None = None, charge_id: str | None = None
+) -> InvoicePayment | None:
+    if payment_intent_id:
+        found = session.scalars(
+            select(InvoicePayment).where(
+                InvoicePayment.stripe_payment_intent_id == payment_intent_id
+            )
+        ).first()
+        if found is not None:
+            return found
+    if charge_id:
+        return session.scalars(
+            select(InvoicePayment).where(InvoicePayment.stripe_charge_id == charge_id)
+        ).first()
+    return None
+
+
+def membership_by_subscription(session: Session, subscription_id: str) -> Membership | None:
+    return session.scalars(
+        select(Membership).where(Membership.stripe_subscription_id == subscription_id)
+    ).first()
+
+
+class Invoice(Base):
+    """A Stripe invoice (in_...): which subscription it bills. Money is never
+    read from it (`amount_paid` includes payments made outside Stripe)."""
+
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str | None] = mapped_column(String(32))
+    billing_reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def invoice_by_id(session: Session, invoice_id: str) -> Invoice | None:
+    return session.scalars(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id)).first()

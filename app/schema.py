@@ -1,0 +1,19 @@
+"""Every table of the application in one place, for Alembic and the tests:
+importing this module registers all models on `Base.metadata`.
+
+Add a module here when it defines tables. No Flask, no `stripe`.
+"""
+
+from __future__ import annotations
+
+import app.ledger
+import app.models
+import app.records
+import app.reports  # indexes the finance views need (migration 0006)
+import app.staff
+import webhooks.inbox
+from app.db import Base
+
+metadata = Base.metadata
+
+__all__ = ["app", "metadata", "webhooks"]

@@ -1,0 +1,143 @@
+"""`donations worker [--once]` and `donations events ...` (replay, failed).
+
+Each command owns its transactions; bad input is a one-line error and exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from app.clock import utcnow
+from app.db import Database
+from webhooks.inbox import find_events, list_failed, reset_for_replay
+from webhooks.worker import Outcome, RetryPolicy, drain, process_next, run
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(2)
+
+
+def _database() -> Database:
+    database: Database = current_app.extensions["donations.db"]
+    return database
+
+
+def _payments() -> Any:
+    return current_app.extensions.get("donations.payments")
+
+
+def _summary(outcomes: list[Outcome]) -> str:
+    counts = {status: 0 for status in ("processed", "failed", "dead")}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return ", ".join(f"{count} {status}" for status, count in counts.items())
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Process every due event, then exit.")
+@with_appcontext
+def worker(once: bool) -> None:
+    """Apply stored Stripe events to the ledger (several workers may share the work)."""
+    policy = RetryPolicy.from_settings(current_app.config)
+    if once:
+        outcomes = drain(_database(), _payments(), policy)
+        click.echo(f"events: {_summary(outcomes)}")
+        return
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        click.echo(f"worker: {signal.Signals(signum).name}, stopping", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    click.echo("worker: started", err=True)
+    run(
+        _database(),
+        _payments(),
+        policy,
+        stop=stop,
+        idle_seconds=float(current_app.config["WORKER_IDLE_SECONDS"]),
+    )
+    click.echo("worker: stopped", err=True)
+
+
+@click.group()
+def events() -> None:
+    """Stored Stripe webhook events."""
+
+
+@events.command("replay")
+@click.argument("event_ids", nargs=-1)
+@click.option("--failed", "failed", is_flag=True, help="Replay every failed and dead event.")
+@with_appcontext
+def replay(event_ids: tuple[str, ...], failed: bool) -> None:
+    """Process stored events again now (EVENT_ID... or --failed).
+
+    Each replayed event gets a fresh retry budget (attempts reset to 0).
+    Replaying a processed event is harmless: ledger entries are keyed.
+    """
+    if bool(event_ids) == failed:
+        _fail("give event ids or --failed (one of them)")
+    database = _database()
+    session = database.session()
+    try:
+        with session.begin():
+            if failed:
+                chosen = list_failed(session)
+            else:
+                found = {event.stripe_event_id: event for event in find_events(session, event_ids)}
+                unknown = [event_id for event_id in event_ids if event_id not in found]
+                if unknown:
+                    _fail(f"no stored event {', '.join(unknown)}")
+                skipped = [
+                    event_id for event_id in event_ids if found[event_id].status == "skipped"
+                ]
+                if skipped:
+                    _fail(f"{', '.join(skipped)} skipped (other livemode), not replayed")
+                chosen = [found[event_id] for event_id in dict.fromkeys(event_ids)]
+            reset_for_replay(session, chosen, utcnow())
+            chosen_ids = [event.stripe_event_id for event in chosen]
+    finally:
+        session.close()
+    if not chosen_ids:
+        click.echo("no failed or dead events")
+        return
+
+    policy = RetryPolicy.from_settings(current_app.config)
+    outcomes: list[Outcome] = []
+    for event_id in chosen_ids:
+        outcome = process_next(database, _payments(), policy, stripe_event_id=event_id)
+        if outcome is None:  # another worker claimed it after the reset
+            click.echo(f"{event_id}: taken by another worker")
+            continue
+        outcomes.append(outcome)
+        line = f"{outcome.stripe_event_id} {outcome.type}: {outcome.status}"
+        click.echo(line + (f" ({outcome.error})" if outcome.error else ""))
+    click.echo(f"replayed: {_summary(outcomes)}")
+    if any(outcome.status != "processed" for outcome in outcomes):
+        raise click.exceptions.Exit(1)
+
+
+@events.command("failed")
+@with_appcontext
+def show_failed() -> None:
+    """List failed and dead events with their last error."""
+    session = _database().session()
+    try:
+        for event in list_failed(session):
+            click.echo(
+                f"{event.stripe_event_id}\t{event.type}\t{event.status}\t"
+                f"attempts={event.attempts}\t{event.last_error or ''}"
+            )
+    finally:
+        session.close()

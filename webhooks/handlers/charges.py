@@ -1,0 +1,282 @@
+"""Charges and payment intents: a successful charge is recognised once (its
+gross, key `charge:{ch}`) and settled once its balance transaction is known
+(fee and net, key `balance_transaction:{txn}`), whichever event brings it.
+
+Never derives a refund from `amount_refunded`: refunds post from refund
+objects (webhooks.handlers.refunds).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app import ledger
+from app.records import (
+    InvoicePayment,
+    Payment,
+    get_or_insert,
+    invoice_by_id,
+    invoice_link,
+    membership_by_subscription,
+    payment_by_charge,
+)
+from webhooks import mapping
+from webhooks.handlers.common import Context, resolve_donor
+from webhooks.mapping import ChargeFacts
+
+
+def link_invoice(
+    ctx: Context,
+    invoice_id: str,
+    *,
+    payment_intent_id: str | None = None,
+    charge_id: str | None = None,
+    subscription_id: str | None = None,
+) -> None:
+    """Remember which invoice a payment intent or charge paid, and tell the
+    payment record if it exists already."""
+    if payment_intent_id:
+        get_or_insert(
+            ctx.session,
+            InvoicePayment,
+            "stripe_payment_intent_id",
+            payment_intent_id,
+            stripe_invoice_id=invoice_id,
+            stripe_charge_id=None,
+            stripe_subscription_id=subscription_id,
+        )
+    elif charge_id:
+        get_or_insert(
+            ctx.session,
+            InvoicePayment,
+            "stripe_charge_id",
+            charge_id,
+            stripe_invoice_id=invoice_id,
+            stripe_subscription_id=subscription_id,
+        )
+    query = select(Payment)
+    if payment_intent_id:
+        query = query.where(Payment.stripe_payment_intent_id == payment_intent_id)
+    elif charge_id:
+        query = query.where(Payment.stripe_charge_id == charge_id)
+    else:
+        return
+    for payment in ctx.session.scalars(query):
+        payment.stripe_invoice_id = payment.stripe_invoice_id or invoice_id
+        fill_subscription(ctx, payment, subscription_id)
+
+
+def fill_subscription(ctx: Context, payment: Payment, subscription_id: str | None = None) -> None:
+    """Set the payment's subscription from what is known (the invoice record),
+    and the membership's donor from the payment's."""
+    if payment.stripe_subscription_id is None:
+        if subscription_id is None and payment.stripe_invoice_id:
+            invoice = invoice_by_id(ctx.session, payment.stripe_invoice_id)
+            subscription_id = invoice.stripe_subscription_id if invoice else None
+        payment.stripe_subscription_id = subscription_id
+    if payment.stripe_subscription_id and payment.donor_id:
+        membership = membership_by_subscription(ctx.session, payment.stripe_subscription_id)
+        if membership is not None and membership.donor_id is None:
+            membership.donor_id = payment.donor_id
+
+
+def _payment_kind(ctx: Context, facts: ChargeFacts) -> tuple[str, str | None]:
+    """Whether a charge paid a subscription's invoice ("membership", and which
+    invoice) or not ("once"): from the payload when it says (old versions,
+    our form's metadata), from what earlier events told us, and only then
+    from Stripe (one call: the invoice payments of its payment intent)."""
+    if facts.invoice_known:
+        return ("membership", facts.invoice_id) if facts.invoice_id else ("once", None)
+    if facts.frequency == "once":
+        return "once", None
+    link = invoice_link(ctx.session, payment_intent_id=facts.payment_intent_id, charge_id=facts.id)
+    if link is not None:
+        return "membership", link.stripe_invoice_id
+    if not facts.payment_intent_id:
+        return "once", None
+    for found in ctx.stripe.list_invoice_payments(payment_intent=facts.payment_intent_id):
+        invoice_id = mapping.object_id(found.get("invoice"))
+        if invoice_id:
+            link_invoice(ctx, invoice_id, payment_intent_id=facts.payment_intent_id)
+            return "membership", invoice_id
+    return "once", None
+
+
+def record_charge(ctx: Context, facts: ChargeFacts, *, checkout_id: str | None = None) -> None:
+    """A charge seen in any event: recognise it if it succeeded, keep its
+    record, and settle it if its balance transaction is known."""
+    session = ctx.session
+    payment = payment_by_charge(session, facts.id)
+    if not facts.succeeded:
+        if payment is None:
+            return
+        # A bank debit that failed after all: the record says so; nothing
+        # was recognised for it (recognition waits for success).
+        if facts.status == "failed":
+            payment.status = "failed"
+        return
+    checkout_id = facts.checkout_id or checkout_id
+    if payment is None:
+        kind, invoice_id = _payment_kind(ctx, facts)
+        donor = resolve_donor(
+            ctx,
+            checkout_id=checkout_id,
+            customer_id=facts.customer_id,
+            email=facts.email,
+            name=facts.name,
+            allow_lookup=True,
+        )
+        payment = get_or_insert(
+            session,
+            Payment,
+            "stripe_charge_id",
+            facts.id,
+            stripe_payment_intent_id=facts.payment_intent_id,
+            stripe_invoice_id=invoice_id,
+            stripe_customer_id=facts.customer_id,
+            donor_id=donor.id if donor else None,
+            checkout_id=checkout_id,
+            kind=kind,
+            amount_minor=facts.amount_minor,
+            currency=facts.currency,
+            status="succeeded",
+            livemode=facts.livemode,
+            stripe_created_at=facts.created_at,
+        )
+    fill_payment(ctx, payment, facts, checkout_id=checkout_id)
+    ledger.recognise_payment(
+        session,
+        charge_id=facts.id,
+        kind="donation" if payment.kind == "once" else "membership_payment",
+        currency=facts.currency,
+        amount_minor=facts.amount_minor,
+        occurred_at=facts.created_at,
+        donor_id=payment.donor_id,
+    )
+    settle_charge(ctx, facts, payment)
+
+
+def fill_payment(
+    ctx: Context, payment: Payment, facts: ChargeFacts, *, checkout_id: str | None
+) -> None:
+    """Fill what the record lacks from this payload (never overwrite)."""
+    payment.stripe_payment_intent_id = payment.stripe_payment_intent_id or facts.payment_intent_id
+    payment.stripe_customer_id = payment.stripe_customer_id or facts.customer_id
+    payment.checkout_id = payment.checkout_id or checkout_id
+    if payment.kind == "membership" and payment.stripe_invoice_id is None:
+        link = invoice_link(
+            ctx.session, payment_intent_id=payment.stripe_payment_intent_id, charge_id=facts.id
+        )
+        payment.stripe_invoice_id = facts.invoice_id or (link.stripe_invoice_id if link else None)
+    if payment.donor_id is None:
+        donor = resolve_donor(
+            ctx,
+            checkout_id=payment.checkout_id,
+            customer_id=facts.customer_id,
+            email=facts.email,
+            name=facts.name,
+            allow_lookup=False,
+        )
+        payment.donor_id = donor.id if donor else None
+    fill_subscription(ctx, payment)
+
+
+def settle_charge(ctx: Context, facts: ChargeFacts, payment: Payment) -> None:
+    ref = facts.balance_transaction
+    if ref is None or ledger.entry_exists(ctx.session, f"balance_transaction:{ref.id}"):
+        return
+    txn = ref.expanded or mapping.balance_txn(ctx.stripe.retrieve_balance_transaction(ref.id))
+    ledger.settle(
+        ctx.session,
+        txn,
+        object_id=facts.id,
+        object_currency=facts.currency,
+        object_amount_minor=facts.amount_minor,
+        charge_id=facts.id,
+        donor_id=payment.donor_id,
+    )
+
+
+def handle_charge(ctx: Context) -> None:
+    """charge.succeeded, charge.updated, charge.captured, charge.failed,
+    charge.refunded: the charge object carries all a payment needs. Since
+    2024-04-10 its balance transaction is usually null at charge.succeeded and
+    arrives with a charge.updated (previous_attributes.balance_transaction);
+    whichever event first carries it settles the fee (one fetch, unless
+    expanded), later ones find the key posted and call nothing."""
+    obj = ctx.object
+    facts = mapping.charge(obj)
+    record_charge(ctx, facts)
+    payment = payment_by_charge(ctx.session, facts.id)
+    if payment is not None and facts.succeeded:
+        if facts.disputed:
+            payment.status = "disputed"
+        elif facts.refunded:
+            payment.status = "refunded"
+        elif int(obj.get("amount_refunded") or 0) > 0 and payment.status == "succeeded":
+            # Status only: refunds are posted from refund objects.
+            payment.status = "partially_refunded"
+    if ctx.type == "charge.refunded":
+        # Old versions list the refunds themselves on the charge: real refund
+        # objects with their own ids, posted like refund events.
+        from webhooks.handlers.refunds import record_refund
+
+        for refund in mapping.refunds_listed_on_charge(obj):
+            record_refund(ctx, refund)
+
+
+def handle_payment_intent(ctx: Context) -> None:
+    """payment_intent.succeeded / payment_failed. Old versions carry the
+    charges (and `invoice`): those are recorded like charge events. New
+    versions carry only the latest charge's id: the intent then fills in our
+    checkout and, for our one-time form, the record's kind; recognition waits
+    for the charge's own event (it has the charge's time and details)."""
+    facts = mapping.payment_intent(ctx.object)
+    if facts.invoice_known and facts.invoice_id:
+        link_invoice(ctx, facts.invoice_id, payment_intent_id=facts.id)
+    for charge in facts.charges:
+        record_charge(ctx, charge, checkout_id=facts.checkout_id)
+    if facts.status != "succeeded" or not facts.latest_charge_id or facts.charges:
+        return
+    payment = payment_by_charge(ctx.session, facts.latest_charge_id)
+    if payment is None and (facts.frequency == "once" or facts.invoice_known):
+        donor = resolve_donor(
+            ctx,
+            checkout_id=facts.checkout_id,
+            customer_id=facts.customer_id,
+            email=facts.email,
+            name=None,
+            allow_lookup=False,
+        )
+        payment = get_or_insert(
+            ctx.session,
+            Payment,
+            "stripe_charge_id",
+            facts.latest_charge_id,
+            stripe_payment_intent_id=facts.id,
+            stripe_invoice_id=facts.invoice_id,
+            stripe_customer_id=facts.customer_id,
+            donor_id=donor.id if donor else None,
+            checkout_id=facts.checkout_id,
+            kind="membership" if facts.invoice_id else "once",
+            amount_minor=facts.amount_received,
+            currency=facts.currency,
+            status="succeeded",
+            livemode=facts.livemode,
+            stripe_created_at=facts.created_at,
+        )
+    if payment is not None:
+        payment.checkout_id = payment.checkout_id or facts.checkout_id
+        payment.stripe_payment_intent_id = payment.stripe_payment_intent_id or facts.id
+        fill_subscription(ctx, payment)
+
+
+HANDLERS = {
+    "charge.succeeded": handle_charge,
+    "charge.updated": handle_charge,
+    "charge.captured": handle_charge,
+    "charge.failed": handle_charge,
+    "charge.refunded": handle_charge,
+    "payment_intent.succeeded": handle_payment_intent,
+    "payment_intent.payment_failed": handle_payment_intent,
+}

@@ -1,0 +1,79 @@
+"""What every handler shares: the context of one event, and finding the donor
+behind a payment (from our checkout, a known Stripe customer, the payload's
+email, or as a last resort one customer look-up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.donors import attach_customer, donor_for_customer, find_or_create_donor
+from app.models import Checkout, Donor
+from app.stripe_api import StripeLookup
+from webhooks import mapping
+
+
+@dataclass(frozen=True)
+class Context:
+    session: Session
+    stripe: StripeLookup
+    event: dict[str, Any]
+    created: datetime
+
+    @classmethod
+    def of(cls, session: Session, event: dict[str, Any], stripe: StripeLookup) -> Context:
+        return cls(session, stripe, event, mapping.event_created(event))
+
+    @property
+    def type(self) -> str:
+        return str(self.event["type"])
+
+    @property
+    def object(self) -> dict[str, Any]:
+        return mapping.event_object(self.event)
+
+    @property
+    def previous_attributes(self) -> dict[str, Any] | None:
+        previous: dict[str, Any] | None = self.event["data"].get("previous_attributes")
+        return previous
+
+    @property
+    def livemode(self) -> bool:
+        return bool(self.event.get("livemode"))
+
+
+def checkout_donor(session: Session, checkout_id: str | None) -> Donor | None:
+    if not checkout_id:
+        return None
+    checkout = session.get(Checkout, checkout_id)
+    return checkout.donor if checkout is not None else None
+
+
+def resolve_donor(
+    ctx: Context,
+    *,
+    checkout_id: str | None,
+    customer_id: str | None,
+    email: str | None,
+    name: str | None,
+    allow_lookup: bool,
+) -> Donor | None:
+    """The donor behind a payment: our checkout's, else the known customer's,
+    else found or created from the payload's email, else (when allowed) from
+    the customer's email fetched from Stripe. The customer is attached."""
+    session = ctx.session
+    donor = checkout_donor(session, checkout_id)
+    if donor is None and customer_id:
+        donor = donor_for_customer(session, customer_id)
+    if donor is None and email:
+        donor = find_or_create_donor(session, email, name)
+    if donor is None and customer_id and allow_lookup:
+        customer = ctx.stripe.retrieve_customer(customer_id)
+        if customer.get("email") and not customer.get("deleted"):
+            donor = find_or_create_donor(session, str(customer["email"]), customer.get("name"))
+    if donor is not None and customer_id:
+        attach_customer(session, donor, customer_id, livemode=ctx.livemode)
+    return donor

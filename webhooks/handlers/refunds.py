@@ -1,0 +1,99 @@
+"""Refunds: each refund is its own movement (key `refund:{re}`), settled by
+its balance transaction; a refund that fails later gives the money back
+(`refund_failure`, keyed by its failure balance transaction). A Dashboard
+refund is the same as any other: refund.* events carry it.
+
+Never computed from a charge's cumulative `amount_refunded`.
+"""
+
+from __future__ import annotations
+
+from app import ledger
+from app.records import Refund, get_or_insert, payment_by_charge
+from webhooks import mapping
+from webhooks.handlers.common import Context
+from webhooks.mapping import RefundFacts, TxnRef
+
+# How far a refund has got; its record never goes back to an earlier status.
+_PROGRESS = {"requires_action": 0, "pending": 1, "succeeded": 2, "canceled": 3, "failed": 3}
+
+
+def _fetch(ctx: Context, ref: TxnRef) -> ledger.BalanceTxn:
+    return ref.expanded or mapping.balance_txn(ctx.stripe.retrieve_balance_transaction(ref.id))
+
+
+def record_refund(ctx: Context, facts: RefundFacts) -> None:
+    session = ctx.session
+    record = get_or_insert(
+        session,
+        Refund,
+        "stripe_refund_id",
+        facts.id,
+        lock=True,
+        stripe_charge_id=facts.charge_id,
+        amount_minor=facts.amount_minor,
+        currency=facts.currency,
+        status=facts.status,
+        reason=facts.reason,
+        stripe_created_at=facts.created_at,
+    )
+    if _PROGRESS.get(facts.status, 0) > _PROGRESS.get(record.status, 0):
+        record.status = facts.status
+    record.reason = record.reason or facts.reason
+    payment = payment_by_charge(session, facts.charge_id) if facts.charge_id else None
+    donor_id = payment.donor_id if payment else None
+
+    # Money left the balance when the refund was made (its balance
+    # transaction exists from then on, also for one that fails later); a
+    # refund cancelled before that moved nothing.
+    moved = facts.balance_transaction is not None or facts.status in (
+        "pending",
+        "succeeded",
+        "failed",
+    )
+    if moved:
+        ledger.recognise_refund(
+            session,
+            refund_id=facts.id,
+            charge_id=facts.charge_id,
+            currency=facts.currency,
+            amount_minor=facts.amount_minor,
+            occurred_at=facts.created_at,
+            donor_id=donor_id,
+        )
+    ref = facts.balance_transaction
+    if ref is not None and not ledger.entry_exists(session, f"balance_transaction:{ref.id}"):
+        ledger.settle(
+            session,
+            _fetch(ctx, ref),
+            object_id=facts.id,
+            object_currency=facts.currency,
+            object_amount_minor=-facts.amount_minor,
+            charge_id=facts.charge_id,
+            donor_id=donor_id,
+        )
+    failure = facts.failure_balance_transaction
+    if failure is not None and not ledger.entry_exists(
+        session, f"balance_transaction:{failure.id}"
+    ):
+        ledger.post_movement(
+            session,
+            _fetch(ctx, failure),
+            "refund_failure",
+            object_id=facts.id,
+            charge_id=facts.charge_id,
+            donor_id=donor_id,
+        )
+
+
+def handle_refund(ctx: Context) -> None:
+    """refund.created / updated / failed, and the older charge.refund.updated."""
+    record_refund(ctx, mapping.refund(ctx.object))
+
+
+HANDLERS = {
+    "refund.created": handle_refund,
+    "refund.updated": handle_refund,
+    "refund.failed": handle_refund,
+    "charge.refund.updated": handle_refund,
+}

@@ -1,0 +1,75 @@
+"""Subscriptions: the membership record follows the newest event only (an
+older event never takes its state back; on a tie, Stripe's current
+subscription decides). Memberships move no money: their invoices' charges
+do."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.donors import donor_for_customer
+from app.records import Membership, Payment, get_or_insert
+from webhooks import mapping
+from webhooks.handlers.common import Context, checkout_donor
+
+
+def handle_subscription(ctx: Context) -> None:
+    """customer.subscription.created / updated / deleted (paused, resumed)."""
+    session = ctx.session
+    facts = mapping.subscription(ctx.object)
+    record: Membership = get_or_insert(
+        session,
+        Membership,
+        "stripe_subscription_id",
+        facts.id,
+        lock=True,
+        status=facts.status,
+        stripe_customer_id=facts.customer_id,
+        checkout_id=facts.checkout_id,
+        livemode=facts.livemode,
+        last_event_created_at=None,
+    )
+    last = record.last_event_created_at
+    if record.last_stripe_event_id == ctx.event["id"]:
+        return  # the same event again
+    if last is not None and ctx.created < last:
+        return
+    if last is not None and ctx.created == last:
+        # Two events in the same second: their order is unknown, so ask Stripe.
+        facts = mapping.subscription(ctx.stripe.retrieve_subscription(facts.id))
+    record.status = facts.status
+    record.amount_minor = (
+        facts.amount_minor if facts.amount_minor is not None else record.amount_minor
+    )
+    record.currency = facts.currency or record.currency
+    record.interval = facts.interval or record.interval
+    record.current_period_end = facts.current_period_end or record.current_period_end
+    record.cancel_at_period_end = facts.cancel_at_period_end
+    record.canceled_at = facts.canceled_at
+    record.ended_at = facts.ended_at
+    record.last_event_created_at = ctx.created
+    record.last_stripe_event_id = str(ctx.event["id"])
+    record.stripe_customer_id = record.stripe_customer_id or facts.customer_id
+    record.checkout_id = record.checkout_id or facts.checkout_id
+    if record.donor_id is None:
+        donor = checkout_donor(session, record.checkout_id)
+        if donor is None and record.stripe_customer_id:
+            donor = donor_for_customer(session, record.stripe_customer_id)
+        if donor is None:
+            donor_id = session.scalar(
+                select(Payment.donor_id).where(
+                    Payment.stripe_subscription_id == facts.id, Payment.donor_id.is_not(None)
+                )
+            )
+            record.donor_id = donor_id
+        else:
+            record.donor_id = donor.id
+
+
+HANDLERS = {
+    "customer.subscription.created": handle_subscription,
+    "customer.subscription.updated": handle_subscription,
+    "customer.subscription.deleted": handle_subscription,
+    "customer.subscription.paused": handle_subscription,
+    "customer.subscription.resumed": handle_subscription,
+}

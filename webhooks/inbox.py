@@ -1,0 +1,261 @@
+"""The inbox of stored Stripe events: one row per Stripe event id, its raw
+body, and where it is in processing (pending, processed, failed, dead,
+skipped). Owns storing, claiming and marking events.
+
+Imports no Flask and no `stripe`; never commits: the receiver, the worker loop
+and the CLI own their transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.db import Base
+
+STATUSES = ("pending", "processed", "failed", "dead", "skipped")
+DUE_STATUSES = ("pending", "failed")
+ERROR_MAX_CHARS = 2000
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class StripeEvent(Base):
+    """A Stripe event as delivered to our webhook endpoint, verified, with its
+    processing state. `payload` is the raw body exactly as signed."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(255))
+    api_version: Mapped[str | None] = mapped_column(String(64))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    stripe_created_at: Mapped[datetime] = mapped_column()  # the event's `created`
+    stripe_object_id: Mapped[str | None] = mapped_column(String(255))  # data.object.id
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column()
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    processed_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        CheckConstraint(_in("status", STATUSES), name="status_known"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # The worker's claim: due statuses, oldest next_attempt_at first.
+        Index("ix_stripe_events_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_stripe_events_stripe_object_id", "stripe_object_id"),
+    )
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """What the receiver extracted from a verified body."""
+
+    stripe_event_id: str
+    type: str
+    api_version: str | None
+    livemode: bool
+    created: int  # Stripe's Unix timestamp
+    stripe_object_id: str | None
+    payload: str
+
+
+class NotAnEvent(ValueError):
+    """Parsed JSON that is not a Stripe event (no id, type, created, ...)."""
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= limit:
+        return value
+    return None
+
+
+def read_event(payload: str, data: Any) -> IncomingEvent:
+    """The fields we store from a parsed event body; NotAnEvent when it is not one."""
+    if not isinstance(data, dict):
+        raise NotAnEvent("the body is not a JSON object")
+    event_id = _text(data.get("id"), 255)
+    event_type = _text(data.get("type"), 255)
+    if event_id is None or event_type is None:
+        raise NotAnEvent("an event needs a string id and type")
+    created = data.get("created")
+    if isinstance(created, bool) or not isinstance(created, int) or created < 0:
+        raise NotAnEvent("an event needs an integer created")
+    livemode = data.get("livemode", False)
+    if not isinstance(livemode, bool):
+        raise NotAnEvent("livemode must be a boolean")
+    api_version = data.get("api_version")
+    if api_version is not None and _text(api_version, 64) is None:
+        raise NotAnEvent("api_version must be a short string")
+    body = data.get("data")
+    obj = body.get("object") if isinstance(body, dict) else None
+    object_id = obj.get("id") if isinstance(obj, dict) else None
+    return IncomingEvent(
+        stripe_event_id=event_id,
+        type=event_type,
+        api_version=api_version,
+        livemode=livemode,
+        created=created,
+        stripe_object_id=_text(object_id, 255),
+        payload=payload,
+    )
+
+
+def store_event(session: Session, incoming: IncomingEvent, *, skipped: bool, now: datetime) -> bool:
+    """Insert the event unless its Stripe id is already stored (also when another
+    request inserts it at the same moment). True when this call stored it."""
+    values = {
+        "stripe_event_id": incoming.stripe_event_id,
+        "type": incoming.type,
+        "api_version": incoming.api_version,
+        "livemode": incoming.livemode,
+        "stripe_created_at": datetime.fromtimestamp(incoming.created, UTC),
+        "stripe_object_id": incoming.stripe_object_id,
+        "payload": incoming.payload,
+        "status": "skipped" if skipped else "pending",
+        "attempts": 0,
+        "next_attempt_at": None if skipped else now,
+        "received_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(StripeEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+    )
+    result = session.execute(statement)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def claim_event(
+    session: Session, now: datetime, *, stripe_event_id: str | None = None
+) -> StripeEvent | None:
+    """Lock and return the next due event (pending or failed, next_attempt_at
+    reached; Stripe's oldest first), or that one event when `stripe_event_id`
+    is given. On PostgreSQL rows other workers hold are skipped (FOR UPDATE
+    SKIP LOCKED), so any number of workers share the inbox; SQLite has no row
+    locks (one worker; the transaction already holds the write lock)."""
+    query = select(StripeEvent).where(
+        StripeEvent.status.in_(DUE_STATUSES), StripeEvent.next_attempt_at <= now
+    )
+    if stripe_event_id is not None:
+        query = query.where(StripeEvent.stripe_event_id == stripe_event_id)
+    query = (
+        query.order_by(StripeEvent.stripe_created_at, StripeEvent.stripe_event_id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(query).first()
+
+
+def mark_processed(session: Session, event: StripeEvent, now: datetime) -> None:
+    event.status = "processed"
+    event.attempts += 1
+    event.last_attempt_at = now
+    event.processed_at = now
+    event.next_attempt_at = None
+    event.last_error = None
+    session.flush()
+
+
+def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> timedelta:
+    """Exponential backoff after the `attempts`-th failure: base, 2*base, 4*base,
+    ... capped at max_seconds, and never under one second."""
+    seconds = base_seconds * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=max(1.0, min(seconds, max_seconds)))
+
+
+def record_failure(
+    session: Session,
+    event_id: int,
+    *,
+    seen_attempts: int,
+    error: str,
+    now: datetime,
+    max_attempts: int,
+    base_delay_seconds: float,
+    max_delay_seconds: float,
+    dead_at_once: bool = False,
+) -> str | None:
+    """Count a failed attempt of the event claimed with `seen_attempts`: failed
+    with the next attempt after a backoff, or dead after the last attempt (or at
+    once). Returns the new status, or None when someone else recorded an outcome
+    for that attempt in the meantime (the claim's lock was released by the
+    rollback), so a failure is never counted twice or over a success."""
+    attempts = seen_attempts + 1
+    dead = dead_at_once or attempts >= max_attempts
+    status = "dead" if dead else "failed"
+    next_attempt_at = (
+        None if dead else now + retry_delay(attempts, base_delay_seconds, max_delay_seconds)
+    )
+    result = session.execute(
+        update(StripeEvent)
+        .where(
+            StripeEvent.id == event_id,
+            StripeEvent.status.in_(DUE_STATUSES),
+            StripeEvent.attempts == seen_attempts,
+        )
+        .values(
+            status=status,
+            attempts=attempts,
+            last_error=error[:ERROR_MAX_CHARS],
+            last_attempt_at=now,
+            next_attempt_at=next_attempt_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return status if getattr(result, "rowcount", 0) == 1 else None
+
+
+def find_events(session: Session, stripe_event_ids: Sequence[str]) -> list[StripeEvent]:
+    """The stored events with these Stripe ids (unknown ids are simply absent)."""
+    if not stripe_event_ids:
+        return []
+    query = select(StripeEvent).where(StripeEvent.stripe_event_id.in_(list(stripe_event_ids)))
+    return list(session.scalars(query))
+
+
+def list_failed(session: Session) -> list[StripeEvent]:
+    """Events that failed (and will be retried) or are dead, Stripe's oldest first."""
+    query = (
+        select(StripeEvent)
+        .where(StripeEvent.status.in_(("failed", "dead")))
+        .order_by(StripeEvent.stripe_created_at, StripeEvent.stripe_event_id)
+    )
+    return list(session.scalars(query))
+
+
+def reset_for_replay(session: Session, events: Sequence[StripeEvent], now: datetime) -> None:
+    """Make events due again now, with a fresh retry budget (attempts back to 0):
+    an operator replays after fixing a cause, and a passing glitch during the
+    replay should not send the event straight back to dead. The last error is
+    kept until the next attempt replaces it. Skipped events are never replayed."""
+    for event in events:
+        if event.status == "skipped":
+            raise ValueError(f"{event.stripe_event_id} was skipped (livemode) and is not replayed")
+        event.status = "pending"
+        event.attempts = 0
+        event.next_attempt_at = now
+    session.flush()
