@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Integer,
@@ -113,9 +114,9 @@ class JournalEntry(Base):
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
     stripe_balance_transaction_id: Mapped[str | None] = mapped_column(String(255))
     currency: Mapped[str] = mapped_column(String(3))
-    amount_minor: Mapped[int] = mapped_column(Integer)
-    fee_minor: Mapped[int | None] = mapped_column(Integer)
-    net_minor: Mapped[int | None] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    fee_minor: Mapped[int | None] = mapped_column(BigInteger)
+    net_minor: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint(_in("kind", ENTRY_KINDS), name="kind_known"),
@@ -133,7 +134,7 @@ class JournalPosting(Base):
     entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"), index=True)
     account: Mapped[str] = mapped_column(String(32))
     currency: Mapped[str] = mapped_column(String(3))
-    amount_minor: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
     donor_id: Mapped[int | None] = mapped_column(ForeignKey("donors.id"))
 
     __table_args__ = (
@@ -477,44 +478,50 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def rows_query(since: datetime | None = None, until: datetime | None = None) -> Select[Any]:
+def rows_query(
+    since: datetime | None = None, until: datetime | None = None, *, records: bool = True
+) -> Select[Any]:
     """The CSV's rows as one SELECT with labelled columns and no order: every
     movement joined to its settlement and records. `iter_rows` streams it;
     the finance views (app.reports) filter, page and total it, so every
     report counts exactly the rows of the export. `currency`, `amount_minor`,
-    `fee_minor` and `net_minor` are the settlement's once it is known."""
+    `fee_minor` and `net_minor` are the settlement's once it is known.
+    `records=False` leaves out the joins to payments, memberships, checkouts
+    and donors (one row each at most, so the same rows): for totals that need
+    only the money, without their cost."""
     entry = aliased(JournalEntry, name="e")
     settled = aliased(JournalEntry, name="s")
-    frequency_of_payment = func.coalesce(Membership.interval, Checkout.frequency)
-    donor_id = func.coalesce(Payment.donor_id, Membership.donor_id, entry.donor_id)
     is_settled = settled.id.is_not(None)
-    query = (
-        select(
-            entry.occurred_at.label("occurred_at"),
-            entry.key.label("key"),
-            entry.kind.label("kind"),
-            entry.stripe_object_id.label("stripe_id"),
-            entry.stripe_charge_id.label("stripe_charge_id"),
-            entry.donor_id.label("entry_donor_id"),
-            entry.currency.label("donor_currency"),
-            entry.amount_minor.label("donor_amount_minor"),
-            func.coalesce(settled.currency, entry.currency).label("currency"),
-            case((is_settled, settled.amount_minor), else_=entry.amount_minor).label(
-                "amount_minor"
-            ),
-            case((is_settled, settled.fee_minor), else_=entry.fee_minor).label("fee_minor"),
-            case((is_settled, settled.net_minor), else_=entry.net_minor).label("net_minor"),
+    columns: list[Any] = [
+        entry.occurred_at.label("occurred_at"),
+        entry.key.label("key"),
+        entry.kind.label("kind"),
+        entry.stripe_object_id.label("stripe_id"),
+        entry.stripe_charge_id.label("stripe_charge_id"),
+        entry.donor_id.label("entry_donor_id"),
+        entry.currency.label("donor_currency"),
+        entry.amount_minor.label("donor_amount_minor"),
+        func.coalesce(settled.currency, entry.currency).label("currency"),
+        case((is_settled, settled.amount_minor), else_=entry.amount_minor).label("amount_minor"),
+        case((is_settled, settled.fee_minor), else_=entry.fee_minor).label("fee_minor"),
+        case((is_settled, settled.net_minor), else_=entry.net_minor).label("net_minor"),
+    ]
+    donor_id = func.coalesce(Payment.donor_id, Membership.donor_id, entry.donor_id)
+    if records:
+        columns += [
             donor_id.label("donor_id"),
             Donor.email.label("donor_email"),
             Donor.name.label("donor_name"),
             Payment.kind.label("payment_kind"),
-            frequency_of_payment.label("payment_frequency"),
+            func.coalesce(Membership.interval, Checkout.frequency).label("payment_frequency"),
             Checkout.campaign.label("campaign"),
             Checkout.utm_source.label("utm_source"),
             Checkout.utm_medium.label("utm_medium"),
             Checkout.utm_content.label("utm_content"),
             Checkout.utm_term.label("utm_term"),
-        )
+        ]
+    query = (
+        select(*columns)
         .select_from(entry)
         .outerjoin(
             settled,
@@ -524,14 +531,19 @@ def rows_query(since: datetime | None = None, until: datetime | None = None) -> 
                 entry.kind.in_(("donation", "membership_payment", "refund")),
             ),
         )
-        .outerjoin(Payment, Payment.stripe_charge_id == entry.stripe_charge_id)
-        .outerjoin(Membership, Membership.stripe_subscription_id == Payment.stripe_subscription_id)
-        .outerjoin(
-            Checkout, Checkout.id == func.coalesce(Payment.checkout_id, Membership.checkout_id)
-        )
-        .outerjoin(Donor, Donor.id == donor_id)
         .where(entry.kind != "settlement")
     )
+    if records:
+        query = (
+            query.outerjoin(Payment, Payment.stripe_charge_id == entry.stripe_charge_id)
+            .outerjoin(
+                Membership, Membership.stripe_subscription_id == Payment.stripe_subscription_id
+            )
+            .outerjoin(
+                Checkout, Checkout.id == func.coalesce(Payment.checkout_id, Membership.checkout_id)
+            )
+            .outerjoin(Donor, Donor.id == donor_id)
+        )
     if since is not None:
         query = query.where(entry.occurred_at >= since)
     if until is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -75,9 +76,9 @@ class Checkout(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     frequency: Mapped[str] = mapped_column(String(8))
     currency: Mapped[str] = mapped_column(String(3))
-    amount_minor: Mapped[int] = mapped_column(Integer)  # the gift itself
-    fee_cover_minor: Mapped[int] = mapped_column(Integer, default=0)  # added to cover fees
-    total_minor: Mapped[int] = mapped_column(Integer)  # what the donor is charged
+    amount_minor: Mapped[int] = mapped_column(BigInteger)  # the gift itself
+    fee_cover_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # added to cover fees
+    total_minor: Mapped[int] = mapped_column(BigInteger)  # what the donor is charged
     cover_fees: Mapped[bool] = mapped_column(Boolean, default=False)
     campaign: Mapped[str | None] = mapped_column(String(100))
     utm_source: Mapped[str | None] = mapped_column(String(100))

@@ -119,9 +119,10 @@ def _format(minor: int, currency: str, locale: str, places: int) -> str:
     babel_locale = Locale.parse(locale)
     pattern = copy(babel_locale.currency_formats["standard"])
     pattern.frac_prec = (places, places)
-    return pattern.apply(
+    text: str = pattern.apply(
         to_decimal(minor, currency), babel_locale, currency=currency.upper(), currency_digits=False
     )
+    return text
 
 
 def format_money(minor: int, currency: str, locale: str = "en") -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, select
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -39,7 +39,7 @@ class Payment(Base):
     # an event may arrive before the checkout row exists.
     checkout_id: Mapped[str | None] = mapped_column(String(40), index=True)
     kind: Mapped[str] = mapped_column(String(12))
-    amount_minor: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20))
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -73,7 +73,7 @@ class Refund(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stripe_refund_id: Mapped[str] = mapped_column(String(255), unique=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    amount_minor: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(String(64))
@@ -88,7 +88,7 @@ class Dispute(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    amount_minor: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(String(64))
@@ -104,7 +104,7 @@ class Payout(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stripe_payout_id: Mapped[str] = mapped_column(String(255), unique=True)
-    amount_minor: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(32))
     arrival_at: Mapped[datetime | None] = mapped_column()
@@ -124,7 +124,7 @@ class Membership(Base):
     donor_id: Mapped[int | None] = mapped_column(ForeignKey("donors.id"), index=True)
     checkout_id: Mapped[str | None] = mapped_column(String(40), index=True)
     status: Mapped[str] = mapped_column(String(32))
-    amount_minor: Mapped[int | None] = mapped_column(Integer)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     interval: Mapped[str | None] = mapped_column(String(8))
     current_period_end: Mapped[datetime | None] = mapped_column()
