@@ -1,0 +1,370 @@
+"""app.reports: reporting-zone months, figures, keyset cursors, and the
+queries behind the finance pages, on ledgers built by the real handlers from
+Stripe-shaped events (both database backends where a database is used)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import responses
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import ledger, reports
+from app.clock import frozen_at
+from app.db import Database
+from app.donors import find_or_create_donor
+from app.models import Donor
+from app.stripe_api import StripeApi
+from tests import event_factory as ef
+from tests.stripe_helpers import API_VERSION
+from webhooks.handlers import apply_event
+from webhooks.inbox import StripeEvent, mark_processed, read_event, record_failure, store_event
+
+KATHMANDU = ZoneInfo("Asia/Kathmandu")  # UTC+05:45: no whole-hour shortcut works
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+# -- pure functions ------------------------------------------------------------------
+
+
+def test_a_day_starts_at_local_midnight_as_a_utc_instant() -> None:
+    assert reports.day_start(date(2026, 10, 1), KATHMANDU) == datetime(
+        2026, 9, 30, 18, 15, tzinfo=UTC
+    )
+    # New York changes from EDT to EST in November.
+    assert reports.day_start(date(2026, 10, 1), NEW_YORK).hour == 4
+    assert reports.day_start(date(2026, 12, 1), NEW_YORK).hour == 5
+
+
+def test_a_moment_belongs_to_its_month_in_the_reporting_zone() -> None:
+    just_before_local_midnight = datetime(2026, 9, 30, 18, 10, tzinfo=UTC)  # 23:55 in Kathmandu
+    just_after = datetime(2026, 9, 30, 18, 20, tzinfo=UTC)
+    assert reports.month_of(just_before_local_midnight, KATHMANDU) == date(2026, 9, 1)
+    assert reports.month_of(just_after, KATHMANDU) == date(2026, 10, 1)
+
+
+def test_the_dashboard_months_are_this_one_and_the_twelve_before_oldest_first() -> None:
+    firsts = reports.month_firsts(datetime(2026, 1, 15, tzinfo=UTC), KATHMANDU)
+    assert len(firsts) == 13
+    assert firsts[0] == date(2025, 1, 1)
+    assert firsts[-1] == date(2026, 1, 1)
+    assert reports.add_months(date(2026, 12, 1), 1) == date(2027, 1, 1)
+    assert reports.add_months(date(2026, 1, 1), -1) == date(2025, 12, 1)
+
+
+def test_days_are_read_as_the_cli_reads_them() -> None:
+    assert reports.parse_day("2026-09-30") == date(2026, 9, 30)
+    assert reports.parse_day("") is None
+    assert reports.parse_day(None) is None
+    for bad in ("2026-9-30", "30.09.2026", "2026-02-30", "yesterday"):
+        with pytest.raises(reports.ReportError):
+            reports.parse_day(bad)
+
+
+def test_an_unknown_reporting_zone_is_a_clear_error() -> None:
+    with pytest.raises(reports.ReportError, match="Mars/Olympus"):
+        reports.reporting_zone("Mars/Olympus")
+    assert reports.reporting_zone(None).key == "UTC"
+
+
+def test_mrr_adds_monthly_amounts_and_a_twelfth_of_yearly_ones_rounded_half_up() -> None:
+    assert reports.monthly_amount(1000, 0) == 1000
+    assert reports.monthly_amount(0, 12000) == 1000
+    assert reports.monthly_amount(0, 1006) == 84  # 83.83 -> 84
+    assert reports.monthly_amount(0, 1002) == 84  # 83.5 -> 84 (half up)
+    assert reports.monthly_amount(0, 1001) == 83  # 83.42 -> 83
+    assert reports.monthly_amount(500, 0) == 500
+
+
+def test_figures_follow_the_summary_definitions() -> None:
+    f = reports.Figures()
+    f.add("donation", 2500, 103, 1)
+    f.add("membership_payment", 1000, 59, 1)
+    f.add("refund", -500, 0, 1)
+    f.add("dispute", -1000, 1500, 1)
+    f.add("stripe_fee", -200, 0, 1)
+    f.add("adjustment", 30, 0, 1)
+    f.add("payout", -2000, 0, 1)
+    assert (f.gross, f.fees, f.refunds, f.disputes, f.other, f.payouts, f.payments) == (
+        3500,
+        103 + 59 + 1500 + 200,
+        -500,
+        -1000,
+        30,
+        -2000,
+        2,
+    )
+    assert f.net == 3500 - 1862 - 500 - 1000 + 30
+
+
+def test_a_journal_cursor_survives_a_round_trip_and_a_broken_one_is_refused() -> None:
+    cursor = reports.Cursor(datetime(2026, 9, 30, 18, 10, 5, 123456, tzinfo=UTC), "charge:ch_1")
+    assert reports.Cursor.decode(cursor.encode()) == cursor
+    assert reports.Cursor.decode("") is None
+    for broken in ("%%%", "bm90IGEgY3Vyc29y", "MjAyNi0wOS0zMFQxODoxMDowNQpr"):
+        with pytest.raises(reports.ReportError):
+            reports.Cursor.decode(broken)
+
+
+def test_churn_and_conversion_are_rounded_half_up_in_basis_points() -> None:
+    stats = reports.MembershipStats({}, 0, {}, churned_this_month=1, active_at_month_start=3)
+    assert stats.churn_basis_points == 3333
+    assert reports.MembershipStats({}, 0, {}, 0, 0).churn_basis_points is None
+    line = reports.CampaignLine("spring", None, created=3, completed=2)
+    assert line.conversion_basis_points == 6667
+
+
+# -- queries --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def database(app: Flask) -> Database:
+    db: Database = app.extensions["donations.db"]
+    return db
+
+
+def apply_scenario(database: Database, scenario: ef.Scenario, mock: responses.RequestsMock) -> None:
+    stripe = StripeApi("sk_test_x", api_version=API_VERSION, max_network_retries=0)
+    scenario.stub(mock)
+    for event in scenario.events:
+        with database.session() as session:
+            apply_event(session, event, stripe)
+            session.commit()
+
+
+def at(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+@pytest.fixture
+def kathmandu_ledger(database: Database, stripe_http: responses.RequestsMock) -> ef.Scenario:
+    """Gifts in three months (one at 23:55 on 30 September in Kathmandu,
+    which is still September there), a euro gift, a refund, a lost dispute,
+    a yearly membership and a payout."""
+    late = ef.one_time_donation(
+        "late", amount=4000, start=at(datetime(2026, 9, 30, 18, 10, tzinfo=UTC)) - 10
+    )
+    early = ef.one_time_donation(
+        "early", amount=1500, start=at(datetime(2026, 9, 30, 18, 20, tzinfo=UTC)) - 10
+    )
+    august = ef.one_time_donation("aug", amount=2500, start=at(datetime(2026, 8, 3, tzinfo=UTC)))
+    euro = ef.one_time_donation(
+        "eur", amount=3000, currency="eur", start=at(datetime(2026, 9, 5, tzinfo=UTC))
+    )
+    refund = ef.partial_refunds(
+        august.facts["charge_object"], [700], start=at(datetime(2026, 9, 2, tzinfo=UTC))
+    )
+    member = ef.membership(
+        "year",
+        interval="year",
+        amount=12000,
+        renewals=0,
+        start=at(datetime(2026, 9, 10, tzinfo=UTC)),
+    )
+    lost = ef.dispute_lost(
+        late.facts["charge"], 4000, start=at(datetime(2026, 10, 5, tzinfo=UTC)), tag="lost"
+    )
+    payout = ef.payout_paid("k", 3000, start=at(datetime(2026, 9, 20, tzinfo=UTC)))
+    scenario = late + early + august + euro + refund + member + lost + payout
+    apply_scenario(database, scenario, stripe_http)
+    return scenario
+
+
+def test_monthly_figures_equal_the_summary_of_each_month_in_a_non_utc_zone(
+    database: Database, kathmandu_ledger: ef.Scenario
+) -> None:
+    now = datetime(2026, 10, 20, tzinfo=UTC)
+    with database.session() as session:
+        months = reports.monthly_figures(session, KATHMANDU, now)
+        assert [m.first for m in months][-3:] == [
+            date(2026, 8, 1),
+            date(2026, 9, 1),
+            date(2026, 10, 1),
+        ]
+        for month in months:
+            since = reports.day_start(month.first, KATHMANDU)
+            until = reports.day_start(reports.add_months(month.first, 1), KATHMANDU)
+            expected = ledger.summary(session, since, until)["currencies"]
+            shown = {c: f.as_plain(c) for c, f in month.figures.items()}
+            assert shown == expected, month.first
+    september = months[-2].figures
+    assert september["usd"].gross == 4000 + 12000  # the late gift and the yearly membership
+    assert september["eur"].gross == 3000  # never added to dollars
+    assert months[-1].figures["usd"].gross == 1500  # 00:05 on 1 October, Kathmandu
+    assert months[-1].figures["usd"].disputes == -4000
+
+
+def test_figures_between_equal_the_summary_over_all_time(
+    database: Database, kathmandu_ledger: ef.Scenario
+) -> None:
+    with database.session() as session:
+        figures = reports.figures_between(session, None, None)
+        assert {c: f.as_plain(c) for c, f in figures.items()} == ledger.summary(session)[
+            "currencies"
+        ]
+
+
+def test_new_donors_are_counted_in_the_month_they_were_first_seen_in_the_reporting_zone(
+    db: Session,
+) -> None:
+    for email, seen in [
+        ("a@example.org", datetime(2026, 9, 30, 18, 10, tzinfo=UTC)),  # 23:55, 30 Sep there
+        ("b@example.org", datetime(2026, 9, 30, 18, 20, tzinfo=UTC)),  # 00:05, 1 Oct there
+        ("c@example.org", datetime(2026, 10, 19, tzinfo=UTC)),
+        ("d@example.org", datetime(2025, 1, 1, tzinfo=UTC)),  # before the thirteen months
+    ]:
+        with frozen_at(seen):
+            find_or_create_donor(db, email)
+    db.commit()
+    months = reports.monthly_figures(db, KATHMANDU, datetime(2026, 10, 20, tzinfo=UTC))
+    assert [m.new_donors for m in months][-2:] == [1, 2]
+    assert sum(m.new_donors for m in months) == 3
+
+
+def test_journal_totals_equal_the_sum_of_the_filtered_rows(
+    database: Database, kathmandu_ledger: ef.Scenario
+) -> None:
+    with database.session() as session:
+        filters = reports.JournalFilter(currency="usd", kind="donation")
+        totals = reports.journal_totals(session, filters)
+        rows = [
+            r for r in ledger.iter_rows(session) if r.currency == "usd" and r.kind == "donation"
+        ]
+        assert totals["usd"].gross == sum(r.amount_minor for r in rows) == 8000
+        assert totals["usd"].fees == sum(r.fee_minor or 0 for r in rows)
+        assert set(totals) == {"usd"}
+        csv_rows = list(reports.journal_csv_rows(session, filters))
+        assert csv_rows == [ledger.format_row(r) for r in rows]
+
+
+def test_the_journal_pages_forward_and_back_without_overlap_or_gaps(
+    database: Database, kathmandu_ledger: ef.Scenario
+) -> None:
+    with database.session() as session:
+        everything = [r.stripe_id for r in ledger.iter_rows(session)]
+        pages: list[reports.JournalPage] = []
+        after = None
+        while True:
+            page = reports.journal_page(session, reports.JournalFilter(), after=after, size=3)
+            pages.append(page)
+            if page.next_cursor is None:
+                break
+            after = page.next_cursor
+        forward = [line.row.stripe_id for page in pages for line in page.lines]
+        assert forward == everything
+        assert all(len(page.lines) == 3 for page in pages[:-1])
+        assert pages[0].previous_cursor is None
+        # Back from the last page to the first.
+        backward: list[str] = []
+        before = pages[-1].previous_cursor
+        while before is not None:
+            page = reports.journal_page(session, reports.JournalFilter(), before=before, size=3)
+            backward = [line.row.stripe_id for line in page.lines] + backward
+            before = page.previous_cursor
+        assert backward + [line.row.stripe_id for line in pages[-1].lines] == everything
+
+
+def test_a_donor_history_has_lifetime_per_currency_memberships_and_every_movement(
+    database: Database, kathmandu_ledger: ef.Scenario
+) -> None:
+    with database.session() as session:
+        late = session.scalar(select(Donor.id).where(Donor.email == "late@example.org"))
+        member = session.scalar(select(Donor.id).where(Donor.email == "year@example.org"))
+        assert late is not None and member is not None
+        history = reports.donor_history(session, late)
+        assert history is not None
+        assert [line.row.kind for line in history.lines] == ["donation", "dispute"]
+        assert history.lifetime["usd"].gross == 4000
+        assert history.lifetime["usd"].disputes == -4000
+        yearly = reports.donor_history(session, member)
+        assert yearly is not None
+        assert [m.interval for m in yearly.memberships] == ["year"]
+        assert reports.donor_history(session, 999_999) is None
+
+
+def test_donor_search_finds_an_email_prefix_or_part_of_a_name(
+    database: Database, kathmandu_ledger: ef.Scenario
+) -> None:
+    with database.session() as session:
+        assert [d.email for d in reports.search_donors(session, "LATE@")] == ["late@example.org"]
+        found = {d.email for d in reports.search_donors(session, "reader")}
+        assert "late@example.org" in found  # "Ada Reader"
+        assert reports.search_donors(session, "late@", by_email=False) == []
+        assert reports.search_donors(session, "%") == []  # a wildcard is just a character
+        assert reports.search_donors(session, "  ") == []
+
+
+def test_membership_stats_count_by_status_with_mrr_and_churn_this_month(
+    database: Database, stripe_http: responses.RequestsMock
+) -> None:
+    start = at(datetime(2026, 9, 1, tzinfo=UTC))
+    with frozen_at(datetime(2026, 9, 1, tzinfo=UTC)):
+        monthly = ef.membership("mon", amount=1000, renewals=0, start=start)
+        yearly = ef.membership("yr", interval="year", amount=1002, renewals=0, start=start + 50)
+        leaving = ef.membership("bye", amount=700, renewals=0, start=start + 100)
+        apply_scenario(database, monthly + yearly + leaving, stripe_http)
+    gone_at = at(datetime(2026, 10, 10, tzinfo=UTC))
+    with frozen_at(datetime(2026, 10, 10, tzinfo=UTC)):
+        apply_scenario(database, ef.subscription_deleted(leaving, at=gone_at), stripe_http)
+    with database.session() as session:
+        stats = reports.membership_stats(session, NEW_YORK, datetime(2026, 10, 20, tzinfo=UTC))
+        assert stats.counts["active"] == 2
+        assert stats.counts["canceled"] == 1
+        assert stats.active == 2
+        assert stats.mrr == {"usd": 1000 + 84}
+        assert (stats.churned_this_month, stats.active_at_month_start) == (1, 3)
+        assert stats.churn_basis_points == 3333
+        page, more = reports.list_memberships(session, status="canceled")
+        assert [m.stripe_subscription_id for m, _ in page] == ["sub_bye"]
+        assert more is None
+        first, after = reports.list_memberships(session, size=2)
+        assert after is not None
+        rest, _ = reports.list_memberships(session, size=2, after_id=after)
+        ids = [m.id for m, _ in first + rest]
+        assert ids == sorted(set(ids)) and len(ids) == 3
+
+
+def test_pipeline_health_counts_waiting_failed_and_dead_and_the_last_arrival(
+    db: Session,
+) -> None:
+    assert reports.pipeline_health(db).last_received_at is None
+    for n, status in enumerate(["pending", "pending", "failed", "dead", "processed"]):
+        event = {
+            "id": f"evt_{n}",
+            "type": "charge.updated",
+            "created": 1_790_000_000 + n,
+            "livemode": False,
+            "data": {"object": {"id": f"ch_{n}"}},
+        }
+        now = datetime(2026, 9, 1, 12, n, tzinfo=UTC)
+        store_event(db, read_event("{}", event), skipped=False, now=now)
+        row = db.scalars(select(StripeEvent).where(StripeEvent.stripe_event_id == f"evt_{n}")).one()
+        if status == "processed":
+            mark_processed(db, row, now)
+        elif status != "pending":
+            recorded = record_failure(
+                db,
+                row.id,
+                seen_attempts=0,
+                error="PaymentsError: unavailable",
+                now=now,
+                max_attempts=1 if status == "dead" else 8,
+                base_delay_seconds=60,
+                max_delay_seconds=3600,
+            )
+            assert recorded == status
+    db.commit()
+    health = reports.pipeline_health(db)
+    assert (health.waiting, health.failed, health.dead) == (2, 1, 1)
+    assert health.last_received_at == datetime(2026, 9, 1, 12, 4, tzinfo=UTC)
+    page, older = reports.list_events(db, size=2)
+    assert [e.stripe_event_id for e in page] == ["evt_4", "evt_3"]
+    assert older is not None
+    assert [e.stripe_event_id for e in reports.list_events(db, status="pending")[0]] == [
+        "evt_1",
+        "evt_0",
+    ]
