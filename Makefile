@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test test-slow lint typecheck clean
+.PHONY: run test test-slow lint typecheck clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: $(VENV)/.installed-test
 
 test-slow: $(VENV)/.installed-test
 	SLOW_TESTS=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+# The finance area's benchmark on PostgreSQL (127.0.0.1:5432, database
+# donations_bench, seeded once per BENCH_PAYMENTS and reused); see bench/README.md.
+# It needs only the app itself: no test or load tools.
+BENCH_PAYMENTS ?= 100000
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py --payments $(BENCH_PAYMENTS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -34,11 +34,13 @@ def db_upgrade() -> None:
 
 
 def _register_commands() -> None:
+    from app.dev_cli import dev
     from app.ledger_cli import ledger
     from app.sandbox_cli import sandbox
     from app.staff_cli import staff
     from webhooks.cli import events, worker
 
+    main.add_command(dev)
     main.add_command(ledger)
     main.add_command(events)
     main.add_command(sandbox)

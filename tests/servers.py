@@ -10,17 +10,21 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
 
 @contextmanager
-def live_app(app: Flask) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 on a free port; yields its base URL."""
+def live_app(app: Flask | WSGIApplication) -> Iterator[str]:
+    """Serve a WSGI app on 127.0.0.1 on a free port; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

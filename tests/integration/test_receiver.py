@@ -14,12 +14,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from app import create_app
 from app.clock import frozen_at
 from app.settings import ConfigError
 from tests.conftest import WEBHOOK_SECRET
+from tests.servers import live_app
 from tests.stripe_helpers import encode, make_event, post_event, sign, stripe_object
 from webhooks.inbox import StripeEvent
 
@@ -177,14 +177,8 @@ def test_a_body_over_one_mebibyte_is_refused_with_413_and_not_stored(
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
     """The app behind a real, threaded HTTP server on loopback; yields its URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        serving.join()
+    with live_app(app) as url:
+        yield url
 
 
 def test_a_chunked_body_over_one_mebibyte_is_refused_with_413(

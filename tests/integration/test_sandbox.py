@@ -28,7 +28,6 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from app import create_app
 from app.cli import main
@@ -37,6 +36,7 @@ from app.models import SandboxObject
 from app.sandbox import SandboxPayments, add_interval, processing_fee, sandbox_allowed
 from app.stripe_api import PaymentsError, StripeApi
 from tests.conftest import WEBHOOK_SECRET
+from tests.servers import live_app
 
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"
@@ -88,12 +88,8 @@ class Capture:
 @pytest.fixture
 def live() -> Iterator[tuple[str, _LateApp]]:
     late = _LateApp()
-    server = make_server("127.0.0.1", 0, late, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", late
-    server.shutdown()
-    thread.join()
+    with live_app(late) as url:
+        yield url, late
 
 
 @pytest.fixture
