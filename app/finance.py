@@ -10,8 +10,6 @@ never see donor emails.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import date
@@ -34,7 +32,7 @@ from flask import (
 from flask_babel import get_locale
 from sqlalchemy.orm import Session
 
-from app import ledger, reports
+from app import ledger, ledger_export, reports
 from app.auth import audit, current_staff, protect_blueprint, staff_required
 from app.charts import Point, bar_line_chart
 from app.clock import utcnow
@@ -49,8 +47,6 @@ bp = Blueprint("finance", __name__, url_prefix="/ledger")
 protect_blueprint(bp, "viewer")
 log = logging.getLogger(__name__)
 
-CSV_BOM = "\ufeff"
-CSV_FLUSH_ROWS = 1000  # rows per chunk sent to the client
 LATEST_PAYMENTS = 10
 
 
@@ -121,30 +117,20 @@ def _bounds(since: date | None, until: date | None) -> tuple[Any, Any]:
     )
 
 
-def _csv_chunks(rows: Iterable[list[str]], session: Session) -> Iterator[str]:
-    """The ledger CSV (byte-order mark, header, rows) in chunks of
-    CSV_FLUSH_ROWS rows: constant memory however many rows stream through.
-    The session (and its server-side cursor) is released as soon as the last
-    row is out or the client goes away, not only at the request's teardown."""
+def _csv_chunks(chunks: Iterable[bytes], session: Session) -> Iterator[bytes]:
+    """The ledger CSV in chunks (app.ledger_export: COPY on PostgreSQL, in
+    constant memory however many rows stream through). The session (and
+    its cursor) is released as soon as the last row is out or the client goes
+    away, not only at the request's teardown."""
     try:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        buffer.write(CSV_BOM)
-        writer.writerow(ledger.CSV_COLUMNS)
-        for count, row in enumerate(rows, start=1):
-            writer.writerow(row)
-            if count % CSV_FLUSH_ROWS == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+        yield from chunks
     finally:
         session.close()
 
 
-def _csv_response(rows: Iterable[list[str]], session: Session, filename: str) -> Response:
+def _csv_response(chunks: Iterable[bytes], session: Session, filename: str) -> Response:
     return Response(
-        stream_with_context(_csv_chunks(rows, session)),
+        stream_with_context(_csv_chunks(chunks, session)),
         mimetype="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
@@ -287,9 +273,14 @@ def journal_csv() -> Any:
     session.commit()
     log.info("journal CSV exported")
     stamp = utcnow().astimezone(_zone()).strftime("%Y-%m-%d")
-    return _csv_response(
-        reports.journal_csv_rows(session, filters), session, f"journal-{stamp}.csv"
+    chunks = ledger_export.iter_filtered_csv_chunks(
+        session,
+        filters.rows(),
+        filters.apply,
+        reports.journal_csv_rows(session, filters),
+        bom=True,
     )
+    return _csv_response(chunks, session, f"journal-{stamp}.csv")
 
 
 @bp.get("/export.csv")
@@ -312,7 +303,8 @@ def export_csv() -> Any:
     session.commit()
     log.info("ledger CSV exported")
     stamp = utcnow().astimezone(_zone()).strftime("%Y-%m-%d")
-    return _csv_response(ledger.export_rows(session, since, until), session, f"ledger-{stamp}.csv")
+    chunks = ledger_export.iter_csv_chunks(session, since=since, until=until, bom=True)
+    return _csv_response(chunks, session, f"ledger-{stamp}.csv")
 
 
 # -- donors -------------------------------------------------------------------------

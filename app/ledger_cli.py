@@ -6,11 +6,10 @@ LEDGER_REPORTING_TZ; --since is inclusive, --until exclusive.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import UTC, date, datetime, time
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -18,6 +17,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app import ledger as core
+from app import ledger_export
 from app.db import Database
 
 
@@ -68,13 +68,6 @@ def _session() -> Any:
     return database.session()
 
 
-def write_csv(handle: IO[str], rows: Any) -> None:
-    writer = csv.writer(handle, lineterminator="\r\n")
-    writer.writerow(core.CSV_COLUMNS)
-    for row in rows:
-        writer.writerow(row)
-
-
 @click.group()
 def ledger() -> None:
     """The donor ledger: export, summary, verify."""
@@ -90,12 +83,13 @@ def export(since: date | None, until: date | None, output: str | None) -> None:
     start, end = _bounds(since, until)
     session = _session()
     try:
-        rows = core.export_rows(session, start, end)
         if output:
-            with open(output, "w", encoding="utf-8", newline="") as handle:
-                write_csv(handle, rows)
+            with open(output, "wb") as handle:
+                ledger_export.write_csv(session, handle, since=start, until=end)
         else:
-            write_csv(sys.stdout, rows)
+            sys.stdout.flush()
+            ledger_export.write_csv(session, sys.stdout.buffer, since=start, until=end)
+            sys.stdout.buffer.flush()
     finally:
         session.close()
 
