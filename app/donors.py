@@ -5,11 +5,10 @@ on conflict do nothing, then read). No Flask, no `stripe`, no commits."""
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.db import insert_for
 from app.models import Donor, StripeCustomer
 
 
@@ -18,16 +17,12 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def find_or_create_donor(session: Session, email: str, name: str | None = None) -> Donor:
     """The donor with this email, created if new; a name fills in a missing one."""
     address = normalise_email(email)
     now = utcnow()
     statement = (
-        _insert(session)(Donor)
+        insert_for(session)(Donor)
         .values(email=address, name=name or None, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["email"])
     )
@@ -43,7 +38,7 @@ def attach_customer(
 ) -> StripeCustomer:
     """Record that a Stripe customer belongs to a donor (first writer wins)."""
     statement = (
-        _insert(session)(StripeCustomer)
+        insert_for(session)(StripeCustomer)
         .values(
             stripe_customer_id=stripe_customer_id,
             donor_id=donor.id,

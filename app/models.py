@@ -22,15 +22,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.clock import utcnow
-from app.db import Base
+from app.db import Base, one_of
 
 FREQUENCIES = ("once", "month", "year")
 CHECKOUT_STATUSES = ("open", "complete", "expired")
 DEDICATION_KINDS = ("honour", "memory")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Donor(Base):
@@ -106,10 +102,10 @@ class Checkout(Base):
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("fee_cover_minor >= 0", name="fee_cover_not_negative"),
         CheckConstraint("total_minor = amount_minor + fee_cover_minor", name="total_adds_up"),
-        CheckConstraint(_in("frequency", FREQUENCIES), name="frequency_known"),
-        CheckConstraint(_in("status", CHECKOUT_STATUSES), name="status_known"),
+        CheckConstraint(one_of("frequency", FREQUENCIES), name="frequency_known"),
+        CheckConstraint(one_of("status", CHECKOUT_STATUSES), name="status_known"),
         CheckConstraint(
-            f"dedication_kind IS NULL OR {_in('dedication_kind', DEDICATION_KINDS)}",
+            f"dedication_kind IS NULL OR {one_of('dedication_kind', DEDICATION_KINDS)}",
             name="dedication_kind_known",
         ),
         CheckConstraint("currency = lower(currency) AND length(currency) = 3", name="currency_iso"),

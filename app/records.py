@@ -13,12 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import utcnow
-from app.db import Base
+from app.db import Base, insert_for
 
 PAYMENT_KINDS = ("once", "membership")
 
@@ -140,10 +138,6 @@ class Membership(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _insert(session: Session) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def get_or_insert(
     session: Session,
     model: Any,
@@ -163,7 +157,7 @@ def get_or_insert(
     if hasattr(model, "updated_at"):
         defaults["updated_at"] = now
     statement = (
-        _insert(session)(model)
+        insert_for(session)(model)
         .values(**{key_column: key, **defaults, **values})
         .on_conflict_do_nothing(index_elements=[key_column])
     )

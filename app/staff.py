@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.clock import utcnow
-from app.db import Base
+from app.db import Base, one_of
 from app.donors import normalise_email
 
 ROLES = ("viewer", "finance", "admin")
@@ -65,10 +65,6 @@ class StaffError(ValueError):
     """Bad input for a staff change (email, role, password); the message says which."""
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 class Staff(Base):
     """A person who may log in to /ledger. Never deleted: disabled instead, so
     the audit log keeps pointing at them."""
@@ -91,7 +87,7 @@ class Staff(Base):
 
     __table_args__ = (
         CheckConstraint("email = lower(email)", name="email_normalised"),
-        CheckConstraint(_in("role", ROLES), name="role_known"),
+        CheckConstraint(one_of("role", ROLES), name="role_known"),
     )
 
     @property
@@ -120,7 +116,7 @@ class StaffSession(Base):
 
     staff: Mapped[Staff] = relationship()
 
-    __table_args__ = (CheckConstraint(_in("stage", SESSION_STAGES), name="stage_known"),)
+    __table_args__ = (CheckConstraint(one_of("stage", SESSION_STAGES), name="stage_known"),)
 
 
 class AuditEntry(Base):

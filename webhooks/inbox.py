@@ -23,18 +23,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.db import Base
+from app.db import Base, insert_for, one_of
 
 STATUSES = ("pending", "processed", "failed", "dead", "skipped")
 DUE_STATUSES = ("pending", "failed")
 ERROR_MAX_CHARS = 2000
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class StripeEvent(Base):
@@ -60,7 +55,7 @@ class StripeEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
-        CheckConstraint(_in("status", STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", STATUSES), name="status_known"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         # The worker's claim: due statuses, oldest next_attempt_at first.
         Index("ix_stripe_events_status_next_attempt_at", "status", "next_attempt_at"),
@@ -138,10 +133,8 @@ def store_event(session: Session, incoming: IncomingEvent, *, skipped: bool, now
         "next_attempt_at": None if skipped else now,
         "received_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(StripeEvent)
+        insert_for(session)(StripeEvent)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["stripe_event_id"])
     )
