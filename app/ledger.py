@@ -201,6 +201,8 @@ def post_entry(
         raise LedgerError("occurred_at must be timezone-aware")
     kept = [line for line in lines if line.amount_minor != 0]
     check_balanced(kept)
+    if kind in ("donation", "membership_payment", "refund", "settlement"):
+        ledger_totals.lock_object(session, stripe_object_id)
     statement = (
         _insert(session)(JournalEntry)
         .values(
@@ -223,6 +225,9 @@ def post_entry(
     entry_id = session.execute(statement).scalar()
     if entry_id is None:
         return False
+    # The daily totals (derived data, app.ledger_totals) move with the entry,
+    # in this transaction; a duplicate posted nothing and adds nothing.
+    ledger_totals.add_entries(session, entry_id, entry_id)
     session.add_all(
         JournalPosting(
             entry_id=entry_id,
@@ -805,6 +810,8 @@ def verify(session: Session) -> list[str]:
             problems.append(
                 f"bank in {currency} is {posted}, the summary's payouts are {summarised}"
             )
+    # The daily totals (derived) equal the journal's rows.
+    problems.extend(ledger_totals.differences(session))
     return problems
 
 
@@ -831,6 +838,9 @@ def entries_by_key(
         result[key] = (kind, object_id, tuple(sorted(postings[entry_id])))
     return result
 
+
+# The daily totals need JournalEntry, defined above; post_entry and verify use them.
+from app import ledger_totals  # noqa: E402
 
 __all__ = [
     "ACCOUNTS",

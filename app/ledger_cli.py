@@ -1,6 +1,8 @@
-"""`donations ledger ...`: export, summary and verify (see CONTRACT.md).
+"""`donations ledger ...`: export, summary, verify, and rebuild-totals (see
+CONTRACT.md).
 
-Reads only: no command here writes to the ledger. Dates are days in
+No command here writes to the journal; rebuild-totals rewrites the daily
+totals derived from it (app.ledger_totals). Dates are days in
 LEDGER_REPORTING_TZ; --since is inclusive, --until exclusive.
 """
 
@@ -17,7 +19,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app import ledger as core
-from app import ledger_export
+from app import ledger_export, ledger_totals
 from app.db import Database
 
 
@@ -70,7 +72,7 @@ def _session() -> Any:
 
 @click.group()
 def ledger() -> None:
-    """The donor ledger: export, summary, verify."""
+    """The donor ledger: export, summary, verify, rebuild-totals."""
 
 
 @ledger.command("export")
@@ -107,6 +109,20 @@ def summary(as_json: bool, since: date | None, until: date | None) -> None:
         click.echo(json.dumps(core.summary(session, start, end), sort_keys=False))
     finally:
         session.close()
+
+
+@ledger.command("rebuild-totals")
+@with_appcontext
+def rebuild_totals() -> None:
+    """Recompute the daily totals (derived data behind the dashboard and the
+    journal's totals) from the journal, in one transaction."""
+    session = _session()
+    try:
+        groups = ledger_totals.rebuild(session)
+        session.commit()
+    finally:
+        session.close()
+    click.echo(f"daily totals rebuilt from the journal: {groups} groups")
 
 
 @ledger.command("verify")

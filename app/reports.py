@@ -3,7 +3,9 @@ the reporting time zone, the filtered journal with keyset pagination and its
 totals, donors, memberships, campaigns and the webhook pipeline's health.
 
 Every money figure comes from `app.ledger.rows_query`, the rows of the ledger
-CSV, so a page never disagrees with the export or the summary. Reads only: no
+CSV, or from its daily sums kept in `app.ledger_totals` (whole UTC days; the
+days a boundary cuts are read live), so a page never disagrees with the export
+or the summary. Reads only: no
 Flask, no `stripe`, no writes, no commits. Amounts of different currencies are
 never added together.
 """
@@ -12,17 +14,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, Index, Select, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Index,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
-from app import ledger
+from app import ledger, ledger_totals
 from app.donors import normalise_email
 from app.models import Checkout, Donor
 from app.records import Membership, Payment
@@ -207,30 +221,184 @@ class Month:
         return add_months(self.first, 1)
 
 
+# -- totals from the daily rollup -------------------------------------------------------
+
+
+def _utc_midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+_DAY = timedelta(days=1)
+
+
+def _day_from(moment: datetime) -> datetime:
+    """The first UTC midnight at or after `moment`."""
+    midnight = _utc_midnight(moment)
+    return midnight if midnight == moment else midnight + timedelta(days=1)
+
+
+def _live_days(edges: Sequence[datetime | None]) -> list[datetime]:
+    """The UTC days (their midnights) that an edge cuts in two: read live."""
+    return sorted({_utc_midnight(e) for e in edges if e is not None and e != _utc_midnight(e)})
+
+
+def _tag(column: Any, cuts: Sequence[Any]) -> Any:
+    """The index of the range a value falls in, given ascending cut points."""
+    if not cuts:
+        return literal(0)
+    return case(*[(column < cut, n) for n, cut in enumerate(cuts)], else_=len(cuts))
+
+
+def ranged_groups(
+    session: Session,
+    since: datetime | None,
+    until: datetime | None,
+    cuts: Sequence[datetime] = (),
+    *,
+    kind: str | None = None,
+    currency: str | None = None,
+) -> dict[int, list[Any]]:
+    """(currency, kind, amount, fee, count) groups of the CSV's rows from
+    `since` (inclusive) to `until` (exclusive; None: unbounded), split at the
+    ascending instants `cuts` into ranges 0..len(cuts), optionally of one kind
+    and currency.
+
+    Whole UTC days come from the daily rollup (app.ledger_totals). A UTC day
+    that `since`, `until` or a cut (a local midnight such as 05:00 or 18:15
+    UTC) divides is read from the rows, but only its shorter pieces: the
+    longest piece is the day's rollup total minus the others, so a month's
+    edge costs a few hours of rows, not a day's."""
+    cuts = list(cuts)
+    sums: dict[int, dict[tuple[str, str], list[int]]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0, 0])
+    )
+
+    def add(part: int, cur: str, knd: str, amount: Any, fee: Any, n: Any, sign: int = 1) -> None:
+        found = sums[part][(cur, knd)]
+        found[0] += sign * int(amount or 0)
+        found[1] += sign * int(fee or 0)
+        found[2] += sign * int(n or 0)
+
+    # Whole days inside the range, not divided by any edge.
+    edges = sorted({e for e in (since, *cuts, until) if e is not None})
+    live = _live_days(edges)
+    day = ledger_totals.LedgerDailyTotal
+    index = _tag(day.day_utc, [_day_from(c).date() for c in cuts]).label("part")
+    rolled = select(
+        index,
+        day.currency,
+        day.kind,
+        func.sum(day.amount_minor),
+        func.sum(day.fee_minor),
+        func.sum(day.row_count),
+    ).group_by(index, day.currency, day.kind)
+    if since is not None:
+        rolled = rolled.where(day.day_utc >= _day_from(since).date())
+    if until is not None:
+        rolled = rolled.where(day.day_utc < _utc_midnight(until).date())
+    if live:
+        rolled = rolled.where(day.day_utc.not_in([d.date() for d in live]))
+    rolled = _only(rolled, day.kind, day.currency, kind, currency)
+    for part, cur, knd, amount, fee, n in session.execute(rolled):
+        add(int(part), cur, knd, amount, fee, n)
+
+    # Divided days: pieces between edges; each read from the rows, except the
+    # longest one of a day when it is in the range (the day's total minus the rest).
+    pieces: list[tuple[datetime, datetime]] = []
+    piece_part: list[int | None] = []  # the range a piece counts in, None: outside
+    by_difference: dict[date, tuple[int, list[int]]] = {}  # day: (its part, pieces to take off)
+    for midnight in live:
+        points = [midnight, *[e for e in edges if midnight < e < midnight + _DAY], midnight + _DAY]
+        spans = list(pairwise(points))
+        parts = [
+            bisect_right(cuts, a)
+            if (since is None or a >= since) and (until is None or b <= until)
+            else None
+            for a, b in spans
+        ]
+        longest = max(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0])
+        longest_part = parts[longest]
+        read = [i for i in range(len(spans)) if i != longest or longest_part is None]
+        if longest_part is None:
+            read = [i for i in read if parts[i] is not None]
+        numbers = []
+        for i in read:
+            numbers.append(len(pieces))
+            pieces.append(spans[i])
+            piece_part.append(parts[i])
+        if longest_part is not None:
+            by_difference[midnight.date()] = (longest_part, numbers)
+
+    piece_sums: dict[int, list[tuple[str, str, Any, Any, Any]]] = defaultdict(list)
+    if pieces:
+        # One query for every piece: an OR of time ranges (a bitmap of index
+        # ranges on occurred_at), each row labelled with its piece.
+        live_rows = ledger.rows_query(records=False).subquery("l")
+        moment = live_rows.c.occurred_at
+        in_piece = [and_(moment >= a, moment < b) for a, b in pieces]
+        rows = (
+            select(
+                case(*[(cond, n) for n, cond in enumerate(in_piece)]).label("piece"),
+                live_rows.c.currency,
+                live_rows.c.kind,
+                live_rows.c.amount_minor,
+                live_rows.c.fee_minor,
+            )
+            .where(or_(*in_piece))
+            .subquery("r")
+        )
+        grouped = _only(_grouped(rows, rows.c.piece), rows.c.kind, rows.c.currency, kind, currency)
+        for piece, cur, knd, amount, fee, n in session.execute(grouped):
+            piece_sums[int(piece)].append((cur, knd, amount, fee, n))
+    for number, part in enumerate(piece_part):
+        if part is not None:
+            for cur, knd, amount, fee, n in piece_sums[number]:
+                add(part, cur, knd, amount, fee, n)
+    if by_difference:
+        whole = select(
+            day.day_utc, day.currency, day.kind, day.amount_minor, day.fee_minor, day.row_count
+        ).where(day.day_utc.in_(sorted(by_difference)))
+        for found_day, cur, knd, amount, fee, n in session.execute(
+            _only(whole, day.kind, day.currency, kind, currency)
+        ):
+            add(by_difference[ledger_totals.as_date(found_day)][0], cur, knd, amount, fee, n)
+        for part, numbers in by_difference.values():
+            for number in numbers:
+                for cur, knd, amount, fee, n in piece_sums[number]:
+                    add(part, cur, knd, amount, fee, n, sign=-1)
+
+    # A group of no rows (a movement recognised in one currency and settled
+    # in another leaves one at zero) is not a currency of the range.
+    return {
+        part: [(cur, knd, a, f, n) for (cur, knd), (a, f, n) in sorted(groups.items()) if n]
+        for part, groups in sums.items()
+    }
+
+
+def _only(
+    query: Select[Any],
+    kind_column: Any,
+    currency_column: Any,
+    kind: str | None,
+    currency: str | None,
+) -> Select[Any]:
+    if kind:
+        query = query.where(kind_column == kind)
+    if currency:
+        query = query.where(currency_column == currency)
+    return query
+
+
 def monthly_figures(
     session: Session, zone: ZoneInfo, now: datetime, count: int = MONTHS_ON_DASHBOARD
 ) -> list[Month]:
     """Figures per currency for each of the last `count` months (oldest first),
-    month boundaries taken in `zone`: one grouped query over the month range
-    (the journal's (occurred_at, key) index), not one per month."""
+    month boundaries taken in `zone`: whole UTC days from the daily rollup,
+    the days cut by a local midnight from the journal (`ranged_groups`)."""
     firsts = month_firsts(now, zone, count)
     bounds = [day_start(first, zone) for first in [*firsts, add_months(firsts[-1], 1)]]
-    rows = ledger.rows_query(bounds[0], bounds[-1], records=False).subquery("r")
-    month_index = case(
-        *[(rows.c.occurred_at < bound, n) for n, bound in enumerate(bounds[1:-1])],
-        else_=len(firsts) - 1,
-    )
-    tagged = select(
-        month_index.label("month"),
-        rows.c.currency,
-        rows.c.kind,
-        rows.c.amount_minor,
-        rows.c.fee_minor,
-    ).subquery("t")
     months = [Month(first) for first in firsts]
-    per_month: dict[int, list[Any]] = defaultdict(list)
-    for month, currency, kind, amount, fee, n in session.execute(_grouped(tagged, tagged.c.month)):
-        per_month[int(month)].append((currency, kind, amount, fee, n))
+    per_month = ranged_groups(session, bounds[0], bounds[-1], bounds[1:-1])
     for index, groups in per_month.items():
         months[index].figures = _figures_of(groups)
 
@@ -254,8 +422,7 @@ def figures_between(
     session: Session, since: datetime | None, until: datetime | None
 ) -> dict[str, Figures]:
     """Figures per currency over the rows from `since` (inclusive) to `until`."""
-    rows = ledger.rows_query(since, until, records=False).subquery("r")
-    return _figures_of(session.execute(_grouped(rows)).all())
+    return _figures_of(ranged_groups(session, since, until).get(0, []))
 
 
 # -- the journal ---------------------------------------------------------------------
@@ -418,7 +585,18 @@ def _cursor(line: JournalLine) -> Cursor:
 
 
 def journal_totals(session: Session, filters: JournalFilter) -> dict[str, Figures]:
-    """Figures per currency over the whole filtered set (every page)."""
+    """Figures per currency over the whole filtered set (every page): from
+    the daily rollup for dates, kind and currency; campaign and donor filters,
+    which it cannot answer, read the rows."""
+    if filters.campaign is None and filters.donor_id is None:
+        groups = ranged_groups(
+            session,
+            filters.since,
+            filters.until,
+            kind=filters.kind or None,
+            currency=filters.currency or None,
+        )
+        return _figures_of(groups.get(0, []))
     rows = filters.rows(money_only=True)
     return _figures_of(session.execute(filters.apply(_grouped(rows), rows)).all())
 

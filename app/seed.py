@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from app import ledger
+from app import ledger, ledger_totals
 from app.clock import utcnow
 from app.db import Base
 from app.ledger import BalanceTxn, JournalEntry, LedgerError, Line, Movement, check_balanced
@@ -300,6 +300,8 @@ class _Writer:
             )
 
     def flush(self) -> None:
+        entries = self.rows.get("journal_entries")
+        new_entries = (entries[0]["id"], entries[-1]["id"]) if entries else None
         for name in TABLES:
             rows = self.rows.pop(name, None)
             if not rows:
@@ -309,6 +311,8 @@ class _Writer:
             else:
                 self.session.execute(insert(_table(name)), rows)
             self.written[name] += len(rows)
+        if new_entries is not None:  # the daily totals move with the batch's entries
+            ledger_totals.add_entries(self.session, *new_entries)
         for op in self.ops:
             apply_exact(self.session, op)
         if self.ops:

@@ -1,0 +1,311 @@
+"""The journal's daily totals: a rollup of the ledger CSV's money per UTC day
+of the movement, currency and kind, so the dashboard and the journal's totals
+read a few hundred sums instead of every row of a month.
+
+Derived data, never the truth: the journal (`journal_entries` and
+`journal_postings`, append-only) is. Every figure here equals what
+`app.ledger.rows_query` gives for the same rows, and can be recomputed from
+the journal at any time (`donations ledger rebuild-totals`); `donations
+ledger verify` reports any difference.
+
+How it is kept: in the transaction that posts an entry (`app.ledger.post_entry`,
+and the seed's bulk path for a batch of entries), `add_entries` adds the
+entries' effect on the CSV's rows. A row's figures are its settlement's once
+the movement is settled (possibly in another currency), so posting a
+settlement moves the row from the recognised amount to the balance
+transaction's figures: -recognised (its currency), +settled (its currency),
+both on the movement's UTC day and kind. The effect is computed by the same
+join as `rows_query` (the affected rows after the posting minus the same rows
+before it), so the two cannot drift apart. No Flask, no `stripe`, no commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
+
+from app.db import Base
+from app.ledger import JournalEntry
+
+# Movements whose row takes its figures from a settlement (rows_query's join).
+SETTLED_KINDS = ("donation", "membership_payment", "refund")
+
+
+class LedgerDailyTotal(Base):
+    """Sums of the ledger CSV's rows of one kind and currency whose movement
+    happened on one UTC day: amount, fee and net (NULL counted as 0), and the
+    number of rows."""
+
+    __tablename__ = "ledger_daily_totals"
+
+    day_utc: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), primary_key=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    fee_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    net_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    row_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+@dataclass(frozen=True, order=True)
+class DayTotal:
+    """One (day, currency, kind) group of sums, or a change to one."""
+
+    day_utc: date
+    currency: str
+    kind: str
+    amount_minor: int
+    fee_minor: int
+    net_minor: int
+    row_count: int
+
+    @property
+    def is_zero(self) -> bool:
+        return not (self.amount_minor or self.fee_minor or self.net_minor or self.row_count)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def utc_day(column: Any, dialect: str) -> Any:
+    """The UTC calendar day of a UTC timestamp column, as SQL."""
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)
+
+
+def as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _rows(dialect: str, sign: int, where: Any, join_extra: Any = None) -> Select[Any]:
+    """rows_query's money columns (movement day, currency, kind) for the
+    movements matching `where`, each joined to its settlements (those also
+    matching `join_extra`), with a sign."""
+    m = aliased(JournalEntry, name="m")
+    s = aliased(JournalEntry, name="s")
+    settled = s.id.is_not(None)
+    on = and_(
+        s.kind == "settlement",
+        s.stripe_object_id == m.stripe_object_id,
+        m.kind.in_(SETTLED_KINDS),
+    )
+    if join_extra is not None:
+        on = and_(on, join_extra(s))
+    return (
+        select(
+            utc_day(m.occurred_at, dialect).label("day_utc"),
+            func.coalesce(s.currency, m.currency).label("currency"),
+            m.kind.label("kind"),
+            (sign * case((settled, s.amount_minor), else_=m.amount_minor)).label("amount"),
+            (sign * func.coalesce(case((settled, s.fee_minor), else_=m.fee_minor), 0)).label("fee"),
+            (sign * func.coalesce(case((settled, s.net_minor), else_=m.net_minor), 0)).label("net"),
+            literal(sign).label("n"),
+        )
+        .select_from(m)
+        .outerjoin(s, on)
+        .where(m.kind != "settlement", where(m))
+    )
+
+
+def _grouped(rows: Any) -> Select[Any]:
+    return select(
+        rows.c.day_utc,
+        rows.c.currency,
+        rows.c.kind,
+        func.sum(rows.c.amount),
+        func.sum(rows.c.fee),
+        func.sum(rows.c.net),
+        func.sum(rows.c.n),
+    ).group_by(rows.c.day_utc, rows.c.currency, rows.c.kind)
+
+
+def _totals(result: Any) -> list[DayTotal]:
+    found = [
+        DayTotal(
+            as_date(day),
+            currency,
+            kind,
+            int(amount or 0),
+            int(fee or 0),
+            int(net or 0),
+            int(n or 0),
+        )
+        for day, currency, kind, amount, fee, net, n in result
+    ]
+    return sorted(t for t in found if not t.is_zero)
+
+
+def journal_totals_query(dialect: str) -> Select[Any]:
+    """The whole journal's daily totals, computed from the journal."""
+    return _grouped(_rows(dialect, 1, lambda m: literal(True)).subquery("r"))
+
+
+def changes_of(session: Session, first_id: int, last_id: int) -> list[DayTotal]:
+    """What posting the entries with ids first_id..last_id (just inserted, in
+    this transaction) changed in the CSV's rows, per day, currency and kind:
+    the rows they touch as they are now, minus those rows as they were."""
+    dialect = _dialect(session)
+    n = aliased(JournalEntry, name="n")
+
+    def is_new(e: Any) -> Any:
+        return e.id.between(first_id, last_id)
+
+    new_settlements = select(n.stripe_object_id).where(n.kind == "settlement", is_new(n))
+
+    def touched_old(m: Any) -> Any:
+        return and_(
+            not_(is_new(m)),
+            m.kind.in_(SETTLED_KINDS),
+            m.stripe_object_id.in_(new_settlements),
+        )
+
+    now = _rows(dialect, 1, lambda m: or_(is_new(m), touched_old(m)))
+    before = _rows(dialect, -1, touched_old, lambda s: not_(is_new(s)))
+    changes = union_all(now, before).subquery("c")
+    return _totals(session.execute(_grouped(changes)))
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+
+
+def apply(session: Session, changes: Sequence[DayTotal]) -> None:
+    """Add `changes` to the rollup: INSERT ... ON CONFLICT DO UPDATE SET x = x +
+    excluded.x, in key order (concurrent postings lock rows in one order)."""
+    if not changes:
+        return
+    table = LedgerDailyTotal.__table__
+    statement = _insert(session)(table).values(
+        [
+            {
+                "day_utc": c.day_utc,
+                "currency": c.currency,
+                "kind": c.kind,
+                "amount_minor": c.amount_minor,
+                "fee_minor": c.fee_minor,
+                "net_minor": c.net_minor,
+                "row_count": c.row_count,
+            }
+            for c in sorted(changes)
+        ]
+    )
+    sums = ("amount_minor", "fee_minor", "net_minor", "row_count")
+    statement = statement.on_conflict_do_update(
+        index_elements=["day_utc", "currency", "kind"],
+        set_={name: table.c[name] + statement.excluded[name] for name in sums},
+    )
+    session.execute(statement)
+
+
+def add_entries(session: Session, first_id: int, last_id: int) -> None:
+    """Keep the rollup up to date after inserting the journal entries with
+    ids first_id..last_id in this transaction (call once per insert)."""
+    apply(session, changes_of(session, first_id, last_id))
+
+
+def lock_object(session: Session, stripe_object_id: str) -> None:
+    """On PostgreSQL, serialise postings about one Stripe object until the
+    transaction ends, so a movement and its settlement posted at the same time
+    each see the other (READ COMMITTED) and the rollup counts the pair once."""
+    if _dialect(session) == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(stripe_object_id))))
+
+
+def stored(session: Session) -> list[DayTotal]:
+    t = LedgerDailyTotal
+    return _totals(
+        session.execute(
+            select(
+                t.day_utc,
+                t.currency,
+                t.kind,
+                t.amount_minor,
+                t.fee_minor,
+                t.net_minor,
+                t.row_count,
+            )
+        )
+    )
+
+
+def from_journal(session: Session) -> list[DayTotal]:
+    return _totals(session.execute(journal_totals_query(_dialect(session))))
+
+
+def rebuild(session: Session) -> int:
+    """Recompute the whole rollup from the journal (the caller commits, so it
+    is one transaction: readers see the old sums or the new ones). Returns
+    the number of groups written. On PostgreSQL the table is locked against
+    concurrent postings meanwhile."""
+    if _dialect(session) == "postgresql":
+        session.execute(text("LOCK TABLE ledger_daily_totals IN SHARE ROW EXCLUSIVE MODE"))
+    session.execute(delete(LedgerDailyTotal))
+    totals = from_journal(session)
+    for start in range(0, len(totals), 1000):
+        apply(session, totals[start : start + 1000])
+    return len(totals)
+
+
+def differences(session: Session) -> list[str]:
+    """How the stored rollup differs from the journal, one line per group."""
+    keyed_stored = {(t.day_utc, t.currency, t.kind): t for t in stored(session)}
+    keyed_truth = {(t.day_utc, t.currency, t.kind): t for t in from_journal(session)}
+    problems: list[str] = []
+    for key in sorted(set(keyed_stored) | set(keyed_truth)):
+        have, want = keyed_stored.get(key), keyed_truth.get(key)
+        figures = ("amount_minor", "fee_minor", "net_minor", "row_count")
+        got = tuple(getattr(have, f) if have else 0 for f in figures)
+        expected = tuple(getattr(want, f) if want else 0 for f in figures)
+        if got != expected:
+            day, currency, kind = key
+            problems.append(
+                f"daily totals for {day.isoformat()} {currency} {kind} are "
+                f"(amount, fee, net, rows) {got}, the journal gives {expected}; "
+                "run `donations ledger rebuild-totals`"
+            )
+    return problems
+
+
+__all__ = [
+    "DayTotal",
+    "LedgerDailyTotal",
+    "add_entries",
+    "apply",
+    "as_date",
+    "changes_of",
+    "differences",
+    "from_journal",
+    "lock_object",
+    "rebuild",
+    "stored",
+    "utc_day",
+]
