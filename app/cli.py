@@ -29,7 +29,12 @@ def db() -> None:
 def db_upgrade() -> None:
     """Apply every migration to DATABASE_URL (creates the SQLite file if needed)."""
     url = current_app.config["DATABASE_URL"]
-    upgrade(url)
+    try:
+        upgrade(url)
+    except Exception as exc:  # an operator's command: one line, never a traceback
+        # The first line of the error only: no URL (it may carry a password).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise click.ClickException(f"migration failed: {first}") from exc
     click.echo("database is at the latest migration")
 
 

@@ -27,12 +27,10 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from app.clock import utcnow
-from app.db import Base
+from app.db import Base, insert_for, one_of
 from app.models import Checkout, Donor
 from app.money import format_plain
 from app.records import Membership, Payment
@@ -93,9 +91,6 @@ class LedgerError(ValueError):
     """An entry that would break the ledger's rules (unbalanced, unknown account)."""
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
 
 class JournalEntry(Base):
     """One movement (or the settlement of one), posted once under its key."""
@@ -119,7 +114,7 @@ class JournalEntry(Base):
     net_minor: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
-        CheckConstraint(_in("kind", ENTRY_KINDS), name="kind_known"),
+        CheckConstraint(one_of("kind", ENTRY_KINDS), name="kind_known"),
         CheckConstraint("currency = lower(currency) AND length(currency) = 3", name="currency_iso"),
         CheckConstraint("net_minor IS NULL OR net_minor = amount_minor - fee_minor", name="net"),
     )
@@ -138,7 +133,7 @@ class JournalPosting(Base):
     donor_id: Mapped[int | None] = mapped_column(ForeignKey("donors.id"))
 
     __table_args__ = (
-        CheckConstraint(_in("account", ACCOUNTS), name="account_known"),
+        CheckConstraint(one_of("account", ACCOUNTS), name="account_known"),
         CheckConstraint("currency = lower(currency) AND length(currency) = 3", name="currency_iso"),
     )
 
@@ -176,9 +171,6 @@ def check_balanced(lines: Sequence[Line]) -> None:
         raise LedgerError(f"entry does not balance: {unbalanced}")
 
 
-def _insert(session: Session) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
 
 def post_entry(
     session: Session,
@@ -204,7 +196,7 @@ def post_entry(
     if kind in ("donation", "membership_payment", "refund", "settlement"):
         ledger_totals.lock_object(session, stripe_object_id)
     statement = (
-        _insert(session)(JournalEntry)
+        insert_for(session)(JournalEntry)
         .values(
             key=key,
             kind=kind,

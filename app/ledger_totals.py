@@ -43,11 +43,9 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
-from app.db import Base
+from app.db import Base, insert_for
 from app.ledger import JournalEntry
 
 # Movements whose row takes its figures from a settlement (rows_query's join).
@@ -194,9 +192,6 @@ def changes_of(session: Session, first_id: int, last_id: int) -> list[DayTotal]:
     return _totals(session.execute(_grouped(changes)))
 
 
-def _insert(session: Session) -> Any:
-    return pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-
 
 def apply(session: Session, changes: Sequence[DayTotal]) -> None:
     """Add `changes` to the rollup: INSERT ... ON CONFLICT DO UPDATE SET x = x +
@@ -204,7 +199,7 @@ def apply(session: Session, changes: Sequence[DayTotal]) -> None:
     if not changes:
         return
     table = LedgerDailyTotal.__table__
-    statement = _insert(session)(table).values(
+    statement = insert_for(session)(table).values(
         [
             {
                 "day_utc": c.day_utc,

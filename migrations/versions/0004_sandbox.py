@@ -1,7 +1,7 @@
 """sandbox objects (the offline payments sandbox's store)
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-25 03:05:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import app.db
 
 revision: str = "0004"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

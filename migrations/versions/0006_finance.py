@@ -3,7 +3,7 @@ new donors per month, the events page, and donor search (trigram indexes on
 PostgreSQL)
 
 Revision ID: 0006
-Revises: 0002 (journal_entries); depends on 0003 (stripe_events)
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0002"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = ("0003",)
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
