@@ -45,6 +45,18 @@ from webhooks.worker import RetryPolicy, process_next
 
 bp = Blueprint("finance", __name__, url_prefix="/ledger")
 protect_blueprint(bp, "viewer")
+
+
+@bp.before_request
+def _one_snapshot_per_page() -> None:
+    """A page reads the daily totals and the live rows in several statements:
+    on PostgreSQL they all read one snapshot (REPEATABLE READ), so a posting
+    committed meanwhile cannot put a page's numbers out of step. GETs only:
+    a replay (POST) writes."""
+    session = db_session()
+    if request.method == "GET" and session.get_bind().dialect.name == "postgresql":
+        session.commit()  # end what the login gate read; nothing is pending here
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 log = logging.getLogger(__name__)
 
 LATEST_PAYMENTS = 10
