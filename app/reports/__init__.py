@@ -1,0 +1,134 @@
+"""Read queries behind the finance staff pages: monthly figures per currency in
+the reporting time zone, the filtered journal with keyset pagination and its
+totals, donors, memberships, campaigns and the webhook pipeline's health.
+
+Every money figure comes from `app.ledger.rows_query`, the rows of the ledger
+CSV, or from its daily sums kept in `app.ledger_totals` (whole UTC days; the
+days a boundary cuts are read live), so a page never disagrees with the export
+or the summary. Reads only: no
+Flask, no `stripe`, no writes, no commits. Amounts of different currencies are
+never added together.
+
+This package re-exports every public name of its modules (periods, totals,
+journal, donors, memberships, campaigns, pipeline) and declares the indexes
+the pages need, so `import app.reports` registers them (app.schema).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Index
+
+from app import ledger
+from app.models import Donor
+from app.reports.campaigns import CampaignLine, campaign_report
+from app.reports.donors import DonorHistory, donor_history, find_donor_id, search_donors
+from app.reports.journal import (
+    Cursor,
+    JournalFilter,
+    JournalLine,
+    JournalPage,
+    donor_charge_ids,
+    has_movements,
+    journal_csv_rows,
+    journal_page,
+    journal_totals,
+    latest_payments,
+)
+from app.reports.memberships import (
+    ACTIVE_STATUSES,
+    MEMBERSHIP_STATUSES,
+    MembershipStats,
+    list_memberships,
+    membership_stats,
+    monthly_amount,
+)
+from app.reports.periods import (
+    MONTHS_ON_DASHBOARD,
+    PAGE_SIZE,
+    ReportError,
+    add_months,
+    day_start,
+    local_time,
+    month_firsts,
+    month_of,
+    parse_day,
+    reporting_zone,
+)
+from app.reports.pipeline import EVENT_STATUSES, PipelineHealth, list_events, pipeline_health
+from app.reports.totals import Figures, Month, figures_between, monthly_figures, ranged_groups
+from webhooks.inbox import StripeEvent
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "EVENT_STATUSES",
+    "MEMBERSHIP_STATUSES",
+    "MONTHS_ON_DASHBOARD",
+    "PAGE_SIZE",
+    "CampaignLine",
+    "Cursor",
+    "DonorHistory",
+    "Figures",
+    "JournalFilter",
+    "JournalLine",
+    "JournalPage",
+    "MembershipStats",
+    "Month",
+    "PipelineHealth",
+    "ReportError",
+    "add_months",
+    "campaign_report",
+    "day_start",
+    "donor_charge_ids",
+    "donor_history",
+    "figures_between",
+    "find_donor_id",
+    "has_movements",
+    "journal_csv_rows",
+    "journal_page",
+    "journal_totals",
+    "latest_payments",
+    "list_events",
+    "list_memberships",
+    "local_time",
+    "membership_stats",
+    "month_firsts",
+    "month_of",
+    "monthly_amount",
+    "monthly_figures",
+    "parse_day",
+    "pipeline_health",
+    "ranged_groups",
+    "reporting_zone",
+    "search_donors",
+]
+
+# Indexes the finance pages need on other modules' tables (migration 0006):
+# keyset pagination and month ranges walk (occurred_at, key), the CSV's order;
+# new donors per month read donors by created_at; the events page and "last
+# received" read the inbox newest first. Donor search uses trigram GIN
+# indexes on PostgreSQL (pg_trgm; plain indexes on SQLite).
+Index(
+    "ix_journal_entries_occurred_at_key", ledger.JournalEntry.occurred_at, ledger.JournalEntry.key
+)
+# A movement's settlement is found by its object id among settlements only.
+Index(
+    "ix_journal_entries_settlement_object",
+    ledger.JournalEntry.stripe_object_id,
+    postgresql_where=ledger.JournalEntry.kind == "settlement",
+    postgresql_include=["currency", "amount_minor", "fee_minor", "net_minor"],
+    sqlite_where=ledger.JournalEntry.kind == "settlement",
+)
+Index("ix_donors_created_at", Donor.created_at)
+Index("ix_stripe_events_received_at", StripeEvent.received_at)
+Index(
+    "ix_donors_email_trgm",
+    Donor.email,
+    postgresql_using="gin",
+    postgresql_ops={"email": "gin_trgm_ops"},
+)
+Index(
+    "ix_donors_name_trgm",
+    Donor.name,
+    postgresql_using="gin",
+    postgresql_ops={"name": "gin_trgm_ops"},
+)

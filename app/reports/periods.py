@@ -1,0 +1,68 @@
+"""Time in the reporting zone: the zone itself, the days staff type, month
+boundaries as UTC instants, and how a timestamp reads; plus the reports'
+shared ReportError and page sizes. Pure: never touches the database, Flask
+or `stripe`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PAGE_SIZE = 50
+MONTHS_ON_DASHBOARD = 13  # this month and the twelve before it
+
+
+class ReportError(ValueError):
+    """A filter a person typed that cannot be used; the message says why."""
+
+
+# -- time in the reporting zone -------------------------------------------------
+
+
+def reporting_zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ReportError(f"LEDGER_REPORTING_TZ {name!r} is not a time zone") from exc
+
+
+def parse_day(text: str | None) -> date | None:
+    """A YYYY-MM-DD day (None for empty), as the CLI takes it."""
+    if not text or not text.strip():
+        return None
+    value = text.strip()
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ReportError(f"{value!r} is not a date in the form YYYY-MM-DD") from exc
+
+
+def day_start(day: date, zone: ZoneInfo) -> datetime:
+    """Midnight at the start of `day` in the reporting zone, as a UTC instant."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def month_of(moment: datetime, zone: ZoneInfo) -> date:
+    """The first day of the month `moment` falls in, in the reporting zone."""
+    return moment.astimezone(zone).date().replace(day=1)
+
+
+def add_months(first: date, months: int) -> date:
+    index = first.year * 12 + (first.month - 1) + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def month_firsts(now: datetime, zone: ZoneInfo, count: int = MONTHS_ON_DASHBOARD) -> list[date]:
+    """The first days of the last `count` months (this one last), oldest first."""
+    this_month = month_of(now, zone)
+    return [add_months(this_month, n) for n in range(-(count - 1), 1)]
+
+
+def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
+    """How staff read a timestamp: minutes in the reporting zone, with its name."""
+    if moment is None:
+        return ""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
