@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from app.db import Base, insert_for
-from app.ledger import JournalEntry
+from app.ledger.models import JournalEntry
 
 # Movements whose row takes its figures from a settlement (rows_query's join).
 SETTLED_KINDS = ("donation", "membership_payment", "refund")
@@ -190,7 +190,6 @@ def changes_of(session: Session, first_id: int, last_id: int) -> list[DayTotal]:
     before = _rows(dialect, -1, touched_old, lambda s: not_(is_new(s)))
     changes = union_all(now, before).subquery("c")
     return _totals(session.execute(_grouped(changes)))
-
 
 
 def apply(session: Session, changes: Sequence[DayTotal]) -> None:

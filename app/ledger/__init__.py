@@ -1,0 +1,82 @@
+"""The double-entry donor ledger: models (tables, accounts, kinds), journal
+(posting, once per key), rows (the CSV's rows) and checks (summary, verify).
+Re-exports their names so `from app.ledger import X` works; holds no logic and,
+like the rest of the ledger, imports no Flask and no `stripe`, and never commits.
+"""
+
+from app.ledger.checks import count_active_memberships, entries_by_key, summary, verify
+from app.ledger.journal import (
+    _OTHER_TYPES,
+    _STANDALONE,
+    HANDLED_BY_OBJECT,
+    BalanceTxn,
+    Line,
+    Movement,
+    _fx_balance,
+    check_balanced,
+    entry_exists,
+    post_entry,
+    post_movement,
+    post_other_balance_transaction,
+    recognise_payment,
+    recognise_refund,
+    settle,
+)
+from app.ledger.models import (
+    ACCOUNTS,
+    ENTRY_KINDS,
+    MOVEMENT_KINDS,
+    PAYMENT_KINDS,
+    JournalEntry,
+    JournalPosting,
+    LedgerError,
+)
+from app.ledger.rows import (
+    CSV_COLUMNS,
+    Row,
+    export_rows,
+    format_row,
+    format_timestamp,
+    guard_formula,
+    iter_rows,
+    row_from,
+    rows_query,
+)
+
+__all__ = [
+    "ACCOUNTS",
+    "CSV_COLUMNS",
+    "ENTRY_KINDS",
+    "HANDLED_BY_OBJECT",
+    "MOVEMENT_KINDS",
+    "PAYMENT_KINDS",
+    "_OTHER_TYPES",
+    "_STANDALONE",
+    "BalanceTxn",
+    "JournalEntry",
+    "JournalPosting",
+    "LedgerError",
+    "Line",
+    "Movement",
+    "Row",
+    "_fx_balance",
+    "check_balanced",
+    "count_active_memberships",
+    "entries_by_key",
+    "entry_exists",
+    "export_rows",
+    "format_row",
+    "format_timestamp",
+    "guard_formula",
+    "iter_rows",
+    "post_entry",
+    "post_movement",
+    "post_other_balance_transaction",
+    "recognise_payment",
+    "recognise_refund",
+    "row_from",
+    "rows_query",
+    "settle",
+    "summary",
+    "verify",
+]

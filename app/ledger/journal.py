@@ -1,0 +1,331 @@
+"""Posting to the journal: Line, Movement and BalanceTxn, check_balanced,
+post_entry (once per key) and the postings of each kind of movement. Append-only:
+never updates or deletes an entry or a posting; no Flask, no `stripe`, no commits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import ledger_totals
+from app.clock import utcnow
+from app.db import insert_for
+from app.ledger.models import (
+    ACCOUNTS,
+    ENTRY_KINDS,
+    PAYMENT_KINDS,
+    JournalEntry,
+    JournalPosting,
+    LedgerError,
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A posting before it is written: account, currency, signed minor units."""
+
+    account: str
+    currency: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class Movement:
+    """A balance transaction's figures (or, before it is known, the charge's)."""
+
+    currency: str
+    amount_minor: int
+    fee_minor: int | None = None
+    net_minor: int | None = None
+
+
+def check_balanced(lines: Sequence[Line]) -> None:
+    """Raise LedgerError unless the lines sum to zero in every currency."""
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        if line.account not in ACCOUNTS:
+            raise LedgerError(f"unknown account {line.account!r}")
+        if line.currency != line.currency.lower() or len(line.currency) != 3:
+            raise LedgerError(f"currency {line.currency!r} is not a lower-case ISO code")
+        totals[line.currency] += line.amount_minor
+    unbalanced = {currency: total for currency, total in totals.items() if total != 0}
+    if unbalanced:
+        raise LedgerError(f"entry does not balance: {unbalanced}")
+
+
+def post_entry(
+    session: Session,
+    key: str,
+    kind: str,
+    *,
+    occurred_at: datetime,
+    stripe_object_id: str,
+    movement: Movement,
+    lines: Sequence[Line],
+    donor_id: int | None = None,
+    stripe_charge_id: str | None = None,
+    stripe_balance_transaction_id: str | None = None,
+) -> bool:
+    """Post an entry under `key` once. Returns True if this call posted it,
+    False if the key was already there (a duplicate or a concurrent twin)."""
+    if kind not in ENTRY_KINDS:
+        raise LedgerError(f"unknown entry kind {kind!r}")
+    if occurred_at.tzinfo is None:
+        raise LedgerError("occurred_at must be timezone-aware")
+    kept = [line for line in lines if line.amount_minor != 0]
+    check_balanced(kept)
+    if kind in ("donation", "membership_payment", "refund", "settlement"):
+        ledger_totals.lock_object(session, stripe_object_id)
+    statement = (
+        insert_for(session)(JournalEntry)
+        .values(
+            key=key,
+            kind=kind,
+            occurred_at=occurred_at,
+            created_at=utcnow(),
+            donor_id=donor_id,
+            stripe_object_id=stripe_object_id,
+            stripe_charge_id=stripe_charge_id,
+            stripe_balance_transaction_id=stripe_balance_transaction_id,
+            currency=movement.currency,
+            amount_minor=movement.amount_minor,
+            fee_minor=movement.fee_minor,
+            net_minor=movement.net_minor,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(JournalEntry.id)
+    )
+    entry_id = session.execute(statement).scalar()
+    if entry_id is None:
+        return False
+    # The daily totals (derived data, app.ledger_totals) move with the entry,
+    # in this transaction; a duplicate posted nothing and adds nothing.
+    ledger_totals.add_entries(session, entry_id, entry_id)
+    session.add_all(
+        JournalPosting(
+            entry_id=entry_id,
+            account=line.account,
+            currency=line.currency,
+            amount_minor=line.amount_minor,
+            donor_id=donor_id,
+        )
+        for line in kept
+    )
+    session.flush()
+    return True
+
+
+def entry_exists(session: Session, key: str) -> bool:
+    return session.scalar(select(JournalEntry.id).where(JournalEntry.key == key)) is not None
+
+
+# ---------------------------------------------------------------------------
+# The postings of each kind of movement
+
+
+def _fx_balance(lines: list[Line]) -> list[Line]:
+    """Add fx_conversion lines so each currency balances: used only where the
+    balance transaction's currency differs from the charge's."""
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        totals[line.currency] += line.amount_minor
+    return lines + [Line("fx_conversion", cur, -total) for cur, total in totals.items() if total]
+
+
+def recognise_payment(
+    session: Session,
+    *,
+    charge_id: str,
+    kind: str,
+    currency: str,
+    amount_minor: int,
+    occurred_at: datetime,
+    donor_id: int | None,
+) -> bool:
+    """Stage 1 of a payment: its gross, once per charge (Dr receivable, Cr revenue)."""
+    if kind not in PAYMENT_KINDS:
+        raise LedgerError(f"{kind!r} is not a payment kind")
+    revenue = "revenue_donations" if kind == "donation" else "revenue_memberships"
+    return post_entry(
+        session,
+        f"charge:{charge_id}",
+        kind,
+        occurred_at=occurred_at,
+        stripe_object_id=charge_id,
+        stripe_charge_id=charge_id,
+        movement=Movement(currency, amount_minor),
+        lines=[
+            Line("stripe_receivable", currency, amount_minor),
+            Line(revenue, currency, -amount_minor),
+        ],
+        donor_id=donor_id,
+    )
+
+
+def recognise_refund(
+    session: Session,
+    *,
+    refund_id: str,
+    charge_id: str | None,
+    currency: str,
+    amount_minor: int,
+    occurred_at: datetime,
+    donor_id: int | None,
+) -> bool:
+    """A refund, once per refund (Dr refunds, Cr receivable): `amount_minor` is
+    the refund's positive amount; the movement is negative (money out)."""
+    return post_entry(
+        session,
+        f"refund:{refund_id}",
+        "refund",
+        occurred_at=occurred_at,
+        stripe_object_id=refund_id,
+        stripe_charge_id=charge_id,
+        movement=Movement(currency, -amount_minor),
+        lines=[
+            Line("refunds", currency, amount_minor),
+            Line("stripe_receivable", currency, -amount_minor),
+        ],
+        donor_id=donor_id,
+    )
+
+
+@dataclass(frozen=True)
+class BalanceTxn:
+    """The figures of a Stripe balance transaction (txn_...)."""
+
+    id: str
+    type: str
+    currency: str
+    amount_minor: int
+    fee_minor: int
+    net_minor: int
+    created_at: datetime
+    source: str | None = None
+    reporting_category: str | None = None
+
+
+def settle(
+    session: Session,
+    txn: BalanceTxn,
+    *,
+    object_id: str,
+    object_currency: str,
+    object_amount_minor: int,
+    charge_id: str | None,
+    donor_id: int | None,
+) -> bool:
+    """Stage 2 of a payment or refund: the balance transaction's fee and net,
+    once per balance transaction. `object_amount_minor` is the signed movement
+    recognised in stage 1 (positive for a charge, negative for a refund)."""
+    lines = [
+        Line("stripe_balance", txn.currency, txn.net_minor),
+        Line("fees_processing", txn.currency, txn.fee_minor),
+        Line("stripe_receivable", object_currency, -object_amount_minor),
+    ]
+    if txn.currency != object_currency:
+        lines = _fx_balance(lines)
+    elif txn.amount_minor != object_amount_minor:
+        raise LedgerError(
+            f"balance transaction {txn.id} moves {txn.amount_minor}, "
+            f"but {object_id} is {object_amount_minor}"
+        )
+    return post_entry(
+        session,
+        f"balance_transaction:{txn.id}",
+        "settlement",
+        occurred_at=txn.created_at,
+        stripe_object_id=object_id,
+        stripe_charge_id=charge_id,
+        stripe_balance_transaction_id=txn.id,
+        movement=Movement(txn.currency, txn.amount_minor, txn.fee_minor, txn.net_minor),
+        lines=lines,
+        donor_id=donor_id,
+    )
+
+
+# Standalone movements: the counter-account takes -amount, a fee account the
+# fee, the Stripe balance the net.
+_STANDALONE = {
+    "refund_failure": ("refunds", "fees_processing"),
+    "dispute": ("chargebacks", "fees_dispute"),
+    "dispute_reversal": ("chargebacks", "fees_dispute"),
+    "payout": ("bank", "fees_stripe"),
+    "payout_failure": ("bank", "fees_stripe"),
+    "stripe_fee": ("fees_stripe", "fees_stripe"),
+    "adjustment": ("adjustments", "fees_stripe"),
+}
+
+
+def post_movement(
+    session: Session,
+    txn: BalanceTxn,
+    kind: str,
+    *,
+    object_id: str,
+    charge_id: str | None = None,
+    donor_id: int | None = None,
+) -> bool:
+    """A movement that is its own balance transaction (refund failure, dispute
+    withdrawal or reinstatement, payout, payout failure, Stripe fee,
+    adjustment), once per balance transaction."""
+    if kind not in _STANDALONE:
+        raise LedgerError(f"{kind!r} is not a standalone movement")
+    counter, fee_account = _STANDALONE[kind]
+    return post_entry(
+        session,
+        f"balance_transaction:{txn.id}",
+        kind,
+        occurred_at=txn.created_at,
+        stripe_object_id=object_id,
+        stripe_charge_id=charge_id,
+        stripe_balance_transaction_id=txn.id,
+        movement=Movement(txn.currency, txn.amount_minor, txn.fee_minor, txn.net_minor),
+        lines=[
+            Line("stripe_balance", txn.currency, txn.net_minor),
+            Line(fee_account, txn.currency, txn.fee_minor),
+            Line(counter, txn.currency, -txn.amount_minor),
+        ],
+        donor_id=donor_id,
+    )
+
+
+# Balance transaction types (Stripe's `type`) that are not payments, refunds,
+# disputes or payouts, and the kind of movement they are.
+_OTHER_TYPES = {
+    "stripe_fee": "stripe_fee",
+    "tax_fee": "stripe_fee",
+    "application_fee": "stripe_fee",
+    "payout": "payout",
+    "payout_failure": "payout_failure",
+    "payout_cancel": "payout_failure",
+}
+# Types whose movement is posted from their own object's events.
+HANDLED_BY_OBJECT = frozenset(
+    [
+        "charge",
+        "payment",
+        "refund",
+        "payment_refund",
+        "refund_failure",
+        "payment_failure_refund",
+        "adjustment_dispute",
+    ]
+)
+
+
+def post_other_balance_transaction(session: Session, txn: BalanceTxn) -> bool:
+    """A balance transaction that no object event posts (Stripe fees, payouts
+    seen in a payout's listing, anything else): for listings of a payout's
+    transactions and for `stripe sync`. Charges, refunds and disputes are
+    skipped here: their own events post them with their donor and attribution."""
+    if txn.type in HANDLED_BY_OBJECT or txn.reporting_category in ("dispute", "dispute_reversal"):
+        return False
+    kind = _OTHER_TYPES.get(txn.type, "adjustment")
+    return post_movement(session, txn, kind, object_id=txn.source or txn.id)
