@@ -116,6 +116,12 @@ def subscription(
     }
 
 
+def period_total(subscription: dict[str, Any]) -> int:
+    """What one period of the subscription's current items costs, minor units."""
+    items = subscription["items"]["data"]
+    return sum(int(item["price"]["unit_amount"]) * int(item["quantity"]) for item in items)
+
+
 def invoice(
     invoice_id: str,
     subscription: dict[str, Any],
@@ -128,7 +134,7 @@ def invoice(
     is its own period_start/end (None: the creation moment)."""
     items = subscription["items"]["data"]
     currency = subscription["currency"]
-    total = sum(item["price"]["unit_amount"] * item["quantity"] for item in items)
+    total = period_total(subscription)
     period_start = items[0]["current_period_start"]
     period_end = items[0]["current_period_end"]
     lines = [

@@ -259,8 +259,7 @@ def _invoice(
     `billed_period` is the invoice's own period_start/end: the period just
     ended for a renewal, the creation moment for the first invoice."""
     invoice_id = new_id("in")
-    items = subscription["items"]["data"]
-    total = sum(item["price"]["unit_amount"] * item["quantity"] for item in items)
+    total = billing.period_total(subscription)
     description = (
         "Subscription creation"
         if billing_reason == "subscription_create"
