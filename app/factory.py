@@ -43,9 +43,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     extensions.csrf.init_app(app)
     extensions.babel.init_app(app, locale_selector=_select_locale)
 
-    from app import donate, health
+    from app import health
+    from app.donate import views as donate_views
 
-    app.register_blueprint(donate.bp)
+    app.register_blueprint(donate_views.bp)
     app.register_blueprint(health.bp)
     if isinstance(app.extensions["donations.payments"], SandboxPayments):
         from app import sandbox_views
@@ -97,7 +98,7 @@ def _select_locale() -> str | None:
 def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[str, int]:
-        from app.donate import render_after_csrf_failure
+        from app.donate.views import render_after_csrf_failure
 
         page = render_after_csrf_failure()
         if page is not None:

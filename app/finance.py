@@ -36,8 +36,8 @@ from app import ledger, ledger_export, reports
 from app.auth import audit, current_staff, protect_blueprint, staff_required
 from app.charts import Point, bar_line_chart
 from app.clock import utcnow
+from app.donors import Donor
 from app.extensions import database, db_session
-from app.models import Donor
 from app.money import format_money
 from app.staff import can
 from webhooks.inbox import StripeEvent, list_failed, reset_for_replay
@@ -57,6 +57,8 @@ def _one_snapshot_per_page() -> None:
     if request.method == "GET" and session.get_bind().dialect.name == "postgresql":
         session.commit()  # end what the login gate read; nothing is pending here
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 log = logging.getLogger(__name__)
 
 LATEST_PAYMENTS = 10

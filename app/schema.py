@@ -6,10 +6,12 @@ Add a module here when it defines tables. No Flask, no `stripe`.
 
 from __future__ import annotations
 
+import app.donate.models
+import app.donors
 import app.ledger
-import app.models
 import app.records
 import app.reports  # indexes the finance views need (migration 0006)
+import app.sandbox.models
 import app.staff
 import webhooks.inbox
 from app.db import Base

@@ -207,7 +207,7 @@ def search_term(app: Any) -> str:
     """A donor's email prefix as finance staff type it (first.last)."""
     from sqlalchemy import func, select
 
-    from app.models import Donor
+    from app.donors import Donor
 
     database = app.extensions["donations.db"]
     with database.session() as session:

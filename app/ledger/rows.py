@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
+from app.donate.models import Checkout
+from app.donors import Donor
 from app.ledger.models import JournalEntry
-from app.models import Checkout, Donor
 from app.money import format_plain
 from app.records import Membership, Payment
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from sqlalchemy import Index
 
 from app import ledger
-from app.models import Donor
+from app.donors import Donor
 from app.reports.campaigns import CampaignLine, campaign_report
 from app.reports.donors import DonorHistory, donor_history, find_donor_id, search_donors
 from app.reports.journal import (

@@ -14,7 +14,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app import ledger
-from app.models import Checkout
+from app.donate.models import Checkout
 from app.reports.totals import Figures, _figures_of, _grouped
 
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from app.donors import normalise_email
-from app.models import Donor
+from app.donors import Donor, normalise_email
 from app.records import Membership
 from app.reports.journal import JournalFilter, JournalLine, _line
 from app.reports.periods import PAGE_SIZE, ReportError

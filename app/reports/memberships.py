@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Donor
+from app.donors import Donor
 from app.records import Membership
 from app.reports.periods import PAGE_SIZE, day_start, month_of
 

@@ -19,7 +19,7 @@ from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from app import ledger, ledger_totals
-from app.models import Donor
+from app.donors import Donor
 from app.reports.periods import MONTHS_ON_DASHBOARD, add_months, day_start, month_firsts
 
 # -- figures (the contract's summary definitions) ------------------------------------

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.models import SandboxObject
 from app.sandbox import billing, objects, store
 from app.sandbox.billing import add_interval
+from app.sandbox.models import SandboxObject
 from app.sandbox.objects import Events, new_id, ts
 from app.stripe_api import PaymentsError
 

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from app.clock import utcnow
 from app.db import Database
-from app.models import SandboxObject
+from app.sandbox.models import SandboxObject
 from app.sandbox.objects import ts
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from app.db import Database
-from app.models import SandboxObject
+from app.sandbox.models import SandboxObject
 from app.stripe_api import PaymentsError
 
 

@@ -22,7 +22,8 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Checkout, Donor, StripeCustomer
+from app.donate.models import Checkout
+from app.donors import Donor, StripeCustomer
 from tests.stripe_helpers import stripe_object
 
 SESSIONS_URL = "https://api.stripe.com/v1/checkout/sessions"

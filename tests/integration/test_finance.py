@@ -25,8 +25,8 @@ from app import ledger
 from app.cli import main
 from app.clock import frozen_at, utcnow
 from app.db import Database
-from app.donors import find_or_create_donor
-from app.models import Checkout, Donor
+from app.donate.models import Checkout
+from app.donors import Donor, find_or_create_donor
 from app.staff import AuditEntry, create_staff
 from app.stripe_api import StripeApi
 from tests import event_factory as ef

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from app import ledger
 from app.db import Base, Database
-from app.donors import find_or_create_donor
-from app.models import Checkout, Donor, StripeCustomer
+from app.donate.models import Checkout
+from app.donors import Donor, StripeCustomer, find_or_create_donor
 from app.records import Dispute, Membership, Payment, Payout, Refund
 from app.stripe_api import PaymentsError, StripeApi
 from tests import event_factory as ef

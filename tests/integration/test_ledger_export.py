@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from app import ledger, ledger_export, reports
 from app.cli import main
 from app.db import Database
-from app.models import Checkout, Donor
+from app.donate.models import Checkout
+from app.donors import Donor
 from app.stripe_api import StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION

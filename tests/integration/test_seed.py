@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from app import ledger
 from app.cli import main
 from app.clock import frozen_at
+from app.donate.models import Checkout
+from app.donors import Donor
 from app.ledger import JournalEntry
-from app.models import Checkout, Donor
 from app.records import Dispute, Membership, Payment, Payout, Refund
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

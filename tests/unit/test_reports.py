@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 from app import ledger, reports
 from app.clock import frozen_at
 from app.db import Database
-from app.donors import find_or_create_donor
-from app.models import Donor
+from app.donors import Donor, find_or_create_donor
 from app.stripe_api import StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION

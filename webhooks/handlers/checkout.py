@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app.donate.models import Checkout
 from app.donors import attach_customer
-from app.models import Checkout
 from app.records import Membership, Payment
 from webhooks import mapping
 from webhooks.handlers.charges import fill_subscription

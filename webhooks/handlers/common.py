@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.donors import attach_customer, donor_for_customer, find_or_create_donor
-from app.models import Checkout, Donor
+from app.donate.models import Checkout
+from app.donors import Donor, attach_customer, donor_for_customer, find_or_create_donor
 from app.stripe_api import StripeLookup
 from webhooks import mapping
 

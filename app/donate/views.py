@@ -27,10 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
-from app.checkout import CheckoutSettings, checkout_id_for, start_checkout
+from app.donate.checkout import CheckoutSettings, checkout_id_for, start_checkout
+from app.donate.forms import ATTRIBUTION_FIELDS, FREQUENCY_LABELS, DonationForm, new_nonce
+from app.donate.models import Checkout
 from app.extensions import db_session
-from app.forms import ATTRIBUTION_FIELDS, FREQUENCY_LABELS, DonationForm, new_nonce
-from app.models import Checkout
 from app.money import MoneyError, decimal_places, format_plain, format_short, parse_amount
 from app.settings import FREQUENCIES
 from app.stripe_api import Payments, PaymentsError

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import insert_for
-from app.models import Donor, StripeCustomer
+from app.donors.models import Donor, StripeCustomer
 
 
 def normalise_email(email: str) -> str:

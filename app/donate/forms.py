@@ -24,7 +24,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from app.checkout import Gift
+from app.donate.checkout import Gift
 from app.money import MoneyError, charge_step, format_money, parse_amount
 from app.settings import FREQUENCIES
 

@@ -1,8 +1,7 @@
-"""Mutable records beside the ledger: donors, their Stripe customers, and what
-a reader asked for at checkout.
-
-Typed SQLAlchemy models only; no Flask, no `stripe`, no commits. Money is
-`amount_minor` + `currency`; external ids carry their system's name.
+"""What a reader asked for when they submitted the donation form, and the
+Stripe Checkout Session made for it: the checkout record beside the ledger,
+joined to payments by our id. Definitions only: no Flask, no `stripe`, no
+commits. Money is `amount_minor` + `currency`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
 )
@@ -23,40 +21,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.clock import utcnow
 from app.db import Base, one_of
+from app.donors.models import Donor
 
 FREQUENCIES = ("once", "month", "year")
 CHECKOUT_STATUSES = ("open", "complete", "expired")
 DEDICATION_KINDS = ("honour", "memory")
-
-
-class Donor(Base):
-    """A person, identified by normalised email; may have several Stripe customers."""
-
-    __tablename__ = "donors"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
-    name: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-    customers: Mapped[list[StripeCustomer]] = relationship(back_populates="donor")
-
-    __table_args__ = (CheckConstraint("email = lower(email)", name="email_normalised"),)
-
-
-class StripeCustomer(Base):
-    """A Stripe customer (cus_...) and the donor it belongs to."""
-
-    __tablename__ = "stripe_customers"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    stripe_customer_id: Mapped[str] = mapped_column(String(255), unique=True)
-    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id"), index=True)
-    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    donor: Mapped[Donor] = relationship(back_populates="customers")
 
 
 class Checkout(Base):
@@ -111,17 +80,3 @@ class Checkout(Base):
         CheckConstraint("currency = lower(currency) AND length(currency) = 3", name="currency_iso"),
         Index("ix_checkouts_campaign_created_at", "campaign", "created_at"),
     )
-
-
-class SandboxObject(Base):
-    """One object of the offline payments sandbox (app.sandbox): a Stripe-shaped
-    JSON document under its Stripe-like id, or an event waiting to be delivered
-    (`delivered_at` is null until the webhook endpoint answered 2xx)."""
-
-    __tablename__ = "sandbox_objects"
-
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
-    json: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    delivered_at: Mapped[datetime | None] = mapped_column()

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
+from app.donate.models import Checkout
 from app.donors import find_or_create_donor, latest_customer_id
-from app.models import Checkout
 from app.money import FeeCover, format_plain
 
 if TYPE_CHECKING:
