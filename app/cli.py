@@ -1,10 +1,18 @@
-"""The `donations` command: the Flask CLI of this app plus our own groups.
+"""The `donations` command: the Flask CLI of this app plus each feature's
+command group (its package's `cli.py`), loaded when first named, so nothing
+runs at import time and `donations --help` stays quick. Also what every group
+shares: the DATE parameter (a day in LEDGER_REPORTING_TZ) and its bounds.
 
 Commands own their transaction (commit once) and turn bad input into a
 one-line error with exit status 2.
 """
 
 from __future__ import annotations
+
+import importlib
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from flask import current_app
@@ -13,8 +21,33 @@ from flask.cli import FlaskGroup, with_appcontext
 from app import create_app
 from app.migrate import upgrade
 
+# Each feature's command group, as "module:attribute".
+GROUPS = {
+    "dev": "app.dev_cli:dev",
+    "events": "webhooks.cli:events",
+    "ledger": "app.ledger.cli:ledger",
+    "sandbox": "app.sandbox_cli:sandbox",
+    "staff": "app.staff_cli:staff",
+    "worker": "webhooks.cli:worker",
+}
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
+
+class DonationsGroup(FlaskGroup):
+    """Flask's group, plus the feature groups above, imported on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(GROUPS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = GROUPS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+@click.group(cls=DonationsGroup, create_app=create_app, add_version_option=False)
 def main() -> None:
     """Donations and memberships: web app, worker and operations."""
 
@@ -38,19 +71,48 @@ def db_upgrade() -> None:
     click.echo("database is at the latest migration")
 
 
-def _register_commands() -> None:
-    from app.dev_cli import dev
-    from app.ledger_cli import ledger
-    from app.sandbox_cli import sandbox
-    from app.staff_cli import staff
-    from webhooks.cli import events, worker
-
-    main.add_command(dev)
-    main.add_command(ledger)
-    main.add_command(events)
-    main.add_command(sandbox)
-    main.add_command(staff)
-    main.add_command(worker)
+# -- what the groups share -----------------------------------------------------
 
 
-_register_commands()
+class DateParam(click.ParamType):
+    """A YYYY-MM-DD day; bad input is a one-line usage error (exit status 2)."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        text = str(value)
+        try:
+            if len(text) != 10:
+                raise ValueError(text)
+            return date.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is not a date in the form YYYY-MM-DD", param, ctx)
+
+
+DATE = DateParam()
+
+
+def reporting_zone() -> ZoneInfo:
+    """LEDGER_REPORTING_TZ, in which CLI dates are days."""
+    name = current_app.config.get("LEDGER_REPORTING_TZ") or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise click.UsageError(f"LEDGER_REPORTING_TZ {name!r} is not a time zone") from exc
+
+
+def day_bounds(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
+    """--since (inclusive) and --until (exclusive) as UTC instants: the start
+    of each day in the reporting zone."""
+    zone = reporting_zone()
+    if since and until and until <= since:
+        raise click.BadParameter("must be after --since", param_hint="'--until'")
+
+    def start(day: date | None) -> datetime | None:
+        if day is None:
+            return None
+        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+    return start(since), start(until)

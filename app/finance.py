@@ -32,12 +32,13 @@ from flask import (
 from flask_babel import get_locale
 from sqlalchemy.orm import Session
 
-from app import ledger, ledger_export, reports
+from app import ledger, reports
 from app.auth import audit, current_staff, protect_blueprint, staff_required
 from app.charts import Point, bar_line_chart
 from app.clock import utcnow
 from app.donors import Donor
 from app.extensions import database, db_session
+from app.ledger import export as ledger_export
 from app.money import format_money
 from app.staff import can
 from webhooks.inbox import StripeEvent, list_failed, reset_for_replay
@@ -132,7 +133,7 @@ def _bounds(since: date | None, until: date | None) -> tuple[Any, Any]:
 
 
 def _csv_chunks(chunks: Iterable[bytes], session: Session) -> Iterator[bytes]:
-    """The ledger CSV in chunks (app.ledger_export: COPY on PostgreSQL, in
+    """The ledger CSV in chunks (app.ledger.export: COPY on PostgreSQL, in
     constant memory however many rows stream through). The session (and
     its cursor) is released as soon as the last row is out or the client goes
     away, not only at the request's teardown."""

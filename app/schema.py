@@ -9,7 +9,7 @@ from __future__ import annotations
 import app.donate.models
 import app.donors
 import app.ledger
-import app.records
+import app.ledger.records
 import app.reports  # indexes the finance views need (migration 0006)
 import app.sandbox.models
 import app.staff

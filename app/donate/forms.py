@@ -1,5 +1,5 @@
 """The donation form (Flask-WTF, CSRF on): field rules and the conversion of
-what a reader typed into a `Gift` for app.checkout.
+what a reader typed into a `Gift` for app.donate.checkout.
 
 Amounts are parsed with app.money into minor units (Decimal at the edge, never
 floats). Every rule that can fail puts its message on its own field.

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import ledger_totals
+from app.ledger import totals as daily_totals
 from app.ledger.models import PAYMENT_KINDS, JournalEntry, JournalPosting
+from app.ledger.records import Membership
 from app.ledger.rows import iter_rows
 from app.money import format_plain
-from app.records import Membership
 
 
 @dataclass
@@ -186,7 +186,7 @@ def verify(session: Session) -> list[str]:
                 f"bank in {currency} is {posted}, the summary's payouts are {summarised}"
             )
     # The daily totals (derived) equal the journal's rows.
-    problems.extend(ledger_totals.differences(session))
+    problems.extend(daily_totals.differences(session))
     return problems
 
 

@@ -1,6 +1,8 @@
-"""Posting to the journal: Line, Movement and BalanceTxn, check_balanced,
-post_entry (once per key) and the postings of each kind of movement. Append-only:
-never updates or deletes an entry or a posting; no Flask, no `stripe`, no commits.
+"""Posting to the journal: Line, Movement, BalanceTxn and Entry, check_balanced,
+`post` (once per key), and for each kind of movement a builder of its entry
+(`payment_entry`, `refund_entry`, `settlement_entry`, `movement_entry`) and its
+posting function. Append-only: never updates or deletes an entry or a posting;
+no Flask, no `stripe`, no commits.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import ledger_totals
 from app.clock import utcnow
 from app.db import insert_for
+from app.ledger import totals as daily_totals
 from app.ledger.models import (
     ACCOUNTS,
     ENTRY_KINDS,
@@ -59,6 +61,82 @@ def check_balanced(lines: Sequence[Line]) -> None:
         raise LedgerError(f"entry does not balance: {unbalanced}")
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A journal entry before it is written: its key (once per key), kind, the
+    movement's figures and its lines. The `*_entry` builders below make one
+    per kind of movement; `post` writes it (and the seed's bulk path writes
+    the same entries in batches)."""
+
+    key: str
+    kind: str
+    occurred_at: datetime
+    stripe_object_id: str
+    movement: Movement
+    lines: tuple[Line, ...]
+    donor_id: int | None = None
+    stripe_charge_id: str | None = None
+    stripe_balance_transaction_id: str | None = None
+
+
+def checked_lines(entry: Entry) -> list[Line]:
+    """The lines an entry writes (zero lines dropped), after the checks every
+    posting passes: a known kind, an aware time, balanced per currency."""
+    if entry.kind not in ENTRY_KINDS:
+        raise LedgerError(f"unknown entry kind {entry.kind!r}")
+    if entry.occurred_at.tzinfo is None:
+        raise LedgerError("occurred_at must be timezone-aware")
+    kept = [line for line in entry.lines if line.amount_minor != 0]
+    check_balanced(kept)
+    return kept
+
+
+def post(session: Session, entry: Entry) -> bool:
+    """Post an entry once. Returns True if this call posted it, False if its
+    key was already there (a duplicate or a concurrent twin)."""
+    kept = checked_lines(entry)
+    if entry.kind in ("donation", "membership_payment", "refund", "settlement"):
+        daily_totals.lock_object(session, entry.stripe_object_id)
+    movement = entry.movement
+    statement = (
+        insert_for(session)(JournalEntry)
+        .values(
+            key=entry.key,
+            kind=entry.kind,
+            occurred_at=entry.occurred_at,
+            created_at=utcnow(),
+            donor_id=entry.donor_id,
+            stripe_object_id=entry.stripe_object_id,
+            stripe_charge_id=entry.stripe_charge_id,
+            stripe_balance_transaction_id=entry.stripe_balance_transaction_id,
+            currency=movement.currency,
+            amount_minor=movement.amount_minor,
+            fee_minor=movement.fee_minor,
+            net_minor=movement.net_minor,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(JournalEntry.id)
+    )
+    entry_id = session.execute(statement).scalar()
+    if entry_id is None:
+        return False
+    # The daily totals (derived data, app.ledger.totals) move with the entry,
+    # in this transaction; a duplicate posted nothing and adds nothing.
+    daily_totals.add_entries(session, entry_id, entry_id)
+    session.add_all(
+        JournalPosting(
+            entry_id=entry_id,
+            account=line.account,
+            currency=line.currency,
+            amount_minor=line.amount_minor,
+            donor_id=entry.donor_id,
+        )
+        for line in kept
+    )
+    session.flush()
+    return True
+
+
 def post_entry(
     session: Session,
     key: str,
@@ -72,53 +150,21 @@ def post_entry(
     stripe_charge_id: str | None = None,
     stripe_balance_transaction_id: str | None = None,
 ) -> bool:
-    """Post an entry under `key` once. Returns True if this call posted it,
-    False if the key was already there (a duplicate or a concurrent twin)."""
-    if kind not in ENTRY_KINDS:
-        raise LedgerError(f"unknown entry kind {kind!r}")
-    if occurred_at.tzinfo is None:
-        raise LedgerError("occurred_at must be timezone-aware")
-    kept = [line for line in lines if line.amount_minor != 0]
-    check_balanced(kept)
-    if kind in ("donation", "membership_payment", "refund", "settlement"):
-        ledger_totals.lock_object(session, stripe_object_id)
-    statement = (
-        insert_for(session)(JournalEntry)
-        .values(
-            key=key,
-            kind=kind,
-            occurred_at=occurred_at,
-            created_at=utcnow(),
-            donor_id=donor_id,
-            stripe_object_id=stripe_object_id,
-            stripe_charge_id=stripe_charge_id,
-            stripe_balance_transaction_id=stripe_balance_transaction_id,
-            currency=movement.currency,
-            amount_minor=movement.amount_minor,
-            fee_minor=movement.fee_minor,
-            net_minor=movement.net_minor,
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(JournalEntry.id)
+    """`post` with the entry's fields as arguments."""
+    return post(
+        session,
+        Entry(
+            key,
+            kind,
+            occurred_at,
+            stripe_object_id,
+            movement,
+            tuple(lines),
+            donor_id,
+            stripe_charge_id,
+            stripe_balance_transaction_id,
+        ),
     )
-    entry_id = session.execute(statement).scalar()
-    if entry_id is None:
-        return False
-    # The daily totals (derived data, app.ledger_totals) move with the entry,
-    # in this transaction; a duplicate posted nothing and adds nothing.
-    ledger_totals.add_entries(session, entry_id, entry_id)
-    session.add_all(
-        JournalPosting(
-            entry_id=entry_id,
-            account=line.account,
-            currency=line.currency,
-            amount_minor=line.amount_minor,
-            donor_id=donor_id,
-        )
-        for line in kept
-    )
-    session.flush()
-    return True
 
 
 def entry_exists(session: Session, key: str) -> bool:
@@ -129,13 +175,41 @@ def entry_exists(session: Session, key: str) -> bool:
 # The postings of each kind of movement
 
 
-def _fx_balance(lines: list[Line]) -> list[Line]:
+def fx_balanced(lines: list[Line]) -> list[Line]:
     """Add fx_conversion lines so each currency balances: used only where the
     balance transaction's currency differs from the charge's."""
     totals: dict[str, int] = defaultdict(int)
     for line in lines:
         totals[line.currency] += line.amount_minor
     return lines + [Line("fx_conversion", cur, -total) for cur, total in totals.items() if total]
+
+
+def payment_entry(
+    *,
+    charge_id: str,
+    kind: str,
+    currency: str,
+    amount_minor: int,
+    occurred_at: datetime,
+    donor_id: int | None,
+) -> Entry:
+    """Stage 1 of a payment: its gross, once per charge (Dr receivable, Cr revenue)."""
+    if kind not in PAYMENT_KINDS:
+        raise LedgerError(f"{kind!r} is not a payment kind")
+    revenue = "revenue_donations" if kind == "donation" else "revenue_memberships"
+    return Entry(
+        f"charge:{charge_id}",
+        kind,
+        occurred_at,
+        charge_id,
+        Movement(currency, amount_minor),
+        (
+            Line("stripe_receivable", currency, amount_minor),
+            Line(revenue, currency, -amount_minor),
+        ),
+        donor_id,
+        stripe_charge_id=charge_id,
+    )
 
 
 def recognise_payment(
@@ -148,23 +222,41 @@ def recognise_payment(
     occurred_at: datetime,
     donor_id: int | None,
 ) -> bool:
-    """Stage 1 of a payment: its gross, once per charge (Dr receivable, Cr revenue)."""
-    if kind not in PAYMENT_KINDS:
-        raise LedgerError(f"{kind!r} is not a payment kind")
-    revenue = "revenue_donations" if kind == "donation" else "revenue_memberships"
-    return post_entry(
-        session,
-        f"charge:{charge_id}",
-        kind,
+    """Post a payment's `payment_entry` once."""
+    entry = payment_entry(
+        charge_id=charge_id,
+        kind=kind,
+        currency=currency,
+        amount_minor=amount_minor,
         occurred_at=occurred_at,
-        stripe_object_id=charge_id,
-        stripe_charge_id=charge_id,
-        movement=Movement(currency, amount_minor),
-        lines=[
-            Line("stripe_receivable", currency, amount_minor),
-            Line(revenue, currency, -amount_minor),
-        ],
         donor_id=donor_id,
+    )
+    return post(session, entry)
+
+
+def refund_entry(
+    *,
+    refund_id: str,
+    charge_id: str | None,
+    currency: str,
+    amount_minor: int,
+    occurred_at: datetime,
+    donor_id: int | None,
+) -> Entry:
+    """A refund, once per refund (Dr refunds, Cr receivable): `amount_minor` is
+    the refund's positive amount; the movement is negative (money out)."""
+    return Entry(
+        f"refund:{refund_id}",
+        "refund",
+        occurred_at,
+        refund_id,
+        Movement(currency, -amount_minor),
+        (
+            Line("refunds", currency, amount_minor),
+            Line("stripe_receivable", currency, -amount_minor),
+        ),
+        donor_id,
+        stripe_charge_id=charge_id,
     )
 
 
@@ -178,22 +270,16 @@ def recognise_refund(
     occurred_at: datetime,
     donor_id: int | None,
 ) -> bool:
-    """A refund, once per refund (Dr refunds, Cr receivable): `amount_minor` is
-    the refund's positive amount; the movement is negative (money out)."""
-    return post_entry(
-        session,
-        f"refund:{refund_id}",
-        "refund",
+    """Post a refund's `refund_entry` once."""
+    entry = refund_entry(
+        refund_id=refund_id,
+        charge_id=charge_id,
+        currency=currency,
+        amount_minor=amount_minor,
         occurred_at=occurred_at,
-        stripe_object_id=refund_id,
-        stripe_charge_id=charge_id,
-        movement=Movement(currency, -amount_minor),
-        lines=[
-            Line("refunds", currency, amount_minor),
-            Line("stripe_receivable", currency, -amount_minor),
-        ],
         donor_id=donor_id,
     )
+    return post(session, entry)
 
 
 @dataclass(frozen=True)
@@ -211,6 +297,43 @@ class BalanceTxn:
     reporting_category: str | None = None
 
 
+def settlement_entry(
+    txn: BalanceTxn,
+    *,
+    object_id: str,
+    object_currency: str,
+    object_amount_minor: int,
+    charge_id: str | None,
+    donor_id: int | None,
+) -> Entry:
+    """Stage 2 of a payment or refund: the balance transaction's fee and net,
+    once per balance transaction. `object_amount_minor` is the signed movement
+    recognised in stage 1 (positive for a charge, negative for a refund)."""
+    lines = [
+        Line("stripe_balance", txn.currency, txn.net_minor),
+        Line("fees_processing", txn.currency, txn.fee_minor),
+        Line("stripe_receivable", object_currency, -object_amount_minor),
+    ]
+    if txn.currency != object_currency:
+        lines = fx_balanced(lines)
+    elif txn.amount_minor != object_amount_minor:
+        raise LedgerError(
+            f"balance transaction {txn.id} moves {txn.amount_minor}, "
+            f"but {object_id} is {object_amount_minor}"
+        )
+    return Entry(
+        f"balance_transaction:{txn.id}",
+        "settlement",
+        txn.created_at,
+        object_id,
+        Movement(txn.currency, txn.amount_minor, txn.fee_minor, txn.net_minor),
+        tuple(lines),
+        donor_id,
+        charge_id,
+        txn.id,
+    )
+
+
 def settle(
     session: Session,
     txn: BalanceTxn,
@@ -221,38 +344,21 @@ def settle(
     charge_id: str | None,
     donor_id: int | None,
 ) -> bool:
-    """Stage 2 of a payment or refund: the balance transaction's fee and net,
-    once per balance transaction. `object_amount_minor` is the signed movement
-    recognised in stage 1 (positive for a charge, negative for a refund)."""
-    lines = [
-        Line("stripe_balance", txn.currency, txn.net_minor),
-        Line("fees_processing", txn.currency, txn.fee_minor),
-        Line("stripe_receivable", object_currency, -object_amount_minor),
-    ]
-    if txn.currency != object_currency:
-        lines = _fx_balance(lines)
-    elif txn.amount_minor != object_amount_minor:
-        raise LedgerError(
-            f"balance transaction {txn.id} moves {txn.amount_minor}, "
-            f"but {object_id} is {object_amount_minor}"
-        )
-    return post_entry(
-        session,
-        f"balance_transaction:{txn.id}",
-        "settlement",
-        occurred_at=txn.created_at,
-        stripe_object_id=object_id,
-        stripe_charge_id=charge_id,
-        stripe_balance_transaction_id=txn.id,
-        movement=Movement(txn.currency, txn.amount_minor, txn.fee_minor, txn.net_minor),
-        lines=lines,
+    """Post a settlement's `settlement_entry` once."""
+    entry = settlement_entry(
+        txn,
+        object_id=object_id,
+        object_currency=object_currency,
+        object_amount_minor=object_amount_minor,
+        charge_id=charge_id,
         donor_id=donor_id,
     )
+    return post(session, entry)
 
 
 # Standalone movements: the counter-account takes -amount, a fee account the
 # fee, the Stripe balance the net.
-_STANDALONE = {
+STANDALONE_ACCOUNTS = {
     "refund_failure": ("refunds", "fees_processing"),
     "dispute": ("chargebacks", "fees_dispute"),
     "dispute_reversal": ("chargebacks", "fees_dispute"),
@@ -261,6 +367,37 @@ _STANDALONE = {
     "stripe_fee": ("fees_stripe", "fees_stripe"),
     "adjustment": ("adjustments", "fees_stripe"),
 }
+
+
+def movement_entry(
+    txn: BalanceTxn,
+    kind: str,
+    *,
+    object_id: str,
+    charge_id: str | None = None,
+    donor_id: int | None = None,
+) -> Entry:
+    """A movement that is its own balance transaction (refund failure, dispute
+    withdrawal or reinstatement, payout, payout failure, Stripe fee,
+    adjustment), once per balance transaction."""
+    if kind not in STANDALONE_ACCOUNTS:
+        raise LedgerError(f"{kind!r} is not a standalone movement")
+    counter, fee_account = STANDALONE_ACCOUNTS[kind]
+    return Entry(
+        f"balance_transaction:{txn.id}",
+        kind,
+        txn.created_at,
+        object_id,
+        Movement(txn.currency, txn.amount_minor, txn.fee_minor, txn.net_minor),
+        (
+            Line("stripe_balance", txn.currency, txn.net_minor),
+            Line(fee_account, txn.currency, txn.fee_minor),
+            Line(counter, txn.currency, -txn.amount_minor),
+        ),
+        donor_id,
+        charge_id,
+        txn.id,
+    )
 
 
 def post_movement(
@@ -272,33 +409,16 @@ def post_movement(
     charge_id: str | None = None,
     donor_id: int | None = None,
 ) -> bool:
-    """A movement that is its own balance transaction (refund failure, dispute
-    withdrawal or reinstatement, payout, payout failure, Stripe fee,
-    adjustment), once per balance transaction."""
-    if kind not in _STANDALONE:
-        raise LedgerError(f"{kind!r} is not a standalone movement")
-    counter, fee_account = _STANDALONE[kind]
-    return post_entry(
+    """Post a standalone movement's `movement_entry` once."""
+    return post(
         session,
-        f"balance_transaction:{txn.id}",
-        kind,
-        occurred_at=txn.created_at,
-        stripe_object_id=object_id,
-        stripe_charge_id=charge_id,
-        stripe_balance_transaction_id=txn.id,
-        movement=Movement(txn.currency, txn.amount_minor, txn.fee_minor, txn.net_minor),
-        lines=[
-            Line("stripe_balance", txn.currency, txn.net_minor),
-            Line(fee_account, txn.currency, txn.fee_minor),
-            Line(counter, txn.currency, -txn.amount_minor),
-        ],
-        donor_id=donor_id,
+        movement_entry(txn, kind, object_id=object_id, charge_id=charge_id, donor_id=donor_id),
     )
 
 
 # Balance transaction types (Stripe's `type`) that are not payments, refunds,
 # disputes or payouts, and the kind of movement they are.
-_OTHER_TYPES = {
+OTHER_TYPES = {
     "stripe_fee": "stripe_fee",
     "tax_fee": "stripe_fee",
     "application_fee": "stripe_fee",
@@ -327,5 +447,5 @@ def post_other_balance_transaction(session: Session, txn: BalanceTxn) -> bool:
     skipped here: their own events post them with their donor and attribution."""
     if txn.type in HANDLED_BY_OBJECT or txn.reporting_category in ("dispute", "dispute_reversal"):
         return False
-    kind = _OTHER_TYPES.get(txn.type, "adjustment")
+    kind = OTHER_TYPES.get(txn.type, "adjustment")
     return post_movement(session, txn, kind, object_id=txn.source or txn.id)

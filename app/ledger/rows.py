@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, aliased
 from app.donate.models import Checkout
 from app.donors import Donor
 from app.ledger.models import JournalEntry
+from app.ledger.records import Membership, Payment
 from app.money import format_plain
-from app.records import Membership, Payment
 
 CSV_COLUMNS = (
     "occurred_at",

@@ -3,7 +3,7 @@ the reporting time zone, the filtered journal with keyset pagination and its
 totals, donors, memberships, campaigns and the webhook pipeline's health.
 
 Every money figure comes from `app.ledger.rows_query`, the rows of the ledger
-CSV, or from its daily sums kept in `app.ledger_totals` (whole UTC days; the
+CSV, or from its daily sums kept in `app.ledger.totals` (whole UTC days; the
 days a boundary cuts are read live), so a page never disagrees with the export
 or the summary. Reads only: no
 Flask, no `stripe`, no writes, no commits. Amounts of different currencies are

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import ledger
 from app.donate.models import Checkout
-from app.reports.totals import Figures, _figures_of, _grouped
+from app.reports.totals import Figures, figures_of, grouped_figures
 
 
 @dataclass
@@ -51,7 +51,7 @@ def campaign_report(
     rows = ledger.rows_query(since, until).subquery("r")
     grouped: dict[tuple[str | None, str | None], list[Any]] = defaultdict(list)
     for campaign, source, currency, kind, amount, fee, n in session.execute(
-        _grouped(rows, rows.c.campaign, rows.c.utm_source).where(
+        grouped_figures(rows, rows.c.campaign, rows.c.utm_source).where(
             rows.c.kind.in_(
                 (*ledger.PAYMENT_KINDS, "refund", "refund_failure", "dispute", "dispute_reversal")
             )
@@ -59,7 +59,7 @@ def campaign_report(
     ):
         grouped[(campaign, source)].append((currency, kind, amount, fee, n))
     for (campaign, source), groups in grouped.items():
-        line(campaign, source).figures = _figures_of(groups)
+        line(campaign, source).figures = figures_of(groups)
 
     completed = func.sum(case((Checkout.status == "complete", 1), else_=0))
     expired = func.sum(case((Checkout.status == "expired", 1), else_=0))

@@ -12,8 +12,8 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from app.donors import Donor, normalise_email
-from app.records import Membership
-from app.reports.journal import JournalFilter, JournalLine, _line
+from app.ledger.records import Membership
+from app.reports.journal import JournalFilter, JournalLine, journal_line
 from app.reports.periods import PAGE_SIZE, ReportError
 from app.reports.totals import Figures
 
@@ -75,7 +75,7 @@ def donor_history(session: Session, donor_id: int) -> DonorHistory | None:
     filters = JournalFilter.for_donor(session, donor_id)
     rows = filters.rows()
     query = filters.apply(select(rows), rows).order_by(rows.c.occurred_at, rows.c.key)
-    lines = [_line(r) for r in session.execute(query)]
+    lines = [journal_line(r) for r in session.execute(query)]
     lifetime: dict[str, Figures] = defaultdict(Figures)
     for line in lines:
         lifetime[line.row.currency].add(

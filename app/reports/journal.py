@@ -16,9 +16,9 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from app import ledger
-from app.records import Membership, Payment
+from app.ledger.records import Membership, Payment
 from app.reports.periods import PAGE_SIZE, ReportError
-from app.reports.totals import Figures, _figures_of, _grouped, ranged_groups
+from app.reports.totals import Figures, figures_of, grouped_figures, ranged_groups
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def _before(rows: Any, cursor: Cursor) -> Any:
     )
 
 
-def _line(result: Any) -> JournalLine:
+def journal_line(result: Any) -> JournalLine:
     return JournalLine(ledger.row_from(result), result.key, result.donor_id)
 
 
@@ -153,7 +153,7 @@ def journal_page(
     if before is not None:
         query = query.where(_before(rows, before))
         query = query.order_by(rows.c.occurred_at.desc(), rows.c.key.desc()).limit(size + 1)
-        found = [_line(r) for r in session.execute(query)]
+        found = [journal_line(r) for r in session.execute(query)]
         more_before = len(found) > size
         lines = list(reversed(found[:size]))
         return JournalPage(
@@ -164,7 +164,7 @@ def journal_page(
     if after is not None:
         query = query.where(_after(rows, after))
     query = query.order_by(rows.c.occurred_at, rows.c.key).limit(size + 1)
-    found = [_line(r) for r in session.execute(query)]
+    found = [journal_line(r) for r in session.execute(query)]
     lines = found[:size]
     return JournalPage(
         lines,
@@ -189,9 +189,9 @@ def journal_totals(session: Session, filters: JournalFilter) -> dict[str, Figure
             kind=filters.kind or None,
             currency=filters.currency or None,
         )
-        return _figures_of(groups.get(0, []))
+        return figures_of(groups.get(0, []))
     rows = filters.rows(money_only=True)
-    return _figures_of(session.execute(filters.apply(_grouped(rows), rows)).all())
+    return figures_of(session.execute(filters.apply(grouped_figures(rows), rows)).all())
 
 
 def journal_csv_rows(session: Session, filters: JournalFilter) -> Iterator[list[str]]:
@@ -215,7 +215,7 @@ def latest_payments(session: Session, limit: int = 10) -> list[JournalLine]:
         .order_by(rows.c.occurred_at.desc(), rows.c.key.desc())
         .limit(limit)
     )
-    return [_line(r) for r in session.execute(query)]
+    return [journal_line(r) for r in session.execute(query)]
 
 
 def has_movements(session: Session) -> bool:

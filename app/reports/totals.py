@@ -1,5 +1,5 @@
 """Money figures per currency (the summary's definitions) and ranged totals:
-whole UTC days from the daily rollup (app.ledger_totals), the hours an edge
+whole UTC days from the daily rollup (app.ledger.totals), the hours an edge
 cuts read live from `app.ledger.rows_query`. Reads only: never writes, commits
 or adds amounts of different currencies together.
 """
@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from app import ledger, ledger_totals
+from app import ledger
 from app.donors import Donor
+from app.ledger import totals as ledger_totals
 from app.reports.periods import MONTHS_ON_DASHBOARD, add_months, day_start, month_firsts
 
 # -- figures (the contract's summary definitions) ------------------------------------
@@ -78,7 +79,7 @@ class Figures:
         }
 
 
-def _figures_of(groups: Sequence[Any]) -> dict[str, Figures]:
+def figures_of(groups: Sequence[Any]) -> dict[str, Figures]:
     """{currency: Figures} from (currency, kind, amount, fee, count) groups."""
     result: dict[str, Figures] = defaultdict(Figures)
     for currency, kind, amount, fee, count in groups:
@@ -86,7 +87,7 @@ def _figures_of(groups: Sequence[Any]) -> dict[str, Figures]:
     return dict(sorted(result.items()))
 
 
-def _grouped(rows: Any, *extra: Any) -> Select[Any]:
+def grouped_figures(rows: Any, *extra: Any) -> Select[Any]:
     return select(
         *extra,
         rows.c.currency,
@@ -150,7 +151,7 @@ def ranged_groups(
     ascending instants `cuts` into ranges 0..len(cuts), optionally of one kind
     and currency.
 
-    Whole UTC days come from the daily rollup (app.ledger_totals). A UTC day
+    Whole UTC days come from the daily rollup (app.ledger.totals). A UTC day
     that `since`, `until` or a cut (a local midnight such as 05:00 or 18:15
     UTC) divides is read from the rows, but only its shorter pieces: the
     longest piece is the day's rollup total minus the others, so a month's
@@ -234,7 +235,7 @@ def ranged_groups(
             .where(or_(*in_piece))
             .subquery("r")
         )
-        grouped = _only(_grouped(rows, rows.c.piece), rows.c.kind, rows.c.currency, kind, currency)
+        grouped = _only(grouped_figures(rows, rows.c.piece), rows.c.kind, rows.c.currency, kind, currency)
         for piece, cur, knd, amount, fee, n in session.execute(grouped):
             piece_sums[int(piece)].append((cur, knd, amount, fee, n))
     for number, part in enumerate(piece_part):
@@ -287,7 +288,7 @@ def monthly_figures(
     months = [Month(first) for first in firsts]
     per_month = ranged_groups(session, bounds[0], bounds[-1], bounds[1:-1])
     for index, groups in per_month.items():
-        months[index].figures = _figures_of(groups)
+        months[index].figures = figures_of(groups)
 
     donor_month = case(
         *[(Donor.created_at < bound, n) for n, bound in enumerate(bounds[1:-1])],
@@ -309,4 +310,4 @@ def figures_between(
     session: Session, since: datetime | None, until: datetime | None
 ) -> dict[str, Figures]:
     """Figures per currency over the rows from `since` (inclusive) to `until`."""
-    return _figures_of(ranged_groups(session, since, until).get(0, []))
+    return figures_of(ranged_groups(session, since, until).get(0, []))

@@ -5,13 +5,12 @@ no Flask. Tests hold the exact and bulk posting paths to identical journals."""
 
 from app.seed.payments import processing_fee
 from app.seed.people import EMAIL_DOMAIN
-from app.seed.posting import Draft, Op, apply_exact, draft_entry
+from app.seed.posting import Op, apply_exact, draft_entry
 from app.seed.run import seed_database
 from app.seed.timeline import SeedResult
 
 __all__ = [
     "EMAIL_DOMAIN",
-    "Draft",
     "Op",
     "SeedResult",
     "apply_exact",

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from app.ledger import BalanceTxn
 from app.seed.posting import Op
-from app.seed.timeline import _add_months, _Timeline
+from app.seed.timeline import Timeline, add_months
 
 # Stripe's card pricing per currency: basis points and a fixed part (minor units).
 FEES = {"usd": (290, 30), "eur": (150, 25), "gbp": (150, 20), "jpy": (360, 0)}
@@ -21,7 +21,7 @@ def processing_fee(currency: str, amount_minor: int) -> int:
     return (amount_minor * rate_bp + 5_000) // 10_000 + fixed
 
 
-class _Payments(_Timeline):
+class SeedPayments(Timeline):
     """Charges, refunds, disputes and payouts, and the ledger operations they post."""
 
     def settlement_currency(self, currency: str) -> str:
@@ -278,12 +278,12 @@ class _Payments(_Timeline):
     # -- payouts and Stripe's own fees, once every movement is known
 
     def payouts(self) -> None:
-        fee_month = _add_months(self.start, 1)
+        fee_month = add_months(self.start, 1)
         while fee_month < self.now:
             txn = self.txn("stripe_fee", "usd", -500, 0, fee_month, None)
             object_id = txn.id
             self.writer.post(Op("post_movement", (txn, "stripe_fee"), {"object_id": object_id}))
-            fee_month = _add_months(fee_month, 1)
+            fee_month = add_months(fee_month, 1)
         weeks = self.week(self.now) + 1
         for currency in sorted({currency for currency, _ in self.weekly_net}):
             balance = 0

@@ -8,7 +8,7 @@ import unicodedata
 from datetime import datetime, timedelta
 
 from app.seed.payments import processing_fee
-from app.seed.timeline import _Timeline, _weighted
+from app.seed.timeline import Timeline, weighted
 
 EMAIL_DOMAIN = "example.org"
 
@@ -56,12 +56,12 @@ def _slug(text_: str) -> str:
     return "".join(ch for ch in ascii_.lower() if ch.isalnum())
 
 
-class _People(_Timeline):
+class SeedPeople(Timeline):
     """Donors, their checkouts and where they came from."""
 
     def attribution(self) -> dict[str, str | None]:
-        campaign = _weighted(self.rng, CAMPAIGNS)
-        source = _weighted(self.rng, UTM_SOURCES)
+        campaign = weighted(self.rng, CAMPAIGNS)
+        source = weighted(self.rng, UTM_SOURCES)
         if campaign and self.rng.random() < 0.4:
             return {
                 "campaign": campaign,

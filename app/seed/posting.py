@@ -1,6 +1,6 @@
 """How the seed's ledger operations are written: `Op` records a call to one of
 app.ledger's posting functions; `apply_exact` makes it (the webhook handlers' path),
-`draft_entry` and `_Writer` build the same entry and write it in batches (COPY on
+`draft_entry` and `Writer` build the same entry and write it in batches (COPY on
 PostgreSQL). Never invents data, never posts by rules of its own."""
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from app import ledger, ledger_totals
+from app import ledger
 from app.clock import utcnow
 from app.db import Base
-from app.ledger import BalanceTxn, LedgerError, Line, Movement, check_balanced
+from app.ledger import LedgerError
+from app.ledger import totals as ledger_totals
 
 # Tables written here, parents first (foreign keys), with integer ids we assign.
 TABLES = (
@@ -53,94 +53,23 @@ def apply_exact(session: Session, op: Op) -> None:
     function(session, *op.args, **op.kwargs)
 
 
-@dataclass(frozen=True)
-class Draft:
-    """An entry as app.ledger.post_entry would write it."""
-
-    key: str
-    kind: str
-    occurred_at: datetime
-    stripe_object_id: str
-    movement: Movement
-    lines: list[Line]
-    donor_id: int | None = None
-    stripe_charge_id: str | None = None
-    stripe_balance_transaction_id: str | None = None
+# The entry each operation posts: app.ledger's own builder for the function
+# of that name, so both paths post by the same rules (tests compare them).
+ENTRY_BUILDERS: dict[str, Callable[..., ledger.Entry]] = {
+    "recognise_payment": ledger.payment_entry,
+    "recognise_refund": ledger.refund_entry,
+    "settle": ledger.settlement_entry,
+    "post_movement": ledger.movement_entry,
+}
 
 
-def draft_entry(op: Op) -> Draft:
+def draft_entry(op: Op) -> ledger.Entry:
     """The entry an operation posts, with the same key, lines and checks as
-    app.ledger's function of that name (tests compare the two paths)."""
-    kw = op.kwargs
-    if op.name == "recognise_payment":
-        if kw["kind"] not in ledger.PAYMENT_KINDS:
-            raise LedgerError(f"{kw['kind']!r} is not a payment kind")
-        revenue = "revenue_donations" if kw["kind"] == "donation" else "revenue_memberships"
-        cur, amount = kw["currency"], kw["amount_minor"]
-        return Draft(
-            f"charge:{kw['charge_id']}",
-            kw["kind"],
-            kw["occurred_at"],
-            kw["charge_id"],
-            Movement(cur, amount),
-            [Line("stripe_receivable", cur, amount), Line(revenue, cur, -amount)],
-            kw["donor_id"],
-            kw["charge_id"],
-        )
-    if op.name == "recognise_refund":
-        cur, amount = kw["currency"], kw["amount_minor"]
-        return Draft(
-            f"refund:{kw['refund_id']}",
-            "refund",
-            kw["occurred_at"],
-            kw["refund_id"],
-            Movement(cur, -amount),
-            [Line("refunds", cur, amount), Line("stripe_receivable", cur, -amount)],
-            kw["donor_id"],
-            kw["charge_id"],
-        )
-    txn: BalanceTxn = op.args[0]
-    figures = Movement(txn.currency, txn.amount_minor, txn.fee_minor, txn.net_minor)
-    if op.name == "settle":
-        lines = [
-            Line("stripe_balance", txn.currency, txn.net_minor),
-            Line("fees_processing", txn.currency, txn.fee_minor),
-            Line("stripe_receivable", kw["object_currency"], -kw["object_amount_minor"]),
-        ]
-        if txn.currency != kw["object_currency"]:
-            lines = ledger._fx_balance(lines)
-        elif txn.amount_minor != kw["object_amount_minor"]:
-            raise LedgerError(f"balance transaction {txn.id} does not match {kw['object_id']}")
-        return Draft(
-            f"balance_transaction:{txn.id}",
-            "settlement",
-            txn.created_at,
-            kw["object_id"],
-            figures,
-            lines,
-            kw["donor_id"],
-            kw["charge_id"],
-            txn.id,
-        )
-    if op.name == "post_movement":
-        kind = op.args[1]
-        counter, fee_account = ledger._STANDALONE[kind]
-        return Draft(
-            f"balance_transaction:{txn.id}",
-            kind,
-            txn.created_at,
-            kw["object_id"],
-            figures,
-            [
-                Line("stripe_balance", txn.currency, txn.net_minor),
-                Line(fee_account, txn.currency, txn.fee_minor),
-                Line(counter, txn.currency, -txn.amount_minor),
-            ],
-            kw.get("donor_id"),
-            kw.get("charge_id"),
-            txn.id,
-        )
-    raise LedgerError(f"unknown operation {op.name!r}")
+    app.ledger's function of that name."""
+    builder = ENTRY_BUILDERS.get(op.name)
+    if builder is None:
+        raise LedgerError(f"unknown operation {op.name!r}")
+    return builder(*op.args, **op.kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -151,7 +80,7 @@ def _table(name: str) -> Table:
     return Base.metadata.tables[name]
 
 
-class _Writer:
+class Writer:
     """Buffers rows per table and writes them in one batch per table: COPY on
     PostgreSQL, executemany elsewhere. Ids are assigned here (after the
     largest existing one) so children can point at parents without a round
@@ -184,12 +113,7 @@ class _Writer:
             self.ops.append(op)
             return
         draft = draft_entry(op)
-        if draft.kind not in ledger.ENTRY_KINDS:
-            raise LedgerError(f"unknown entry kind {draft.kind!r}")
-        if draft.occurred_at.tzinfo is None:
-            raise LedgerError("occurred_at must be timezone-aware")
-        kept = [line for line in draft.lines if line.amount_minor != 0]
-        check_balanced(kept)
+        kept = ledger.checked_lines(draft)
         entry_id = self.new_id("journal_entries")
         movement = draft.movement
         self.add(

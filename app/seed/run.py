@@ -13,19 +13,19 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.ledger import JournalEntry
-from app.seed.payments import _Payments
-from app.seed.people import CURRENCIES, MONTH_AMOUNTS, ONCE_AMOUNTS, YEAR_AMOUNTS, _People
+from app.seed.payments import SeedPayments
+from app.seed.people import CURRENCIES, MONTH_AMOUNTS, ONCE_AMOUNTS, YEAR_AMOUNTS, SeedPeople
 from app.seed.posting import TABLES
-from app.seed.timeline import SeedResult, _add_months, _weighted
+from app.seed.timeline import SeedResult, add_months, weighted
 
 
-class _Seeder(_People, _Payments):
+class _Seeder(SeedPeople, SeedPayments):
     """Readers, one after another, until the run has its payments."""
 
     # -- readers
 
     def one_time_reader(self) -> None:
-        currency = _weighted(self.rng, CURRENCIES)
+        currency = weighted(self.rng, CURRENCIES)
         gifts = sorted(self.moment() for _ in range(self.rng.choices((1, 2, 3), (70, 20, 10))[0]))
         gifts = gifts[: self.target - self.result.payments]
         donor = self.add_donor(gifts[0])
@@ -51,7 +51,7 @@ class _Seeder(_People, _Payments):
         self.add_abandoned(donor, "once", currency)
 
     def member(self, interval: str) -> None:
-        currency = _weighted(self.rng, CURRENCIES)
+        currency = weighted(self.rng, CURRENCIES)
         step = 1 if interval == "month" else 12
         started = self.moment()
         donor = self.add_donor(started)
@@ -101,14 +101,14 @@ class _Seeder(_People, _Payments):
             paid += 1
             last_paid = at
             period += 1
-            at = _add_months(started, period * step)
+            at = add_months(started, period * step)
             if self.rng.random() < churn and at < self.now:
                 status, canceled_at = "canceled", at
                 break
         if status == "active" and self.rng.random() < 0.05:
             cancel_at_period_end = True
             canceled_at = self.moment(last_paid)
-        period_end = _add_months(last_paid, step)
+        period_end = add_months(last_paid, step)
         self.writer.add(
             "memberships",
             {

@@ -14,16 +14,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.seed.posting import _Writer
+from app.seed.posting import Writer
 
 
-def _weighted(rng: random.Random, choices: tuple[tuple[Any, int], ...]) -> Any:
+def weighted(rng: random.Random, choices: tuple[tuple[Any, int], ...]) -> Any:
     values = [value for value, _ in choices]
     weights = [weight for _, weight in choices]
     return rng.choices(values, weights)[0]
 
 
-def _add_months(moment: datetime, months: int) -> datetime:
+def add_months(moment: datetime, months: int) -> datetime:
     month0 = moment.month - 1 + months
     year, month = moment.year + month0 // 12, month0 % 12 + 1
     return moment.replace(year=year, month=month, day=min(moment.day, 28))
@@ -43,7 +43,7 @@ class SeedResult:
     by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-class _Timeline:
+class Timeline:
     """One seeding run's state: its clock, random source, writer and counts."""
 
     def __init__(
@@ -62,9 +62,9 @@ class _Timeline:
         self.target = payments
         self.rng = random.Random(seed)
         self.now = now.astimezone(UTC).replace(microsecond=0)
-        self.start = _add_months(self.now, -months)
+        self.start = add_months(self.now, -months)
         self.span = (self.now - self.start).total_seconds()
-        self.writer = _Writer(session, exact=exact)
+        self.writer = Writer(session, exact=exact)
         self.batch = batch
         self.progress = progress
         self.result = SeedResult()

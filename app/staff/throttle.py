@@ -21,7 +21,7 @@ from app.donors import normalise_email
 from app.staff.accounts import find_staff
 from app.staff.audit import record_audit
 from app.staff.models import LoginThrottle, Staff
-from app.staff.passwords import _dummy_verify, verify_password
+from app.staff.passwords import dummy_verify, verify_password
 from app.staff.totp import verify_totp
 
 TYPED_EMAIL_MAX = 100  # how much of a typed email a failed login keeps
@@ -236,7 +236,7 @@ def authenticate(
         )
     staff = find_staff(session, email) if len(email) <= 254 else None
     if staff is None:
-        _dummy_verify(hasher, password)
+        dummy_verify(hasher, password)
         reason = "unknown_email"
     elif not verify_password(hasher, staff, password):
         reason = "bad_password"

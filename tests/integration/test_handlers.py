@@ -24,7 +24,7 @@ from app import ledger
 from app.db import Base, Database
 from app.donate.models import Checkout
 from app.donors import Donor, StripeCustomer, find_or_create_donor
-from app.records import Dispute, Membership, Payment, Payout, Refund
+from app.ledger.records import Dispute, Membership, Payment, Payout, Refund
 from app.stripe_api import PaymentsError, StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION, make_event

@@ -1,4 +1,4 @@
-"""The ledger CSV's fast path (PostgreSQL COPY, app.ledger_export) writes the
+"""The ledger CSV's fast path (PostgreSQL COPY, app.ledger.export) writes the
 very bytes of the Python path (app.ledger.export_rows through csv), on a
 ledger full of awkward data."""
 
@@ -14,11 +14,12 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
-from app import ledger, ledger_export, reports
+from app import ledger, reports
 from app.cli import main
 from app.db import Database
 from app.donate.models import Checkout
 from app.donors import Donor
+from app.ledger import export as ledger_export
 from app.stripe_api import StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION

@@ -1,4 +1,4 @@
-"""The journal's daily totals (app.ledger_totals): derived from the journal,
+"""The journal's daily totals (app.ledger.totals): derived from the journal,
 kept in the posting transaction, always equal to the sums of the CSV's rows;
 the dashboard and the journal's totals read whole UTC days from them and the
 days a local midnight cuts from the rows."""
@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import ledger, ledger_totals, reports
+from app import ledger, reports
 from app.cli import main
 from app.db import Database
 from app.ledger import BalanceTxn
-from app.ledger_totals import LedgerDailyTotal
+from app.ledger import totals as ledger_totals
+from app.ledger.totals import LedgerDailyTotal
 from app.migrate import alembic_config, upgrade
 from app.seed import seed_database
 from app.stripe_api import StripeApi

@@ -18,7 +18,7 @@ from app.clock import frozen_at
 from app.donate.models import Checkout
 from app.donors import Donor
 from app.ledger import JournalEntry
-from app.records import Dispute, Membership, Payment, Payout, Refund
+from app.ledger.records import Dispute, Membership, Payment, Payout, Refund
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 _RUN_TAG = re.compile(r"(sd\d+x\d+)(\d{9})")

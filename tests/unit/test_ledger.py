@@ -75,8 +75,8 @@ def test_the_csv_columns_are_the_contracts() -> None:
 
 
 def test_other_balance_transactions_map_to_stripe_fee_or_adjustment() -> None:
-    assert ledger._OTHER_TYPES["stripe_fee"] == "stripe_fee"
-    assert ledger._OTHER_TYPES.get("reserve_transaction", "adjustment") == "adjustment"
+    assert ledger.OTHER_TYPES["stripe_fee"] == "stripe_fee"
+    assert ledger.OTHER_TYPES.get("reserve_transaction", "adjustment") == "adjustment"
 
 
 # -- posting, on both databases -----------------------------------------------------

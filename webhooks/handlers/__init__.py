@@ -1,6 +1,6 @@
 """Webhook handlers: one module per Stripe object family, each mapping its
 events' payloads (webhooks.mapping) to ledger postings (app.ledger) and record
-updates (app.records).
+updates (app.ledger.records).
 
 `apply_event` is the one entry point (the worker calls it inside the event's
 transaction and commits after). Handlers never commit, call Stripe only

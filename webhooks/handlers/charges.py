@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app import ledger
-from app.records import (
+from app.ledger.records import (
     InvoicePayment,
     Payment,
     get_or_insert,

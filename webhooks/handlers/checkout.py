@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.donate.models import Checkout
 from app.donors import attach_customer
-from app.records import Membership, Payment
+from app.ledger.records import Membership, Payment
 from webhooks import mapping
 from webhooks.handlers.charges import fill_subscription
 from webhooks.handlers.common import Context

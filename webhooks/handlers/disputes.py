@@ -6,7 +6,7 @@ event's state. Inquiries move no money and post nothing."""
 from __future__ import annotations
 
 from app import ledger
-from app.records import Dispute, get_or_insert, payment_by_charge
+from app.ledger.records import Dispute, get_or_insert, payment_by_charge
 from webhooks import mapping
 from webhooks.handlers.common import Context
 

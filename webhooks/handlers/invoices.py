@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.records import Invoice, Payment, get_or_insert, membership_by_subscription
+from app.ledger.records import Invoice, Payment, get_or_insert, membership_by_subscription
 from webhooks import mapping
 from webhooks.handlers.charges import fill_subscription, link_invoice
 from webhooks.handlers.common import Context, resolve_donor

@@ -6,7 +6,7 @@ says a payout's transactions can be listed, the ones no other event posts
 from __future__ import annotations
 
 from app import ledger
-from app.records import Payout, get_or_insert
+from app.ledger.records import Payout, get_or_insert
 from webhooks import mapping
 from webhooks.handlers.common import Context
 from webhooks.mapping import TxnRef

@@ -9,7 +9,7 @@ Never computed from a charge's cumulative `amount_refunded`.
 from __future__ import annotations
 
 from app import ledger
-from app.records import Refund, get_or_insert, payment_by_charge
+from app.ledger.records import Refund, get_or_insert, payment_by_charge
 from webhooks import mapping
 from webhooks.handlers.common import Context
 from webhooks.mapping import RefundFacts, TxnRef

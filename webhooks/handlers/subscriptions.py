@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.donors import donor_for_customer
-from app.records import Membership, Payment, get_or_insert
+from app.ledger.records import Membership, Payment, get_or_insert
 from webhooks import mapping
 from webhooks.handlers.common import Context, checkout_donor
 

@@ -2,7 +2,7 @@
 CONTRACT.md).
 
 No command here writes to the journal; rebuild-totals rewrites the daily
-totals derived from it (app.ledger_totals). Dates are days in
+totals derived from it (app.ledger.totals). Dates are days in
 LEDGER_REPORTING_TZ; --since is inclusive, --until exclusive.
 """
 
@@ -10,59 +10,18 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from app import ledger as core
-from app import ledger_export, ledger_totals
+from app.cli import DATE, day_bounds
 from app.db import Database
-
-
-class DateParam(click.ParamType):
-    """A YYYY-MM-DD day; bad input is a one-line usage error (exit status 2)."""
-
-    name = "DATE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
-        if isinstance(value, date):
-            return value
-        text = str(value)
-        try:
-            if len(text) != 10:
-                raise ValueError(text)
-            return date.fromisoformat(text)
-        except ValueError:
-            self.fail(f"{text!r} is not a date in the form YYYY-MM-DD", param, ctx)
-
-
-DATE = DateParam()
-
-
-def _reporting_zone() -> ZoneInfo:
-    name = current_app.config.get("LEDGER_REPORTING_TZ") or "UTC"
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise click.UsageError(f"LEDGER_REPORTING_TZ {name!r} is not a time zone") from exc
-
-
-def _bounds(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
-    """The start of each day in the reporting zone, as UTC instants."""
-    zone = _reporting_zone()
-    if since and until and until <= since:
-        raise click.BadParameter("must be after --since", param_hint="'--until'")
-
-    def start(day: date | None) -> datetime | None:
-        if day is None:
-            return None
-        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-
-    return start(since), start(until)
+from app.ledger import export as ledger_export
+from app.ledger import totals as ledger_totals
 
 
 def _session() -> Any:
@@ -82,7 +41,7 @@ def ledger() -> None:
 @with_appcontext
 def export(since: date | None, until: date | None, output: str | None) -> None:
     """The ledger CSV, one row per movement, oldest first (no byte-order mark)."""
-    start, end = _bounds(since, until)
+    start, end = day_bounds(since, until)
     session = _session()
     try:
         if output:
@@ -103,7 +62,7 @@ def export(since: date | None, until: date | None, output: str | None) -> None:
 @with_appcontext
 def summary(as_json: bool, since: date | None, until: date | None) -> None:
     """Totals per currency as JSON (CONTRACT.md, "Ledger summary JSON")."""
-    start, end = _bounds(since, until)
+    start, end = day_bounds(since, until)
     session = _session()
     try:
         click.echo(json.dumps(core.summary(session, start, end), sort_keys=False))

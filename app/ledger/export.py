@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app import ledger
+from app.ledger.rows import CSV_COLUMNS, export_rows, rows_query
 from app.money import THREE_DECIMAL, ZERO_DECIMAL, is_currency_code
 
 CSV_BOM = "\ufeff"
@@ -78,7 +78,7 @@ def header(*, bom: bool = False) -> bytes:
     buffer = io.StringIO()
     if bom:
         buffer.write(CSV_BOM)
-    _writer(buffer).writerow(ledger.CSV_COLUMNS)
+    _writer(buffer).writerow(CSV_COLUMNS)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -255,8 +255,8 @@ def iter_csv_chunks(
     exclusive, UTC instants), in byte chunks: COPY on PostgreSQL, the Python
     path elsewhere. Same bytes either way."""
     if uses_copy(session):
-        return copy_chunks(session, ledger.rows_query(since, until).subquery("r"), bom=bom)
-    return python_chunks(ledger.export_rows(session, since, until), bom=bom)
+        return copy_chunks(session, rows_query(since, until).subquery("r"), bom=bom)
+    return python_chunks(export_rows(session, since, until), bom=bom)
 
 
 def iter_filtered_csv_chunks(
