@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import app.donate.models
 import app.donors
+import app.finance.reports  # indexes the finance views need (migration 0006)
 import app.ledger
 import app.ledger.records
-import app.reports  # indexes the finance views need (migration 0006)
 import app.sandbox.models
 import app.staff
 import webhooks.inbox

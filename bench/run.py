@@ -185,8 +185,8 @@ def deep_journal_path(app: Any) -> str:
     by its keyset cursor as a 'next page' link would."""
     from sqlalchemy import func, select
 
+    from app.finance.reports import Cursor
     from app.ledger import JournalEntry
-    from app.reports import Cursor
 
     database = app.extensions["donations.db"]
     with database.session() as session:

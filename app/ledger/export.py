@@ -55,7 +55,7 @@ LINE_END = "\r\n"
 CHUNK_ROWS = 1000
 
 # A query on the rows of `rows_query` (a subquery `r`) -> the same query with
-# the caller's filters (app.reports.JournalFilter.apply has this shape).
+# the caller's filters (app.finance.reports.JournalFilter.apply has this shape).
 Filter = Callable[[Select[Any], Any], Select[Any]]
 
 _NOT_FROM_A_PAYMENT = ("payout", "payout_failure", "stripe_fee", "adjustment")

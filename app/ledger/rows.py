@@ -72,7 +72,7 @@ def rows_query(
 ) -> Select[Any]:
     """The CSV's rows as one SELECT with labelled columns and no order: every
     movement joined to its settlement and records. `iter_rows` streams it;
-    the finance views (app.reports) filter, page and total it, so every
+    the finance views (app.finance.reports) filter, page and total it, so every
     report counts exactly the rows of the export. `currency`, `amount_minor`,
     `fee_minor` and `net_minor` are the settlement's once it is known.
     `records=False` leaves out the joins to payments, memberships, checkouts

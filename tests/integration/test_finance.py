@@ -265,7 +265,7 @@ def test_the_journal_pages_by_keyset_without_overlap_and_back(
     with database.session() as session:
         everything = [row.stripe_id for row in ledger.iter_rows(session)]
     assert len(everything) >= 6
-    from app import reports
+    from app.finance import reports
 
     size = 2
     seen: list[str] = []
@@ -293,7 +293,7 @@ def test_the_journal_pages_by_keyset_without_overlap_and_back(
 def test_the_journal_over_http_follows_next_and_previous_links(
     finance: FlaskClient, filled: ef.Scenario, database: Database
 ) -> None:
-    from app import reports
+    from app.finance import reports
 
     with database.session() as session:
         everything = [row.stripe_id for row in ledger.iter_rows(session)]
@@ -336,7 +336,7 @@ def test_the_journal_filters_by_dates_in_the_reporting_zone_kind_currency_campai
 def test_the_journal_totals_cover_the_whole_filtered_set(
     finance: FlaskClient, filled: ef.Scenario, runner: FlaskCliRunner
 ) -> None:
-    from app import reports
+    from app.finance import reports
 
     page = finance.get("/ledger/journal?since=2026-09-01&until=2026-10-01").get_data(as_text=True)
     result = runner.invoke(

@@ -14,11 +14,12 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
-from app import ledger, reports
+from app import ledger
 from app.cli import main
 from app.db import Database
 from app.donate.models import Checkout
 from app.donors import Donor
+from app.finance import reports
 from app.ledger import export as ledger_export
 from app.stripe_api import StripeApi
 from tests import event_factory as ef

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import ledger, reports
+from app import ledger
 from app.cli import main
 from app.db import Database
+from app.finance import reports
 from app.ledger import BalanceTxn
 from app.ledger import totals as ledger_totals
 from app.ledger.totals import LedgerDailyTotal

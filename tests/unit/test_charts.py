@@ -1,4 +1,4 @@
-"""app.charts: a server-rendered SVG of monthly bars and a line, with the
+"""app.finance.charts: a server-rendered SVG of monthly bars and a line, with the
 same numbers as a table, accessible and without scripts."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from app.charts import HEIGHT, MARGIN_BOTTOM, MARGIN_TOP, Point, bar_line_chart
+from app.finance.charts import HEIGHT, MARGIN_BOTTOM, MARGIN_TOP, Point, bar_line_chart
 from app.money import format_money
 
 SVG = "{http://www.w3.org/2000/svg}"

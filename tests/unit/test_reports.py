@@ -1,4 +1,4 @@
-"""app.reports: reporting-zone months, figures, keyset cursors, and the
+"""app.finance.reports: reporting-zone months, figures, keyset cursors, and the
 queries behind the finance pages, on ledgers built by the real handlers from
 Stripe-shaped events (both database backends where a database is used)."""
 
@@ -13,10 +13,11 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import ledger, reports
+from app import ledger
 from app.clock import frozen_at
 from app.db import Database
 from app.donors import Donor, find_or_create_donor
+from app.finance import reports
 from app.stripe_api import StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION

@@ -50,7 +50,7 @@ def test_an_unknown_app_env_is_refused() -> None:
 def test_the_core_imports_neither_flask_nor_stripe() -> None:
     code = (
         "import sys, app.money, app.clock, app.db, app.donors, app.donate.models, app.donate.checkout, app.ledger,"
-        " app.ledger.export, app.ledger.records, app.ledger.totals, app.staff, app.reports, app.seed, webhooks.mapping;"
+        " app.ledger.export, app.ledger.records, app.ledger.totals, app.staff, app.finance.reports, app.seed, webhooks.mapping;"
         "bad = [m for m in ('flask', 'stripe') if m in sys.modules];"
         "print(','.join(bad))"
     )

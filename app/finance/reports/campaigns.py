@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import ledger
 from app.donate.models import Checkout
-from app.reports.totals import Figures, figures_of, grouped_figures
+from app.finance.reports.totals import Figures, figures_of, grouped_figures
 
 
 @dataclass

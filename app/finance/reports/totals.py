@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from app import ledger
 from app.donors import Donor
+from app.finance.reports.periods import MONTHS_ON_DASHBOARD, add_months, day_start, month_firsts
 from app.ledger import totals as ledger_totals
-from app.reports.periods import MONTHS_ON_DASHBOARD, add_months, day_start, month_firsts
 
 # -- figures (the contract's summary definitions) ------------------------------------
 

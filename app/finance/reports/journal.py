@@ -16,9 +16,9 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from app import ledger
+from app.finance.reports.periods import PAGE_SIZE, ReportError
+from app.finance.reports.totals import Figures, figures_of, grouped_figures, ranged_groups
 from app.ledger.records import Membership, Payment
-from app.reports.periods import PAGE_SIZE, ReportError
-from app.reports.totals import Figures, figures_of, grouped_figures, ranged_groups
 
 
 @dataclass(frozen=True)

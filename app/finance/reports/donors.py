@@ -12,10 +12,10 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from app.donors import Donor, normalise_email
+from app.finance.reports.journal import JournalFilter, JournalLine, journal_line
+from app.finance.reports.periods import PAGE_SIZE, ReportError
+from app.finance.reports.totals import Figures
 from app.ledger.records import Membership
-from app.reports.journal import JournalFilter, JournalLine, journal_line
-from app.reports.periods import PAGE_SIZE, ReportError
-from app.reports.totals import Figures
 
 
 def _like_escape(text: str) -> str:

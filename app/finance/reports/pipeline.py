@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.reports.periods import PAGE_SIZE
+from app.finance.reports.periods import PAGE_SIZE
 from webhooks.inbox import StripeEvent
 
 EVENT_STATUSES = ("pending", "processed", "failed", "dead", "skipped")

@@ -14,8 +14,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.donors import Donor
+from app.finance.reports.periods import PAGE_SIZE, day_start, month_of
 from app.ledger.records import Membership
-from app.reports.periods import PAGE_SIZE, day_start, month_of
 
 ACTIVE_STATUSES = ("active", "past_due")
 MEMBERSHIP_STATUSES = ("active", "past_due", "canceled")

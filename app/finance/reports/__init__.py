@@ -11,7 +11,7 @@ never added together.
 
 This package re-exports every public name of its modules (periods, totals,
 journal, donors, memberships, campaigns, pipeline) and declares the indexes
-the pages need, so `import app.reports` registers them (app.schema).
+the pages need, so `import app.finance.reports` registers them (app.schema).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from sqlalchemy import Index
 
 from app import ledger
 from app.donors import Donor
-from app.reports.campaigns import CampaignLine, campaign_report
-from app.reports.donors import DonorHistory, donor_history, find_donor_id, search_donors
-from app.reports.journal import (
+from app.finance.reports.campaigns import CampaignLine, campaign_report
+from app.finance.reports.donors import DonorHistory, donor_history, find_donor_id, search_donors
+from app.finance.reports.journal import (
     Cursor,
     JournalFilter,
     JournalLine,
@@ -34,7 +34,7 @@ from app.reports.journal import (
     journal_totals,
     latest_payments,
 )
-from app.reports.memberships import (
+from app.finance.reports.memberships import (
     ACTIVE_STATUSES,
     MEMBERSHIP_STATUSES,
     MembershipStats,
@@ -42,7 +42,7 @@ from app.reports.memberships import (
     membership_stats,
     monthly_amount,
 )
-from app.reports.periods import (
+from app.finance.reports.periods import (
     MONTHS_ON_DASHBOARD,
     PAGE_SIZE,
     ReportError,
@@ -54,8 +54,19 @@ from app.reports.periods import (
     parse_day,
     reporting_zone,
 )
-from app.reports.pipeline import EVENT_STATUSES, PipelineHealth, list_events, pipeline_health
-from app.reports.totals import Figures, Month, figures_between, monthly_figures, ranged_groups
+from app.finance.reports.pipeline import (
+    EVENT_STATUSES,
+    PipelineHealth,
+    list_events,
+    pipeline_health,
+)
+from app.finance.reports.totals import (
+    Figures,
+    Month,
+    figures_between,
+    monthly_figures,
+    ranged_groups,
+)
 from webhooks.inbox import StripeEvent
 
 __all__ = [

@@ -1,0 +1,104 @@
+"""The webhook events under /ledger/events: the inbox with its pipeline's
+health, and replay of one event or of every failed and dead one (admins),
+through the worker's own code, one transaction per event.
+
+Behind the staff login (viewer and up; replays admin); a replay is audited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from app.auth import audit, staff_required
+from app.clock import utcnow
+from app.extensions import database, db_session
+from app.finance import reports
+from app.finance.area import staff_area
+from webhooks.inbox import StripeEvent, list_failed, reset_for_replay
+from webhooks.worker import RetryPolicy, process_next
+
+bp = Blueprint("events", __name__, url_prefix="/ledger")
+staff_area(bp, "viewer")
+
+
+@bp.get("/events")
+def index() -> Any:
+    session = db_session()
+    status = request.args.get("status", "").strip() or None
+    event_type = request.args.get("type", "").strip()[:255] or None
+    before = request.args.get("before", "").strip()
+    before_id = int(before) if before.isdigit() else None
+    page, next_before = reports.list_events(
+        session, status=status, event_type=event_type, before_id=before_id
+    )
+    query: dict[str, Any] = {"status": status or "", "type": event_type or ""}
+    return render_template(
+        "finance/events.html",
+        events=page,
+        health=reports.pipeline_health(session),
+        statuses=reports.EVENT_STATUSES,
+        query=query,
+        next_url=url_for(".index", **query, before=next_before) if next_before else None,
+        first_url=url_for(".index", **query) if before_id else None,
+    )
+
+
+def _replay(stripe_event_ids: list[str]) -> list[str]:
+    """Process the (already reset and committed) events now, one transaction
+    each, as `donations events replay` does; returns one line per event."""
+    policy = RetryPolicy.from_settings(current_app.config)
+    payments = current_app.extensions["donations.payments"]
+    lines = []
+    for event_id in stripe_event_ids:
+        outcome = process_next(database(), payments, policy, stripe_event_id=event_id)
+        if outcome is None:
+            lines.append(f"{event_id}: taken by another worker")
+        else:
+            lines.append(f"{event_id} {outcome.type}: {outcome.status}")
+    return lines
+
+
+def _confirmed() -> bool:
+    return request.method == "POST" and request.form.get("confirm") == "yes"
+
+
+@bp.route("/events/<int:event_row_id>/replay", methods=["GET", "POST"])
+@staff_required("admin")
+def replay_event(event_row_id: int) -> Any:
+    session = db_session()
+    event = session.get(StripeEvent, event_row_id)
+    if event is None:
+        abort(404)
+    if event.status == "skipped":
+        flash("That event was skipped (another livemode) and is never replayed.")
+        return redirect(url_for(".index"), 303)
+    if not _confirmed():
+        return render_template("finance/replay_confirm.html", events=[event], one=True)
+    reset_for_replay(session, [event], utcnow())
+    audit("replay", {"events": [event.stripe_event_id]})
+    session.commit()
+    for line in _replay([event.stripe_event_id]):
+        flash(f"Replayed {line}")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.route("/events/replay-failed", methods=["GET", "POST"])
+@staff_required("admin")
+def replay_failed() -> Any:
+    session = db_session()
+    failed = list_failed(session)
+    if not _confirmed():
+        return render_template("finance/replay_confirm.html", events=failed, one=False)
+    if not failed:
+        flash("No failed or dead events to replay.")
+        return redirect(url_for(".index"), 303)
+    reset_for_replay(session, failed, utcnow())
+    chosen = [event.stripe_event_id for event in failed]
+    audit("replay", {"events": chosen, "failed": True})
+    session.commit()
+    lines = _replay(chosen)
+    processed = sum(1 for line in lines if line.endswith(": processed"))
+    flash(f"Replayed {len(lines)} events: {processed} processed.")
+    return redirect(url_for(".index", status="failed"), 303)

@@ -1,0 +1,261 @@
+"""The finance staff pages under /ledger: dashboard, journal (and its CSV),
+the whole-ledger export, donors, memberships and campaigns.
+
+Behind the staff login, deny by default (viewer and up; exports need
+finance). Views read through app.finance.reports; the only writes are audit
+entries. Viewers never see donor emails.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from app import ledger
+from app.auth import audit, staff_required
+from app.clock import utcnow
+from app.donors import Donor
+from app.extensions import db_session
+from app.finance import area, reports
+from app.finance.area import (
+    bad_filter,
+    bounds,
+    csv_response,
+    day_arg,
+    money,
+    shows_contacts,
+    staff_area,
+)
+from app.finance.charts import Point, bar_line_chart
+from app.ledger import export as ledger_export
+
+bp = Blueprint("finance", __name__, url_prefix="/ledger")
+staff_area(bp, "viewer")
+log = logging.getLogger(__name__)
+
+LATEST_PAYMENTS = 10
+
+
+# -- dashboard ----------------------------------------------------------------------
+
+
+@bp.get("/")
+def dashboard() -> Any:
+    session = db_session()
+    zone = area.zone()
+    now = utcnow()
+    months = reports.monthly_figures(session, zone, now)
+    currencies = sorted({c for month in months for c in month.figures})
+    charts = {}
+    for currency in currencies:
+        points = [
+            Point(
+                month.first.strftime("%Y-%m"),
+                month.figures[currency].gross if currency in month.figures else 0,
+                month.figures[currency].net if currency in month.figures else 0,
+            )
+            for month in months
+        ]
+        charts[currency] = bar_line_chart(
+            points,
+            title=f"Monthly gross and net in {currency.upper()}, last 13 months",
+            bar_name="Gross",
+            line_name="Net",
+            fmt=partial(money, currency=currency),
+            chart_id=f"chart-{currency}",
+        )
+    return render_template(
+        "finance/dashboard.html",
+        months=list(reversed(months)),
+        this_month=months[-1],
+        currencies=currencies,
+        charts=charts,
+        members=reports.membership_stats(session, zone, now),
+        latest=reports.latest_payments(session, LATEST_PAYMENTS),
+        health=reports.pipeline_health(session),
+        has_movements=reports.has_movements(session),
+    )
+
+
+# -- journal ------------------------------------------------------------------------
+
+
+def _journal_filter() -> tuple[reports.JournalFilter, dict[str, str]]:
+    """The filter from the query string, and the form's values. Without a
+    `since` argument at all the journal opens on this month; an empty one
+    means from the beginning."""
+    zone = area.zone()
+    args = request.args
+    form = {
+        name: args.get(name, "").strip()
+        for name in ("since", "until", "kind", "currency", "campaign", "donor")
+    }
+    if "since" not in args:
+        form["since"] = reports.month_of(utcnow(), zone).isoformat()
+    since, until = bounds(reports.parse_day(form["since"]), reports.parse_day(form["until"]))
+    kind = form["kind"] or None
+    if kind and kind not in ledger.MOVEMENT_KINDS:
+        raise reports.ReportError(f"{kind!r} is not a kind of movement")
+    currency = form["currency"].lower() or None
+    donor_id = reports.find_donor_id(db_session(), form["donor"], by_email=shows_contacts())
+    return (
+        reports.JournalFilter.for_donor(
+            db_session(),
+            donor_id,
+            since=since,
+            until=until,
+            kind=kind,
+            currency=currency,
+            campaign=form["campaign"] or None,
+        ),
+        form,
+    )
+
+
+@bp.get("/journal")
+def journal() -> Any:
+    session = db_session()
+    page_info: dict[str, Any] = {
+        "kinds": ledger.MOVEMENT_KINDS,
+        "form": {
+            k: request.args.get(k, "")
+            for k in ("since", "until", "kind", "currency", "campaign", "donor")
+        },
+    }
+    try:
+        filters, form = _journal_filter()
+        after = reports.Cursor.decode(request.args.get("after"))
+        before = reports.Cursor.decode(request.args.get("before"))
+    except reports.ReportError as exc:
+        return bad_filter("finance/journal.html", str(exc), page=None, totals={}, **page_info)
+    page_info["form"] = form
+    page = reports.journal_page(session, filters, after=after, before=before)
+    totals = reports.journal_totals(session, filters)
+    query: dict[str, Any] = dict(form)
+    return render_template(
+        "finance/journal.html",
+        page=page,
+        totals=totals,
+        query=query,
+        next_url=url_for(".journal", **query, after=page.next_cursor.encode())
+        if page.next_cursor
+        else None,
+        previous_url=url_for(".journal", **query, before=page.previous_cursor.encode())
+        if page.previous_cursor
+        else None,
+        csv_url=url_for(".journal_csv", **query),
+        has_movements=reports.has_movements(session),
+        **page_info,
+    )
+
+
+@bp.get("/journal.csv")
+@staff_required("finance")
+def journal_csv() -> Any:
+    try:
+        filters, form = _journal_filter()
+    except reports.ReportError as exc:
+        abort(400, str(exc))
+    session = db_session()
+    # The donor by number, never by the email that may have been typed.
+    chosen = {k: v for k, v in form.items() if v and k != "donor"}
+    if filters.donor_id is not None:
+        chosen["donor_id"] = str(filters.donor_id)
+    audit("export", {"what": "journal", **chosen})
+    session.commit()
+    log.info("journal CSV exported")
+    stamp = utcnow().astimezone(area.zone()).strftime("%Y-%m-%d")
+    chunks = ledger_export.iter_filtered_csv_chunks(
+        session,
+        filters.rows(),
+        filters.apply,
+        reports.journal_csv_rows(session, filters),
+        bom=True,
+    )
+    return csv_response(chunks, session, f"journal-{stamp}.csv")
+
+
+@bp.get("/export.csv")
+@staff_required("finance")
+def export_csv() -> Any:
+    """The whole ledger CSV (CONTRACT.md) with a UTF-8 byte-order mark;
+    `since`/`until` as the CLI's --since/--until."""
+    try:
+        since_day, until_day = day_arg("since"), day_arg("until")
+        since, until = bounds(since_day, until_day)
+    except reports.ReportError as exc:
+        abort(400, str(exc))
+    session = db_session()
+    detail = {"what": "ledger"}
+    if since_day:
+        detail["since"] = since_day.isoformat()
+    if until_day:
+        detail["until"] = until_day.isoformat()
+    audit("export", detail)
+    session.commit()
+    log.info("ledger CSV exported")
+    stamp = utcnow().astimezone(area.zone()).strftime("%Y-%m-%d")
+    chunks = ledger_export.iter_csv_chunks(session, since=since, until=until, bom=True)
+    return csv_response(chunks, session, f"ledger-{stamp}.csv")
+
+
+# -- donors -------------------------------------------------------------------------
+
+
+@bp.get("/donors")
+def donors() -> Any:
+    text = request.args.get("q", "").strip()[:200]
+    found: list[Donor] = []
+    if text:
+        found = reports.search_donors(db_session(), text, by_email=shows_contacts())
+    return render_template("finance/donors.html", q=text, donors=found)
+
+
+@bp.get("/donors/<int:donor_id>")
+def donor(donor_id: int) -> Any:
+    history = reports.donor_history(db_session(), donor_id)
+    if history is None:
+        abort(404)
+    return render_template("finance/donor.html", history=history)
+
+
+# -- memberships --------------------------------------------------------------------
+
+
+@bp.get("/memberships")
+def memberships() -> Any:
+    session = db_session()
+    status = request.args.get("status", "").strip() or None
+    currency = request.args.get("currency", "").strip().lower() or None
+    after = request.args.get("after", "").strip()
+    after_id = int(after) if after.isdigit() else None
+    page, next_after = reports.list_memberships(
+        session, status=status, currency=currency, after_id=after_id
+    )
+    query: dict[str, Any] = {"status": status or "", "currency": currency or ""}
+    return render_template(
+        "finance/memberships.html",
+        stats=reports.membership_stats(session, area.zone(), utcnow()),
+        page=page,
+        query=query,
+        statuses=reports.MEMBERSHIP_STATUSES,
+        next_url=url_for(".memberships", **query, after=next_after) if next_after else None,
+        first_url=url_for(".memberships", **query) if after_id else None,
+    )
+
+
+# -- campaigns ----------------------------------------------------------------------
+
+
+@bp.get("/campaigns")
+def campaigns() -> Any:
+    form = {"since": request.args.get("since", ""), "until": request.args.get("until", "")}
+    try:
+        since, until = bounds(day_arg("since"), day_arg("until"))
+    except reports.ReportError as exc:
+        return bad_filter("finance/campaigns.html", str(exc), lines=[], form=form)
+    lines = reports.campaign_report(db_session(), since, until)
+    return render_template("finance/campaigns.html", lines=lines, form=form)
