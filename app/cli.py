@@ -27,7 +27,7 @@ GROUPS = {
     "events": "webhooks.cli:events",
     "ledger": "app.ledger.cli:ledger",
     "sandbox": "app.sandbox_cli:sandbox",
-    "staff": "app.staff_cli:staff",
+    "staff": "app.staff.cli:staff",
     "worker": "webhooks.cli:worker",
 }
 

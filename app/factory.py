@@ -58,15 +58,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(receiver.bp)
     extensions.csrf.exempt(receiver.receive_stripe_event)  # Stripe signs; this route only
 
-    from app import auth, staff_views
     from app.finance import events as finance_events
     from app.finance import views as finance
+    from app.staff import admin as staff_admin
+    from app.staff import gate
+    from app.staff import views as staff_login
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(staff_views.bp)
+    app.register_blueprint(staff_login.bp)
+    app.register_blueprint(staff_admin.bp)
     app.register_blueprint(finance.bp)
     app.register_blueprint(finance_events.bp)
-    auth.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
+    gate.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
 
     from flask_babel import get_locale
 

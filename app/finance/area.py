@@ -17,11 +17,11 @@ from flask import Blueprint, Response, current_app, render_template, request, st
 from flask_babel import get_locale
 from sqlalchemy.orm import Session
 
-from app.auth import current_staff, protect_blueprint
 from app.extensions import db_session
 from app.finance import reports
 from app.money import format_money
 from app.staff import can
+from app.staff.gate import current_staff, protect_blueprint
 
 
 def staff_area(blueprint: Blueprint, min_role: str = "viewer") -> None:

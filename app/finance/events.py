@@ -11,11 +11,11 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from app.auth import audit, staff_required
 from app.clock import utcnow
 from app.extensions import database, db_session
 from app.finance import reports
 from app.finance.area import staff_area
+from app.staff.gate import audit, staff_required
 from webhooks.inbox import StripeEvent, list_failed, reset_for_replay
 from webhooks.worker import RetryPolicy, process_next
 

@@ -15,7 +15,6 @@ from typing import Any
 from flask import Blueprint, abort, render_template, request, url_for
 
 from app import ledger
-from app.auth import audit, staff_required
 from app.clock import utcnow
 from app.donors import Donor
 from app.extensions import db_session
@@ -31,6 +30,7 @@ from app.finance.area import (
 )
 from app.finance.charts import Point, bar_line_chart
 from app.ledger import export as ledger_export
+from app.staff.gate import audit, staff_required
 
 bp = Blueprint("finance", __name__, url_prefix="/ledger")
 staff_area(bp, "viewer")

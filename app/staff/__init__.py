@@ -2,8 +2,12 @@
 TOTP second factor, login throttling and lockout, server-side sessions, roles,
 and the append-only audit log. Importing the package registers its tables.
 
-No Flask, no commits (the view or CLI command commits once). Never stores,
-logs or audits a password or a TOTP code; app logs name staff by id only.
+This package's core (models, roles, audit, passwords, sessions, totp, accounts,
+throttle, all re-exported here) imports no Flask and never commits (the view or
+CLI command commits once). Its web edge: gate (the /ledger gate), views (login,
+logout, one's own account), admin (staff accounts and the audit log), forms,
+cli. Never stores, logs or audits a password or a TOTP code; app logs name
+staff by id only.
 """
 
 from __future__ import annotations

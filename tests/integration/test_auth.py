@@ -22,7 +22,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.auth import required_role
 from app.clock import frozen_at
 from app.staff import (
     ROLE_RANK,
@@ -33,6 +32,7 @@ from app.staff import (
     create_staff,
     throttle_state,
 )
+from app.staff.gate import required_role
 
 PASSWORD = "correct horse battery staple"
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

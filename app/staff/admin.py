@@ -14,19 +14,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
-from wtforms import BooleanField, PasswordField, SelectField, StringField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, EqualTo, Length
 
-from app.auth import client_address, current_staff, password_hasher, protect_blueprint
 from app.extensions import db_session
 from app.staff import (
-    PASSWORD_MAX_LENGTH,
-    PASSWORD_MIN_LENGTH,
-    ROLES,
     AuditEntry,
     Staff,
     StaffError,
@@ -39,51 +31,19 @@ from app.staff import (
     set_password,
     throttle_state,
 )
+from app.staff.forms import (
+    ConfirmForm,
+    CreateStaffForm,
+    ResetPasswordForm,
+    RoleForm,
+    TwoFactorRequiredForm,
+)
+from app.staff.gate import client_address, current_staff, password_hasher, protect_blueprint
 
 bp = Blueprint("staff", __name__, url_prefix="/ledger")
 protect_blueprint(bp, "admin")
 
 AUDIT_PAGE_SIZE = 50
-ROLE_CHOICES = [SelectChoice(role, role.capitalize()) for role in ROLES]
-
-
-def _password_field(label: str) -> PasswordField:
-    return PasswordField(
-        label,
-        validators=[
-            DataRequired("Enter a password."),
-            Length(
-                min=PASSWORD_MIN_LENGTH,
-                max=PASSWORD_MAX_LENGTH,
-                message=f"Use at least {PASSWORD_MIN_LENGTH} characters.",
-            ),
-        ],
-    )
-
-
-class CreateStaffForm(FlaskForm):
-    email = StringField("Email", validators=[DataRequired("Enter an email address.")])
-    role = SelectField("Role", choices=ROLE_CHOICES, default="viewer")
-    password = _password_field("First password (tell them to change it)")
-
-
-class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=ROLE_CHOICES)
-
-
-class ResetPasswordForm(FlaskForm):
-    password = _password_field("New password")
-    confirm = PasswordField(
-        "New password again", validators=[EqualTo("password", message="The two passwords differ.")]
-    )
-
-
-class ConfirmForm(FlaskForm):
-    confirm = BooleanField("Yes, I mean it", validators=[DataRequired("Tick the box to confirm.")])
-
-
-class TwoFactorRequiredForm(FlaskForm):
-    required = BooleanField("Require two-factor authentication for this account")
 
 
 def _when(moment: datetime | None) -> str:
