@@ -26,7 +26,7 @@ GROUPS = {
     "dev": "app.dev_cli:dev",
     "events": "webhooks.cli:events",
     "ledger": "app.ledger.cli:ledger",
-    "sandbox": "app.sandbox_cli:sandbox",
+    "sandbox": "app.sandbox.cli:sandbox",
     "staff": "app.staff.cli:staff",
     "worker": "webhooks.cli:worker",
 }

@@ -49,9 +49,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(donate_views.bp)
     app.register_blueprint(health.bp)
     if isinstance(app.extensions["donations.payments"], SandboxPayments):
-        from app import sandbox_views
+        from app.sandbox import views as sandbox_pages
 
-        app.register_blueprint(sandbox_views.bp)
+        app.register_blueprint(sandbox_pages.bp)
 
     from webhooks import receiver
 

@@ -1,7 +1,10 @@
 """The offline payments sandbox: a small fake Stripe for development without a
 STRIPE_SECRET_KEY, answering as `SandboxPayments` and delivering signed events
 to our own webhook endpoint. Owns `sandbox_allowed`, the one gate; never used in
-production or when a Stripe key is set. Moves no money. Never logs emails."""
+production or when a Stripe key is set. Moves no money. Never logs emails.
+Its core (models, objects, store, charging, billing, delivery, payments)
+imports no Flask; views (the checkout page) and cli (`donations sandbox`) are
+its web edge."""
 
 from __future__ import annotations
 
