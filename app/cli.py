@@ -23,7 +23,7 @@ from app.migrate import upgrade
 
 # Each feature's command group, as "module:attribute".
 GROUPS = {
-    "dev": "app.dev_cli:dev",
+    "dev": "app.seed.cli:dev",
     "events": "webhooks.cli:events",
     "ledger": "app.ledger.cli:ledger",
     "sandbox": "app.sandbox.cli:sandbox",

@@ -1,7 +1,8 @@
 """Demo and benchmark data (`donations dev seed`): fake donors and a timeline of
 payments, memberships, refunds, disputes, payouts and checkouts, posted by the
 ledger's own rules so `donations ledger verify` passes. Never for production data;
-no Flask. Tests hold the exact and bulk posting paths to identical journals."""
+no Flask outside cli (`donations dev seed`). Tests hold the exact and bulk posting
+paths to identical journals."""
 
 from app.seed.payments import processing_fee
 from app.seed.people import EMAIL_DOMAIN
