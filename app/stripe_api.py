@@ -3,84 +3,21 @@
 and idempotency keys.
 
 Nothing else in the project imports `stripe` for API calls. Callers get plain
-dicts (Stripe's JSON) and our own exceptions, never SDK objects or errors.
+dicts (Stripe's JSON) and our own exceptions (app.payments), never SDK objects
+or errors; they program against the protocols in app.payments, which this
+module implements.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import stripe
 
+from app.payments import PaymentsError
+
 log = logging.getLogger(__name__)
-
-
-class PaymentsError(Exception):
-    """Stripe could not do what we asked. `kind` is one of: rate_limited,
-    unavailable (network, timeout, 5xx), invalid (4xx we caused), auth,
-    not_found. Messages never carry personal data."""
-
-    def __init__(self, kind: str, message: str, *, request_id: str | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.request_id = request_id
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind in ("rate_limited", "unavailable")
-
-
-class Payments(Protocol):
-    """What the rest of the app needs from a payments provider: Stripe itself
-    (`StripeApi`) or the offline sandbox, which imitates it."""
-
-    livemode: bool
-
-    def create_checkout_session(
-        self, params: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]: ...
-
-    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
-
-
-class StripeLookup(Protocol):
-    """The read-only calls webhook processing may make, only for what an
-    event's payload lacks. Each returns Stripe's JSON as a plain dict (lists:
-    every item, pages followed) and raises PaymentsError; a missing object is
-    PaymentsError("not_found"). Implemented by StripeApi and the sandbox."""
-
-    def retrieve_balance_transaction(self, balance_transaction_id: str) -> dict[str, Any]:
-        """GET /v1/balance_transactions/{id}: a payment's fee and net."""
-        ...
-
-    def list_balance_transactions(self, *, payout: str) -> list[dict[str, Any]]:
-        """GET /v1/balance_transactions?payout=po_...: what an automatic payout
-        paid out (fees and adjustments included)."""
-        ...
-
-    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
-        """GET /v1/subscriptions/{id}: the current state, on a tie of events."""
-        ...
-
-    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
-        """GET /v1/invoices/{id}."""
-        ...
-
-    def list_invoice_payments(
-        self, *, invoice: str | None = None, payment_intent: str | None = None
-    ) -> list[dict[str, Any]]:
-        """GET /v1/invoice_payments?invoice=... or, from a payment to its
-        invoice, ?payment[type]=payment_intent&payment[payment_intent]=pi_..."""
-        ...
-
-    def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
-        """GET /v1/charges/{id}."""
-        ...
-
-    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
-        """GET /v1/customers/{id}: a donor's email when no payload has it."""
-        ...
 
 
 def _error_kind(exc: stripe.StripeError) -> str:
@@ -115,7 +52,7 @@ class StripeApi:
         logging.getLogger("stripe").setLevel(logging.WARNING)
         base_addresses: dict[str, str] = {"api": api_base.rstrip("/")} if api_base else {}
         self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
-        self._client = stripe.StripeClient(
+        self._sdk = stripe.StripeClient(
             api_key,
             stripe_version=api_version,
             base_addresses=base_addresses,  # type: ignore[arg-type]
@@ -149,7 +86,7 @@ class StripeApi:
     ) -> dict[str, Any]:
         return self._call(
             "checkout session create",
-            self._client.v1.checkout.sessions.create,
+            self._sdk.v1.checkout.sessions.create,
             params=params,
             options={"idempotency_key": idempotency_key},
         )
@@ -157,7 +94,7 @@ class StripeApi:
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
         return self._call(
             "checkout session retrieve",
-            self._client.v1.checkout.sessions.retrieve,
+            self._sdk.v1.checkout.sessions.retrieve,
             session_id,
             params={"expand": ["payment_intent"]},
         )
@@ -178,22 +115,22 @@ class StripeApi:
     def retrieve_balance_transaction(self, balance_transaction_id: str) -> dict[str, Any]:
         return self._call(
             "balance transaction retrieve",
-            self._client.v1.balance_transactions.retrieve,
+            self._sdk.v1.balance_transactions.retrieve,
             balance_transaction_id,
         )
 
     def list_balance_transactions(self, *, payout: str) -> list[dict[str, Any]]:
         return self._list_all(
-            "balance transaction list", self._client.v1.balance_transactions.list, {"payout": payout}
+            "balance transaction list", self._sdk.v1.balance_transactions.list, {"payout": payout}
         )
 
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         return self._call(
-            "subscription retrieve", self._client.v1.subscriptions.retrieve, subscription_id
+            "subscription retrieve", self._sdk.v1.subscriptions.retrieve, subscription_id
         )
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return self._call("invoice retrieve", self._client.v1.invoices.retrieve, invoice_id)
+        return self._call("invoice retrieve", self._sdk.v1.invoices.retrieve, invoice_id)
 
     def list_invoice_payments(
         self, *, invoice: str | None = None, payment_intent: str | None = None
@@ -206,14 +143,14 @@ class StripeApi:
             else {"payment": {"type": "payment_intent", "payment_intent": payment_intent}}
         )
         return self._list_all(
-            "invoice payment list", self._client.v1.invoice_payments.list, params
+            "invoice payment list", self._sdk.v1.invoice_payments.list, params
         )
 
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
-        return self._call("charge retrieve", self._client.v1.charges.retrieve, charge_id)
+        return self._call("charge retrieve", self._sdk.v1.charges.retrieve, charge_id)
 
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
-        return self._call("customer retrieve", self._client.v1.customers.retrieve, customer_id)
+        return self._call("customer retrieve", self._sdk.v1.customers.retrieve, customer_id)
 
 
 def payments_from_settings(settings: dict[str, Any]) -> StripeApi | None:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import StatementError
 
 from app.clock import utcnow
 from app.db import Database
-from app.stripe_api import PaymentsError, StripeLookup
+from app.payments import PaymentsError, StripeLookup
 from webhooks.handlers import apply_event
 from webhooks.inbox import claim_event, mark_processed, record_failure
 

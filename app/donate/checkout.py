@@ -3,7 +3,7 @@ receives, the idempotency that makes a double click one session, and the
 checkout record beside the ledger.
 
 No Flask and no `stripe` here: the payments provider is passed in
-(app.stripe_api.Payments), and the caller (the view) commits.
+(app.payments.Payments), and the caller (the view) commits.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
@@ -19,9 +19,7 @@ from sqlalchemy.orm import Session
 from app.donate.models import Checkout
 from app.donors import find_or_create_donor, latest_customer_id
 from app.money import FeeCover, format_plain
-
-if TYPE_CHECKING:
-    from app.stripe_api import Payments
+from app.payments import Payments
 
 # Locales Stripe Checkout speaks that we may offer; others fall back to "auto".
 STRIPE_CHECKOUT_LOCALES = frozenset({"en", "ru", "de", "fr", "es", "it", "nl", "pt", "uk", "pl"})

@@ -32,8 +32,8 @@ from app.donate.forms import ATTRIBUTION_FIELDS, FREQUENCY_LABELS, DonationForm,
 from app.donate.models import Checkout
 from app.extensions import db_session
 from app.money import MoneyError, decimal_places, format_plain, format_short, parse_amount
+from app.payments import Payments, PaymentsError
 from app.settings import FREQUENCIES
-from app.stripe_api import Payments, PaymentsError
 
 bp = Blueprint("donate", __name__)
 log = logging.getLogger(__name__)

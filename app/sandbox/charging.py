@@ -15,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.payments import PaymentsError
 from app.sandbox import billing, objects, store
 from app.sandbox.billing import add_interval
 from app.sandbox.models import SandboxObject
 from app.sandbox.objects import Events, new_id, ts
-from app.stripe_api import PaymentsError
 
 SUCCEEDING_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"

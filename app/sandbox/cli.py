@@ -13,8 +13,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app.extensions import db_session
+from app.payments import PaymentsError
 from app.sandbox import DeliveryReport, SandboxPayments
-from app.stripe_api import PaymentsError
 
 
 @click.group()

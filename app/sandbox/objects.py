@@ -11,7 +11,7 @@ import string
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.stripe_api import PaymentsError
+from app.payments import PaymentsError
 
 FEE_RATE_BP = 290  # 2.9 %
 FEE_FIXED_MINOR = 30

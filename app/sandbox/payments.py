@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import Database
+from app.payments import PaymentsError
 from app.sandbox import charging, objects, store
 from app.sandbox.charging import PayResult
 from app.sandbox.delivery import DeliveryReport, deliver_pending
 from app.sandbox.objects import new_id
-from app.stripe_api import PaymentsError
 
 
 class SandboxPayments:

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from app.db import Database
+from app.payments import PaymentsError
 from app.sandbox.models import SandboxObject
-from app.stripe_api import PaymentsError
 
 
 def reader_engine(database: Database) -> Engine:

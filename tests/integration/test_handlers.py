@@ -25,7 +25,8 @@ from app.db import Base, Database
 from app.donate.models import Checkout
 from app.donors import Donor, StripeCustomer, find_or_create_donor
 from app.ledger.records import Dispute, Membership, Payment, Payout, Refund
-from app.stripe_api import PaymentsError, StripeApi
+from app.payments import PaymentsError
+from app.stripe_api import StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION, make_event
 from webhooks.handlers import apply_event

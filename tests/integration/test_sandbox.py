@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.cli import main
 from app.extensions import db_session
+from app.payments import PaymentsError
 from app.sandbox import SandboxPayments, add_interval, processing_fee, sandbox_allowed
 from app.sandbox.models import SandboxObject
-from app.stripe_api import PaymentsError, StripeApi
+from app.stripe_api import StripeApi
 from tests.conftest import WEBHOOK_SECRET
 from tests.servers import live_app
 

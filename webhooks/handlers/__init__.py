@@ -15,7 +15,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.stripe_api import StripeLookup
+from app.payments import StripeLookup
+from webhooks.handlers import (
+    charges,
+    checkout,
+    disputes,
+    invoices,
+    payouts,
+    refunds,
+    subscriptions,
+)
 from webhooks.handlers.common import Context
 
 Handler = Callable[[Context], None]
@@ -23,26 +32,20 @@ Handler = Callable[[Context], None]
 __all__ = ["Context", "StripeLookup", "apply_event", "handled_types"]
 
 
-def _registry() -> dict[str, Handler]:
-    from webhooks.handlers import (
-        charges,
-        checkout,
-        disputes,
-        invoices,
-        payouts,
-        refunds,
-        subscriptions,
-    )
-
-    table: dict[str, Handler] = {}
-    for module in (checkout, charges, refunds, disputes, invoices, subscriptions, payouts):
-        table.update(module.HANDLERS)
-    return table
+HANDLERS: dict[str, Handler] = {
+    **checkout.HANDLERS,
+    **charges.HANDLERS,
+    **refunds.HANDLERS,
+    **disputes.HANDLERS,
+    **invoices.HANDLERS,
+    **subscriptions.HANDLERS,
+    **payouts.HANDLERS,
+}
 
 
 def handled_types() -> frozenset[str]:
     """The event types that change the ledger or the records."""
-    return frozenset(_registry())
+    return frozenset(HANDLERS)
 
 
 def apply_event(session: Session, event: dict[str, Any], stripe: StripeLookup) -> None:
@@ -52,7 +55,7 @@ def apply_event(session: Session, event: dict[str, Any], stripe: StripeLookup) -
     same ledger. Raises on failure (the worker rolls back and retries);
     `PaymentsError("not_found")` from a look-up means retrying cannot help.
     Unknown types: nothing happens."""
-    handler = _registry().get(str(event.get("type")))
+    handler = HANDLERS.get(str(event.get("type")))
     if handler is None:
         return
     handler(Context.of(session, event, stripe))

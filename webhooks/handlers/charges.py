@@ -22,6 +22,7 @@ from app.ledger.records import (
 )
 from webhooks import mapping
 from webhooks.handlers.common import Context, resolve_donor
+from webhooks.handlers.refunds import record_refund
 from webhooks.mapping import ChargeFacts
 
 
@@ -219,8 +220,6 @@ def handle_charge(ctx: Context) -> None:
     if ctx.type == "charge.refunded":
         # Old versions list the refunds themselves on the charge: real refund
         # objects with their own ids, posted like refund events.
-        from webhooks.handlers.refunds import record_refund
-
         for refund in mapping.refunds_listed_on_charge(obj):
             record_refund(ctx, refund)
 

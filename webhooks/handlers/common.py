@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.donate.models import Checkout
 from app.donors import Donor, attach_customer, donor_for_customer, find_or_create_donor
-from app.stripe_api import StripeLookup
+from app.payments import StripeLookup
 from webhooks import mapping
 
 

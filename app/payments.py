@@ -1,0 +1,78 @@
+"""What the app needs from a payments provider, whoever provides it (Stripe
+through app.stripe_api, or the offline sandbox): the `Payments` and
+`StripeLookup` protocols, and `PaymentsError`, the one error they raise.
+
+Imports no `stripe` and no Flask, so the core (handlers, checkout, sandbox)
+can name these without pulling the SDK in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class PaymentsError(Exception):
+    """Stripe could not do what we asked. `kind` is one of: rate_limited,
+    unavailable (network, timeout, 5xx), invalid (4xx we caused), auth,
+    not_found. Messages never carry personal data."""
+
+    def __init__(self, kind: str, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("rate_limited", "unavailable")
+
+
+class Payments(Protocol):
+    """What the rest of the app needs from a payments provider: Stripe itself
+    (`StripeApi`) or the offline sandbox, which imitates it."""
+
+    livemode: bool
+
+    def create_checkout_session(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]: ...
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
+
+
+class StripeLookup(Protocol):
+    """The read-only calls webhook processing may make, only for what an
+    event's payload lacks. Each returns Stripe's JSON as a plain dict (lists:
+    every item, pages followed) and raises PaymentsError; a missing object is
+    PaymentsError("not_found"). Implemented by StripeApi and the sandbox."""
+
+    def retrieve_balance_transaction(self, balance_transaction_id: str) -> dict[str, Any]:
+        """GET /v1/balance_transactions/{id}: a payment's fee and net."""
+        ...
+
+    def list_balance_transactions(self, *, payout: str) -> list[dict[str, Any]]:
+        """GET /v1/balance_transactions?payout=po_...: what an automatic payout
+        paid out (fees and adjustments included)."""
+        ...
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """GET /v1/subscriptions/{id}: the current state, on a tie of events."""
+        ...
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """GET /v1/invoices/{id}."""
+        ...
+
+    def list_invoice_payments(
+        self, *, invoice: str | None = None, payment_intent: str | None = None
+    ) -> list[dict[str, Any]]:
+        """GET /v1/invoice_payments?invoice=... or, from a payment to its
+        invoice, ?payment[type]=payment_intent&payment[payment_intent]=pi_..."""
+        ...
+
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+        """GET /v1/charges/{id}."""
+        ...
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        """GET /v1/customers/{id}: a donor's email when no payload has it."""
+        ...
