@@ -1,5 +1,5 @@
 """The double-entry donor ledger: models (tables, accounts, kinds), journal
-(posting, once per key), totals (the daily rollup), rows (the CSV's rows),
+(posting, once per key), movements (the entries of each kind), totals (the daily rollup), rows (the CSV's rows),
 checks (summary, verify), records (mutable records beside the journal), export
 (the CSV's bytes) and cli (`donations ledger`).
 Re-exports their names so `from app.ledger import X` works; holds no logic and,
@@ -8,28 +8,14 @@ like the rest of the ledger, imports no Flask and no `stripe`, and never commits
 
 from app.ledger.checks import count_active_memberships, entries_by_key, summary, verify
 from app.ledger.journal import (
-    HANDLED_BY_OBJECT,
-    OTHER_TYPES,
-    STANDALONE_ACCOUNTS,
-    BalanceTxn,
     Entry,
     Line,
     Movement,
     check_balanced,
     checked_lines,
     entry_exists,
-    fx_balanced,
-    movement_entry,
-    payment_entry,
     post,
     post_entry,
-    post_movement,
-    post_other_balance_transaction,
-    recognise_payment,
-    recognise_refund,
-    refund_entry,
-    settle,
-    settlement_entry,
 )
 from app.ledger.models import (
     ACCOUNTS,
@@ -39,6 +25,22 @@ from app.ledger.models import (
     JournalEntry,
     JournalPosting,
     LedgerError,
+)
+from app.ledger.movements import (
+    HANDLED_BY_OBJECT,
+    OTHER_TYPES,
+    STANDALONE_ACCOUNTS,
+    BalanceTxn,
+    fx_balanced,
+    movement_entry,
+    payment_entry,
+    post_movement,
+    post_other_balance_transaction,
+    recognise_payment,
+    recognise_refund,
+    refund_entry,
+    settle,
+    settlement_entry,
 )
 from app.ledger.rows import (
     CSV_COLUMNS,
