@@ -9,13 +9,16 @@ import logging
 from typing import Any
 
 from flask import Flask, current_app, render_template, request
+from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from app import extensions
 from app.db import Database
+from app.money import format_money, format_plain, format_short
 from app.sandbox import SandboxPayments, sandbox_allowed
 from app.settings import ROOT, load_settings
+from app.staff import gate as staff_gate
 from app.stripe_api import payments_from_settings
 
 log = logging.getLogger(__name__)
@@ -43,36 +46,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     extensions.csrf.init_app(app)
     extensions.babel.init_app(app, locale_selector=_select_locale)
 
-    from app import health
-    from app.donate import views as donate_views
-
-    app.register_blueprint(donate_views.bp)
-    app.register_blueprint(health.bp)
-    if isinstance(app.extensions["donations.payments"], SandboxPayments):
-        from app.sandbox import views as sandbox_pages
-
-        app.register_blueprint(sandbox_pages.bp)
-
-    from webhooks import receiver
-
-    app.register_blueprint(receiver.bp)
-    extensions.csrf.exempt(receiver.receive_stripe_event)  # Stripe signs; this route only
-
-    from app.finance import events as finance_events
-    from app.finance import views as finance
-    from app.staff import admin as staff_admin
-    from app.staff import gate
-    from app.staff import views as staff_login
-
-    app.register_blueprint(staff_login.bp)
-    app.register_blueprint(staff_admin.bp)
-    app.register_blueprint(finance.bp)
-    app.register_blueprint(finance_events.bp)
-    gate.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
-
-    from flask_babel import get_locale
-
-    from app.money import format_money, format_plain, format_short
+    _register_blueprints(app)
+    staff_gate.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
 
     app.jinja_env.globals.update(
         get_locale=get_locale,
@@ -82,6 +57,30 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     _register_error_pages(app)
     return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    """Every feature's blueprint. Their modules are imported here, not at the
+    top: `app` imports the web side (and `webhooks`) only inside create_app."""
+    from app import health
+    from app.donate import views as donate
+    from app.finance import events as finance_events
+    from app.finance import views as finance
+    from app.sandbox import views as sandbox
+    from app.staff import admin as staff_admin
+    from app.staff import views as staff_login
+    from webhooks import receiver
+
+    app.register_blueprint(donate.bp)
+    app.register_blueprint(health.bp)
+    if isinstance(app.extensions["donations.payments"], SandboxPayments):
+        app.register_blueprint(sandbox.bp)
+    app.register_blueprint(receiver.bp)
+    extensions.csrf.exempt(receiver.receive_stripe_event)  # Stripe signs; this route only
+    app.register_blueprint(staff_login.bp)
+    app.register_blueprint(staff_admin.bp)
+    app.register_blueprint(finance.bp)
+    app.register_blueprint(finance_events.bp)
 
 
 def _choose_payments(app: Flask) -> Any:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,14 +49,209 @@ def test_an_unknown_app_env_is_refused() -> None:
         load_settings(environ={"APP_ENV": "staging"})
 
 
+# -- the layout: one package per feature (README, "Architecture") ---------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = sorted(
+    path for top in ("app", "webhooks") for path in (ROOT / top).rglob("*.py")
+)
+# The web edge: blueprints, forms, command groups and the wiring. Everything
+# else under app/ and webhooks/ is the core, which imports no Flask and no
+# `stripe` (app/stripe_api.py, the one wrapper, imports `stripe` only).
+EDGE_FILES = {"views.py", "admin.py", "gate.py", "area.py", "forms.py", "cli.py"}
+EDGE_MODULES = {
+    "app",
+    "app.cli",
+    "app.factory",
+    "app.extensions",
+    "app.health",
+    "app.finance.events",
+    "webhooks.receiver",
+}
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def is_package(name: str) -> bool:
+    return (ROOT / Path(*name.split(".")) / "__init__.py").exists()
+
+
+def is_module(name: str) -> bool:
+    return is_package(name) or (ROOT / Path(*name.split("."))).with_suffix(".py").exists()
+
+
+MODULES = {module_name(path): path for path in SOURCES}
+CORE = sorted(
+    name
+    for name, path in MODULES.items()
+    if path.name not in EDGE_FILES and name not in EDGE_MODULES and name != "app.stripe_api"
+)
+
+
+def imports_of(path: Path) -> list[tuple[ast.stmt, str, list[str]]]:
+    """Every import in a file (at any depth, TYPE_CHECKING blocks left out) as
+    (node, module, names): `import a.b` gives ("a.b", []), `from a import b, c`
+    ("a", ["b", "c"])."""
+    tree = ast.parse(path.read_text(), str(path))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for n in ast.walk(node))
+    found: list[tuple[ast.stmt, str, list[str]]] = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.extend((node, alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node, node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def project_targets(module: str, names: list[str]) -> list[str]:
+    """The project modules an import statement loads."""
+    if module.split(".")[0] not in ("app", "webhooks"):
+        return []
+    submodules = [f"{module}.{name}" for name in names if is_module(f"{module}.{name}")]
+    plain = [name for name in names if not is_module(f"{module}.{name}")]
+    return submodules + ([module] if plain or not names else [])
+
+
 def test_the_core_imports_neither_flask_nor_stripe() -> None:
     code = (
-        "import sys, app.money, app.clock, app.db, app.donors, app.donate.models, app.donate.checkout, app.ledger,"
-        " app.ledger.export, app.ledger.records, app.ledger.totals, app.staff, app.finance.reports, app.seed, webhooks.mapping;"
-        "bad = [m for m in ('flask', 'stripe') if m in sys.modules];"
-        "print(','.join(bad))"
+        "import importlib, sys\n"
+        f"for name in {CORE!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    bad = [m for m in ('flask', 'stripe') if m in sys.modules]\n"
+        "    if bad:\n"
+        "        print(name, ','.join(bad))\n"
+        "        break\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert result.stdout.strip() == ""
+    assert {"app.ledger", "app.payments", "webhooks.handlers", "app.finance.reports"} <= set(CORE)
+
+
+def test_no_module_imports_a_private_name_of_another_module() -> None:
+    offences = []
+    for name, path in MODULES.items():
+        aliases: dict[str, str] = {}  # local name -> project module it stands for
+        for node, module, _names in imports_of(path):
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    target = f"{module}.{alias.name}"
+                    if is_module(target):
+                        aliases[alias.asname or alias.name] = target
+                    elif alias.name.startswith("_") and module.split(".")[0] in ("app", "webhooks"):
+                        offences.append(f"{name}: from {module} import {alias.name}")
+            else:
+                for alias in node.names:
+                    if alias.asname and is_module(alias.name):
+                        aliases[alias.asname] = alias.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                offences.append(f"{name}: {node.value.id}.{node.attr}")
+    assert offences == []
+
+
+def test_no_import_stands_below_a_definition() -> None:
+    offences = []
+    for name, path in MODULES.items():
+        seen_definition = False
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                seen_definition = True
+            elif isinstance(node, ast.Import | ast.ImportFrom) and seen_definition:
+                offences.append(f"{name}:{node.lineno}")
+    assert offences == []
+
+
+def test_no_two_modules_import_each_other_even_through_others() -> None:
+    graph: dict[str, set[str]] = {name: set() for name in MODULES}
+    for name, path in MODULES.items():
+        for _node, module, names in imports_of(path):
+            graph[name].update(t for t in project_targets(module, names) if t in graph)
+    # Tarjan's strongly connected components: any with two modules is a circle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert circles == []
+
+
+def test_features_are_packages_with_the_same_file_names() -> None:
+    prefixed = [
+        str(path.relative_to(ROOT))
+        for path in SOURCES
+        if path.stem.endswith(("_views", "_cli")) or path.stem in ("utils", "helpers")
+    ]
+    assert prefixed == []
+    top = sorted(p.name for p in (ROOT / "app").iterdir() if p.suffix == ".py")
+    assert top == [
+        "__init__.py",
+        "cli.py",
+        "clock.py",
+        "db.py",
+        "extensions.py",
+        "factory.py",
+        "health.py",
+        "migrate.py",
+        "money.py",
+        "payments.py",
+        "schema.py",
+        "settings.py",
+        "stripe_api.py",
+    ]
+    for views in (ROOT / "app").rglob("views.py"):
+        tree = ast.parse(views.read_text())
+        first = next(
+            node for node in tree.body if not isinstance(node, ast.Import | ast.ImportFrom | ast.Expr)
+        )
+        assert "bp = Blueprint(" in ast.unparse(first).replace("bp: Blueprint = ", "bp = "), views
+
+
+def test_no_module_passes_the_size_guide_without_saying_why() -> None:
+    too_long = []
+    for name, path in MODULES.items():
+        lines = path.read_text().count("\n")
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if lines > MAX_LINES and "Why one module:" not in docstring:
+            too_long.append(f"{name}: {lines} lines")
+    assert too_long == []
