@@ -1,0 +1,27 @@
+"""gunicorn's settings for production: `gunicorn -c config/gunicorn.conf.py "app:create_app()"`.
+
+Every value can be set from the environment (WEB_BIND or PORT, WEB_WORKERS,
+WEB_THREADS, WEB_TIMEOUT). The access log names the path only, never the query
+string: a donor search (`/ledger/donors?q=...`) or a thank-you link must not put
+an email or a session id into the log.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("WEB_BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+# Sync workers, two per core plus one by default: every request is short (the
+# webhook route stores and answers; Stripe calls a person waits on have short
+# timeouts). Measured choices belong in README's "Speed" table.
+workers = int(os.environ.get("WEB_WORKERS") or multiprocessing.cpu_count() * 2 + 1)
+threads = int(os.environ.get("WEB_THREADS") or 1)
+timeout = int(os.environ.get("WEB_TIMEOUT") or 30)
+graceful_timeout = 20
+keepalive = 5
+# Each worker builds its own app (and database pool) after the fork.
+preload_app = False
+
+accesslog = "-"
+errorlog = "-"
+# %(U)s is the path without its query string; no referer (it can carry one).
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'

@@ -1,0 +1,60 @@
+"""Production's web server: gunicorn with config/gunicorn.conf.py serves the app,
+and its access log names paths without their query strings (no donor email)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from app.migrate import upgrade
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gunicorn_serves_the_app_and_logs_no_query_string(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'donations.db'}"
+    upgrade(database)
+    port = free_port()
+    env = {
+        **os.environ,
+        "APP_ENV": "development",
+        "DATABASE_URL": database,
+        "SECRET_KEY": "gunicorn-test-secret-key-of-some-length",
+        "PORT": str(port),
+        "WEB_WORKERS": "1",
+    }
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "app:create_app()"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    health = requests.get(f"{base}/healthz", timeout=2)
+                    break
+                except requests.ConnectionError:
+                    assert server.poll() is None, log.read_text()
+                    assert time.monotonic() < deadline, "gunicorn did not start"
+                    time.sleep(0.2)
+            assert health.status_code == 200
+            page = requests.get(f"{base}/donate?utm_source=reader%40example.org", timeout=5)
+            assert page.status_code == 200
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    text = log.read_text()
+    assert '"GET /donate HTTP/1.1" 200' in text
+    assert "reader" not in text and "example.org" not in text
