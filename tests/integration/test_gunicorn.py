@@ -40,17 +40,17 @@ def test_gunicorn_serves_the_app_and_logs_no_query_string(tmp_path: Path) -> Non
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # a loaded machine boots workers slowly
             while True:
                 try:
-                    health = requests.get(f"{base}/healthz", timeout=2)
+                    health = requests.get(f"{base}/healthz", timeout=10)
                     break
-                except requests.ConnectionError:
+                except requests.RequestException:
                     assert server.poll() is None, log.read_text()
                     assert time.monotonic() < deadline, "gunicorn did not start"
                     time.sleep(0.2)
             assert health.status_code == 200
-            page = requests.get(f"{base}/donate?utm_source=reader%40example.org", timeout=5)
+            page = requests.get(f"{base}/donate?utm_source=reader%40example.org", timeout=30)
             assert page.status_code == 200
         finally:
             server.terminate()
