@@ -66,11 +66,22 @@ class StripeLookup(Protocol):
         self, *, invoice: str | None = None, payment_intent: str | None = None
     ) -> list[dict[str, Any]]:
         """GET /v1/invoice_payments?invoice=... or, from a payment to its
-        invoice, ?payment[type]=payment_intent&payment[payment_intent]=pi_..."""
+        invoice, ?payment[type]=payment_intent&payment[payment_intent]=pi_...;
+        `invoice` may come expanded (Stripe's is: whether a subscription is
+        behind it), or as an id."""
         ...
 
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
         """GET /v1/charges/{id}."""
+        ...
+
+    def list_refunds(self, *, charge: str) -> list[dict[str, Any]]:
+        """GET /v1/refunds?charge=ch_...: a charge's refunds, where no refund
+        event told us of them (API versions 2022-11-15 up to 2024-10-28)."""
+        ...
+
+    def retrieve_refund(self, refund_id: str) -> dict[str, Any]:
+        """GET /v1/refunds/{id}: a refund seen only as a balance transaction."""
         ...
 
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:

@@ -142,6 +142,8 @@ class StripeApi:
             if invoice is not None
             else {"payment": {"type": "payment_intent", "payment_intent": payment_intent}}
         )
+        # The invoice expanded: whether a subscription is behind it, without a call.
+        params["expand"] = ["data.invoice"]
         return self._list_all(
             "invoice payment list", self._sdk.v1.invoice_payments.list, params
         )
@@ -151,6 +153,12 @@ class StripeApi:
 
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
         return self._call("customer retrieve", self._sdk.v1.customers.retrieve, customer_id)
+
+    def list_refunds(self, *, charge: str) -> list[dict[str, Any]]:
+        return self._list_all("refund list", self._sdk.v1.refunds.list, {"charge": charge})
+
+    def retrieve_refund(self, refund_id: str) -> dict[str, Any]:
+        return self._call("refund retrieve", self._sdk.v1.refunds.retrieve, refund_id)
 
 
 def payments_from_settings(settings: dict[str, Any]) -> StripeApi | None:

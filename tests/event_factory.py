@@ -86,15 +86,23 @@ def charge(
     amount_refunded: int = 0,
     disputed: bool = False,
     old_invoice: str | bool | None = False,
+    captured: bool | None = None,
+    amount_captured: int | None = None,
 ) -> dict[str, Any]:
     """A charge. `old_invoice` False: the current shape (no `invoice` field);
-    None or an id: an older version's shape with `invoice` set to it."""
+    None or an id: an older version's shape with `invoice` set to it.
+    `captured` False: an authorisation (manual capture) not captured yet;
+    `amount_captured` less than `amount`: a partial capture."""
+    if captured is None:
+        captured = status == "succeeded"
+    if amount_captured is None:
+        amount_captured = amount if captured else 0
     obj = stripe_object(
         "charge",
         id=charge_id,
         amount=amount,
-        amount_captured=amount if status == "succeeded" else 0,
-        captured=status == "succeeded",
+        amount_captured=amount_captured,
+        captured=captured,
         paid=status == "succeeded",
         amount_refunded=amount_refunded,
         refunded=amount_refunded >= amount,
@@ -293,7 +301,7 @@ def invoice(
     invoice_id: str,
     *,
     customer: str,
-    subscription_id: str,
+    subscription_id: str | None,
     created: int,
     amount: int,
     status: str = "paid",
@@ -325,6 +333,8 @@ def invoice(
         obj["charge"] = old_charge
         obj["payment_intent"] = old_payment_intent
         obj["paid"] = status == "paid"
+    elif subscription_id is None:
+        obj["parent"] = None  # a one-off invoice: no subscription behind it
     else:
         obj["parent"] = {
             "type": "subscription_details",
@@ -434,11 +444,16 @@ class Scenario:
 
 def stub_invoice_payments(scenario: Scenario, payment_intent_id: str,
                           found: list[dict[str, Any]]) -> None:
+    """The invoice payments of an intent, each with its invoice expanded (as
+    app.stripe_api asks) when the scenario stubs that invoice already."""
+    invoices = {s.path: s.body for s in scenario.stubs}
+    expanded = [{**f, "invoice": invoices.get(f"/invoices/{f['invoice']}", f["invoice"])}
+                for f in found]
     scenario.get(
         "/invoice_payments",
-        {"object": "list", "data": found, "has_more": False, "url": "/v1/invoice_payments"},
+        {"object": "list", "data": expanded, "has_more": False, "url": "/v1/invoice_payments"},
         query={"payment[type]": "payment_intent", "payment[payment_intent]": payment_intent_id,
-               "limit": "100"},
+               "expand[0]": "data.invoice", "limit": "100"},
     )
 
 
@@ -556,6 +571,9 @@ def membership(
         bt = balance_transaction(txn, amount=amount, fee=fee_for(amount), source=ch,
                                  created=at + 3)
         s.get(f"/balance_transactions/{txn}", bt)
+        s.get(f"/invoices/{inv}",
+              invoice(inv, customer=cus, subscription_id=sub, created=at + 2, amount=amount,
+                      email=email, metadata=meta))
         stub_invoice_payments(
             s, pi, [invoice_payment(f"inpay_{tag}_{n}", invoice_id=inv, payment_intent=pi,
                                     amount=amount, created=at + 2)])
@@ -597,6 +615,8 @@ def failed_renewal_then_retry(tag: str, *, amount: int = 1000, start: int = T0) 
     ch_failed, ch_ok, txn = f"ch_{tag}_r_declined", f"ch_{tag}_r_ok", f"txn_{tag}_r_ok"
     meta = {"checkout_id": s.facts["checkout_id"], "frequency": "month"}
     s.facts.update(renewal_charge=ch_ok, declined_charge=ch_failed)
+    s.get(f"/invoices/{inv}", invoice(inv, customer=cus, subscription_id=sub, created=at,
+                                      amount=amount, metadata=meta))
     stub_invoice_payments(
         s, pi, [invoice_payment(f"inpay_{tag}_r", invoice_id=inv, payment_intent=pi,
                                 amount=amount, created=at)])
@@ -675,23 +695,71 @@ def partial_refunds(charge_obj: dict[str, Any], amounts: list[int], *, start: in
                "refunded": refunded >= charge_obj["amount"]}, at + 1)
         s.add("refund.updated", refund(re, charge_id=charge_id, amount=amount, created=at,
                                        balance_transaction=txn), at + 2)
+        s.facts.setdefault("refund_objects", []).append(
+            refund(re, charge_id=charge_id, amount=amount, created=at, balance_transaction=txn))
+    # A charge.refunded applied before its refund's own event lists them.
+    stub_refunds(s, charge_id, list(reversed(s.facts["refund_objects"])))
     return s
 
 
-def refund_that_fails(charge_id: str, amount: int, *, start: int, tag: str) -> Scenario:
+def stub_refunds(scenario: Scenario, charge_id: str, found: list[dict[str, Any]]) -> None:
+    scenario.get("/refunds",
+                 {"object": "list", "data": found, "has_more": False, "url": "/v1/refunds"},
+                 query={"charge": charge_id, "limit": "100"})
+
+
+REFUND_EVENTS_PREDECESSOR = "2023-10-16"  # after 2022-11-15, before 2024-10-28
+
+
+def refunds_without_refund_events(charge_obj: dict[str, Any], amounts: list[int], *,
+                                  start: int, tag: str,
+                                  listed: int | None = None) -> Scenario:
+    """Card refunds under API versions from 2022-11-15 up to 2024-10-28: no
+    refund.* event, and charge.refunded carries only the cumulative
+    `amount_refunded` (no `refunds` list); Stripe lists the refunds
+    (the first `listed` of them, all by default)."""
+    s = Scenario()
+    charge_id = charge_obj["id"]
+    currency = charge_obj["currency"]
+    refunded = 0
+    objects = []
+    for n, amount in enumerate(amounts):
+        at = start + n * DAY
+        re, txn = f"re_{tag}_{n}", f"txn_re_{tag}_{n}"
+        refunded += amount
+        s.get(f"/balance_transactions/{txn}",
+              balance_transaction(txn, amount=-amount, fee=0, source=re, created=at,
+                                  type="refund", currency=currency))
+        objects.append(refund(re, charge_id=charge_id, amount=amount, created=at,
+                              balance_transaction=txn, currency=currency))
+        s.add("charge.refunded",
+              {**charge_obj, "amount_refunded": refunded,
+               "refunded": refunded >= charge_obj["amount"]}, at + 1,
+              api_version=REFUND_EVENTS_PREDECESSOR)
+    s.facts.update(refunds=[r["id"] for r in objects], refunded=refunded)
+    stub_refunds(s, charge_id, list(reversed(objects[:listed])))
+    return s
+
+
+def refund_that_fails(charge_id: str, amount: int, *, start: int, tag: str,
+                      currency: str = "usd", settled: tuple[str, int] | None = None) -> Scenario:
     """A refund whose money comes back (refund.failed with its failure
-    balance transaction, in the payload expanded)."""
+    balance transaction, in the payload expanded). `settled`: the
+    settlement's (currency, amount) when Stripe converted."""
     s = Scenario()
     re, txn, fail = f"re_{tag}", f"txn_re_{tag}", f"txn_refail_{tag}"
     s.facts.update(refund=re, failure_txn=fail)
-    bt = balance_transaction(txn, amount=-amount, fee=0, source=re, created=start, type="refund")
+    s_cur, s_amount = settled or (currency, amount)
+    bt = balance_transaction(txn, amount=-s_amount, fee=0, source=re, created=start,
+                             type="refund", currency=s_cur)
     s.get(f"/balance_transactions/{txn}", bt)
     s.add("refund.created", refund(re, charge_id=charge_id, amount=amount, created=start,
-                                   balance_transaction=txn, status="pending"), start + 1)
-    failure = balance_transaction(fail, amount=amount, fee=0, source=re, created=start + 5 * DAY,
-                                  type="refund_failure")
+                                   balance_transaction=txn, status="pending",
+                                   currency=currency), start + 1)
+    failure = balance_transaction(fail, amount=s_amount, fee=0, source=re,
+                                  created=start + 5 * DAY, type="refund_failure", currency=s_cur)
     s.add("refund.failed", refund(re, charge_id=charge_id, amount=amount, created=start,
-                                  balance_transaction=txn, status="failed",
+                                  balance_transaction=txn, status="failed", currency=currency,
                                   failure_balance_transaction=failure), start + 5 * DAY)
     return s
 
@@ -722,29 +790,33 @@ def dispute_lost(charge_id: str, amount: int, *, start: int, tag: str) -> Scenar
     return s
 
 
-def dispute_won(charge_id: str, amount: int, *, start: int, tag: str) -> Scenario:
-    """Funds withdrawn with the fee, reinstated (fee back too), closed as won."""
+def dispute_won(charge_id: str, amount: int, *, start: int, tag: str, currency: str = "usd",
+                settled: tuple[str, int] | None = None) -> Scenario:
+    """Funds withdrawn with the fee, reinstated (fee back too), closed as won.
+    `settled`: the settlement's (currency, amount) when Stripe converted."""
     s = Scenario()
     du = f"du_{tag}"
-    withdrawal = balance_transaction(f"txn_du_{tag}_w", amount=-amount, fee=DISPUTE_FEE,
+    s_cur, s_amount = settled or (currency, amount)
+    withdrawal = balance_transaction(f"txn_du_{tag}_w", amount=-s_amount, fee=DISPUTE_FEE,
                                      source=du, created=start + 1, type="adjustment",
-                                     reporting_category="dispute")
-    reinstated = balance_transaction(f"txn_du_{tag}_r", amount=amount, fee=-DISPUTE_FEE,
+                                     reporting_category="dispute", currency=s_cur)
+    reinstated = balance_transaction(f"txn_du_{tag}_r", amount=s_amount, fee=-DISPUTE_FEE,
                                      source=du, created=start + 20 * DAY, type="adjustment",
-                                     reporting_category="dispute_reversal")
+                                     reporting_category="dispute_reversal", currency=s_cur)
     s.facts.update(dispute=du)
     s.add("charge.dispute.created",
-          dispute(du, charge_id=charge_id, amount=amount, created=start,
+          dispute(du, charge_id=charge_id, amount=amount, currency=currency, created=start,
                   status="needs_response", balance_transactions=[]), start + 1)
     s.add("charge.dispute.funds_withdrawn",
-          dispute(du, charge_id=charge_id, amount=amount, created=start,
+          dispute(du, charge_id=charge_id, amount=amount, currency=currency, created=start,
                   status="needs_response", balance_transactions=[withdrawal]), start + 2)
     s.add("charge.dispute.funds_reinstated",
-          dispute(du, charge_id=charge_id, amount=amount, created=start, status="won",
-                  balance_transactions=[withdrawal, reinstated]), start + 20 * DAY)
+          dispute(du, charge_id=charge_id, amount=amount, currency=currency, created=start,
+                  status="won", balance_transactions=[withdrawal, reinstated]), start + 20 * DAY)
     s.add("charge.dispute.closed",
-          dispute(du, charge_id=charge_id, amount=amount, created=start, status="won",
-                  balance_transactions=[withdrawal, reinstated]), start + 20 * DAY + 1)
+          dispute(du, charge_id=charge_id, amount=amount, currency=currency, created=start,
+                  status="won", balance_transactions=[withdrawal, reinstated]),
+          start + 20 * DAY + 1)
     return s
 
 
@@ -800,6 +872,10 @@ def old_version_membership(tag: str, *, amount: int = 1000, start: int = T0) -> 
           balance_transaction(txn, amount=amount, fee=fee_for(amount), source=ch,
                               created=start + 2))
     s.get(f"/customers/{cus}", {"id": cus, "object": "customer", "email": email, "name": None})
+    s.get(f"/invoices/{inv}",
+          invoice(inv, customer=cus, subscription_id=sub, created=start + 1, amount=amount,
+                  email=email, old_shape=True, old_charge=ch, old_payment_intent=pi,
+                  billing_reason="subscription_create"))
     ch_obj = charge(ch, amount=amount, created=start + 2, payment_intent=pi, customer=cus,
                     email=None, balance_transaction=txn, old_invoice=inv)
     s.add("customer.subscription.created",
@@ -839,6 +915,80 @@ def old_version_one_time(tag: str, *, amount: int = 3000, start: int = T0) -> Sc
     return s
 
 
+def one_off_invoice_payment(tag: str, *, amount: int = 4000, start: int = T0,
+                            old_shape: bool = False) -> Scenario:
+    """A payment of an invoice no subscription is behind (one sent from the
+    Dashboard): current shapes (the charge says nothing, an invoice payment
+    links them, the invoice has no parent) or, with `old_shape`, a version
+    before 2025-03-31 (`charge.invoice`, `invoice.subscription` null)."""
+    s = Scenario()
+    ch, pi, txn, cus, inv = f"ch_{tag}", f"pi_{tag}", f"txn_{tag}", f"cus_{tag}", f"in_{tag}"
+    email = f"{tag}@example.org"
+    version = BASIL_PREDECESSOR if old_shape else API_VERSION
+    s.facts.update(charge=ch, invoice=inv, email=email, amount=amount)
+    s.get(f"/balance_transactions/{txn}",
+          balance_transaction(txn, amount=amount, fee=fee_for(amount), source=ch,
+                              created=start + 2))
+    s.get(f"/customers/{cus}", {"id": cus, "object": "customer", "email": email, "name": None})
+    inv_obj = invoice(inv, customer=cus, subscription_id=None, created=start, amount=amount,
+                      email=email, billing_reason="manual", old_shape=old_shape,
+                      old_charge=ch, old_payment_intent=pi)
+    s.get(f"/invoices/{inv}", inv_obj)
+    paying = invoice_payment(f"inpay_{tag}", invoice_id=inv, payment_intent=pi, amount=amount,
+                             created=start + 1)
+    stub_invoice_payments(s, pi, [paying])
+    s.add("charge.succeeded",
+          charge(ch, amount=amount, created=start + 2, payment_intent=pi, customer=cus,
+                 email=email, balance_transaction=txn,
+                 old_invoice=inv if old_shape else False), start + 3, api_version=version)
+    s.add("payment_intent.succeeded",
+          payment_intent(pi, amount=amount, created=start + 1, latest_charge=ch, customer=cus,
+                         old_invoice=inv if old_shape else False), start + 3,
+          api_version=version)
+    if not old_shape:
+        s.add("invoice_payment.paid", paying, start + 4)
+    s.add("invoice.paid", inv_obj, start + 4, api_version=version)
+    return s
+
+
+def manual_capture(tag: str, *, amount: int = 2500, captured: int | None,
+                   start: int = T0) -> Scenario:
+    """A payment intent with capture_method manual, not from our form: the
+    charge succeeds uncaptured (an authorisation), then it is captured
+    (`captured` of `amount`; Stripe releases the rest, counting it in
+    `amount_refunded`) or, with `captured` None, released: the hold expires
+    (charge.expired, charge.refunded uncaptured) and the intent is canceled."""
+    s = Scenario()
+    ch, pi, txn, cus = f"ch_{tag}", f"pi_{tag}", f"txn_{tag}", f"cus_{tag}"
+    email = f"{tag}@example.org"
+    s.facts.update(charge=ch, email=email)
+    stub_invoice_payments(s, pi, [])
+    held = charge(ch, amount=amount, created=start, payment_intent=pi, customer=cus,
+                  email=email, captured=False)
+    intent = {**payment_intent(pi, amount=amount, created=start - 1, latest_charge=ch,
+                               customer=cus, status="requires_capture"),
+              "amount_received": 0, "capture_method": "manual"}
+    s.add("charge.succeeded", held, start + 1)
+    s.add("payment_intent.amount_capturable_updated", intent, start + 1)
+    if captured is None:
+        released = {**held, "refunded": True, "amount_refunded": amount}
+        s.add("charge.expired", released, start + 7 * DAY)
+        s.add("charge.refunded", released, start + 7 * DAY)
+        s.add("payment_intent.canceled", {**intent, "status": "canceled"}, start + 7 * DAY)
+        return s
+    at = start + DAY
+    s.get(f"/balance_transactions/{txn}",
+          balance_transaction(txn, amount=captured, fee=fee_for(captured), source=ch,
+                              created=at))
+    done = {**held, "captured": True, "amount_captured": captured,
+            "amount_refunded": amount - captured, "balance_transaction": txn}
+    s.add("charge.captured", done, at + 1)
+    s.add("payment_intent.succeeded",
+          {**intent, "status": "succeeded", "amount_received": captured}, at + 1)
+    s.add("charge.updated", done, at + 2, previous_attributes={"amount_captured": 0})
+    return s
+
+
 def full_sequence(start: int = T0) -> Scenario:
     """One-time payment, membership with a renewal, a partial refund, a lost
     dispute and a payout: the permutation test's material."""
@@ -851,3 +1001,10 @@ def full_sequence(start: int = T0) -> Scenario:
     s = once + member + refunds + dispute + payout
     s.facts["once"], s.facts["member"] = once.facts, member.facts
     return s
+
+
+def settled_figures(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`ledger.summary`'s currencies without `unsettled`: the figures the
+    finance reports' totals (app.finance.reports.Figures) carry."""
+    return {currency: {k: v for k, v in figures.items() if k != "unsettled"}
+            for currency, figures in summary["currencies"].items()}

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.ledger import totals as daily_totals
 from app.ledger.models import PAYMENT_KINDS, JournalEntry, JournalPosting
-from app.ledger.records import Membership
+from app.ledger.records import Membership, Payment, Refund
 from app.ledger.rows import iter_rows
 from app.money import format_plain
 
@@ -30,6 +30,7 @@ class _Totals:
     net: int = 0
     payouts: int = 0
     payments: int = 0
+    unsettled: int = 0
 
 
 def _summary_totals(
@@ -39,7 +40,11 @@ def _summary_totals(
     donors: set[str] = set()
     for row in iter_rows(session, since, until):
         t = totals[row.currency]
+        # A row whose balance transaction is not known yet counts with fee 0
+        # (so its net is its amount) and is summed as unsettled.
         fee = row.fee_minor or 0
+        if row.fee_minor is None:
+            t.unsettled += row.amount_minor
         if row.kind in PAYMENT_KINDS:
             t.gross += row.amount_minor
             t.payments += 1
@@ -60,6 +65,49 @@ def _summary_totals(
     for t in totals.values():
         t.net = t.gross - t.fees + t.refunds + t.disputes + t.other
     return dict(totals), len(donors)
+
+
+def _posted_refunds_query() -> Any:
+    """(charge id, Σ refunds posted for it), in the charge's currency and as
+    positive amounts; a refund that failed gave its money back and counts
+    no more (Stripe's `amount_refunded` drops it too)."""
+    return (
+        select(JournalEntry.stripe_charge_id, -func.sum(JournalEntry.amount_minor))
+        .outerjoin(Refund, Refund.stripe_refund_id == JournalEntry.stripe_object_id)
+        .where(
+            JournalEntry.kind == "refund",
+            or_(Refund.status.is_(None), Refund.status != "failed"),
+        )
+        .group_by(JournalEntry.stripe_charge_id)
+    )
+
+
+def posted_refunds(session: Session, charge_id: str) -> int:
+    """What the ledger holds as refunded for one charge (minor units)."""
+    query = _posted_refunds_query().where(JournalEntry.stripe_charge_id == charge_id)
+    found = session.execute(query).first()
+    return int(found[1]) if found is not None else 0
+
+
+def refund_differences(session: Session) -> list[str]:
+    """One line per charge whose refunded amount (as Stripe's charge says)
+    differs from the refunds posted for it."""
+    posted = {
+        charge_id: int(total or 0) for charge_id, total in session.execute(_posted_refunds_query())
+    }
+    problems = []
+    for charge_id, currency, refunded in session.execute(
+        select(Payment.stripe_charge_id, Payment.currency, Payment.amount_refunded_minor)
+        .where(Payment.amount_refunded_minor.is_not(None))
+        .order_by(Payment.stripe_charge_id)
+    ):
+        held = int(posted.get(charge_id) or 0)
+        if held != refunded:
+            problems.append(
+                f"charge {charge_id}: Stripe says {refunded} {currency} refunded, "
+                f"the ledger's refunds add up to {held}"
+            )
+    return problems
 
 
 def count_active_memberships(session: Session) -> int:
@@ -86,6 +134,7 @@ def summary(
             "net": format_plain(t.net, currency),
             "payouts": format_plain(t.payouts, currency),
             "payments": t.payments,
+            "unsettled": format_plain(t.unsettled, currency),
         }
         for currency, t in sorted(totals.items())
     }
@@ -185,6 +234,8 @@ def verify(session: Session) -> list[str]:
             problems.append(
                 f"bank in {currency} is {posted}, the summary's payouts are {summarised}"
             )
+    # Every refund Stripe counts on a charge is posted, and no more.
+    problems.extend(refund_differences(session))
     # The daily totals (derived) equal the journal's rows.
     problems.extend(daily_totals.differences(session))
     return problems

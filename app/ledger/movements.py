@@ -260,9 +260,11 @@ def post_movement(
 
 
 # Balance transaction types (Stripe's `type`) that are not payments, refunds,
-# disputes or payouts, and the kind of movement they are.
+# disputes or payouts, and the kind of movement they are. Any other type
+# whose `reporting_category` is `fee` is a Stripe fee too (FEE_CATEGORY).
 OTHER_TYPES = {
     "stripe_fee": "stripe_fee",
+    "stripe_fx_fee": "stripe_fee",
     "tax_fee": "stripe_fee",
     "application_fee": "stripe_fee",
     "payout": "payout",
@@ -290,5 +292,16 @@ def post_other_balance_transaction(session: Session, txn: BalanceTxn) -> bool:
     skipped here: their own events post them with their donor and attribution."""
     if txn.type in HANDLED_BY_OBJECT or txn.reporting_category in ("dispute", "dispute_reversal"):
         return False
-    kind = OTHER_TYPES.get(txn.type, "adjustment")
-    return post_movement(session, txn, kind, object_id=txn.source or txn.id)
+    return post_movement(session, txn, other_kind(txn), object_id=txn.source or txn.id)
+
+
+FEE_CATEGORY = "fee"
+
+
+def other_kind(txn: BalanceTxn) -> str:
+    """The kind of movement of a balance transaction no object event posts:
+    by its type, else a fee by its reporting category, else an adjustment."""
+    kind = OTHER_TYPES.get(txn.type)
+    if kind is not None:
+        return kind
+    return "stripe_fee" if txn.reporting_category == FEE_CATEGORY else "adjustment"

@@ -41,6 +41,12 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20))
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What Stripe says was refunded of the captured money (the charge's
+    # `amount_refunded` less the rest a partial capture released), as the
+    # newest charge event had it; None until an event said. Never money:
+    # `ledger verify` compares it with the refunds posted for the charge.
+    amount_refunded_minor: Mapped[int | None] = mapped_column(BigInteger)
+    amount_refunded_at: Mapped[datetime | None] = mapped_column()
     stripe_created_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -167,6 +173,22 @@ def get_or_insert(
     if lock:
         query = query.with_for_update()
     return session.scalars(query).one()
+
+
+def note_amount_refunded(payment: Payment, amount_minor: int, seen_at: datetime) -> None:
+    """Keep the refunded amount of the newest event (created `seen_at`); of
+    events of the same second, the larger (refunds only add up, a failed one
+    is then newer)."""
+    last = payment.amount_refunded_at
+    current = payment.amount_refunded_minor
+    if (
+        last is None
+        or current is None
+        or seen_at > last
+        or (seen_at == last and amount_minor > current)
+    ):
+        payment.amount_refunded_minor = amount_minor
+        payment.amount_refunded_at = seen_at
 
 
 def payment_by_charge(session: Session, charge_id: str) -> Payment | None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from app.donate.models import Checkout
 from app.donors import Donor
 from app.ledger.models import JournalEntry
-from app.ledger.records import Membership, Payment
+from app.ledger.records import Dispute, Membership, Payment, Refund
 from app.money import format_plain
 
 CSV_COLUMNS = (
@@ -81,6 +81,23 @@ def rows_query(
     entry = aliased(JournalEntry, name="e")
     settled = aliased(JournalEntry, name="s")
     is_settled = settled.id.is_not(None)
+    # What the donor was charged: a payment's or refund's own entry has it; a
+    # dispute's or refund failure's entry has the balance transaction's
+    # figures, so when Stripe converted, the dispute's or refund's amount in
+    # the charge's currency (out negative, back positive) is the donor's.
+    dispute_converted = and_(Dispute.id.is_not(None), Dispute.currency != entry.currency)
+    refund_converted = and_(Refund.id.is_not(None), Refund.currency != entry.currency)
+    donor_currency = case(
+        (dispute_converted, Dispute.currency),
+        (refund_converted, Refund.currency),
+        else_=entry.currency,
+    )
+    donor_amount = case(
+        (and_(dispute_converted, entry.kind == "dispute"), -Dispute.amount_minor),
+        (dispute_converted, Dispute.amount_minor),
+        (refund_converted, Refund.amount_minor),
+        else_=entry.amount_minor,
+    )
     columns: list[Any] = [
         entry.occurred_at.label("occurred_at"),
         entry.key.label("key"),
@@ -88,8 +105,8 @@ def rows_query(
         entry.stripe_object_id.label("stripe_id"),
         entry.stripe_charge_id.label("stripe_charge_id"),
         entry.donor_id.label("entry_donor_id"),
-        entry.currency.label("donor_currency"),
-        entry.amount_minor.label("donor_amount_minor"),
+        donor_currency.label("donor_currency"),
+        donor_amount.label("donor_amount_minor"),
         func.coalesce(settled.currency, entry.currency).label("currency"),
         case((is_settled, settled.amount_minor), else_=entry.amount_minor).label("amount_minor"),
         case((is_settled, settled.fee_minor), else_=entry.fee_minor).label("fee_minor"),
@@ -119,6 +136,17 @@ def rows_query(
                 settled.stripe_object_id == entry.stripe_object_id,
                 entry.kind.in_(("donation", "membership_payment", "refund")),
             ),
+        )
+        .outerjoin(
+            Dispute,
+            and_(
+                entry.kind.in_(("dispute", "dispute_reversal")),
+                Dispute.stripe_dispute_id == entry.stripe_object_id,
+            ),
+        )
+        .outerjoin(
+            Refund,
+            and_(entry.kind == "refund_failure", Refund.stripe_refund_id == entry.stripe_object_id),
         )
         .where(entry.kind != "settlement")
     )

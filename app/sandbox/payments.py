@@ -140,6 +140,14 @@ class SandboxPayments:
             found.append(item)
         return sorted(found, key=lambda item: item["created"], reverse=True)
 
+    def list_refunds(self, *, charge: str) -> list[dict[str, Any]]:
+        """The refunds of a charge, newest first (the sandbox makes none yet)."""
+        found = [item for item in self._read_all("refund") if item.get("charge") == charge]
+        return sorted(found, key=lambda item: item["created"], reverse=True)
+
+    def retrieve_refund(self, refund_id: str) -> dict[str, Any]:
+        return self._read(refund_id, "refund")
+
     def list_balance_transactions(self, *, payout: str) -> list[dict[str, Any]]:
         """The sandbox makes no payouts, so any payout is unknown (not found,
         as Stripe answers for a payout id it does not have)."""

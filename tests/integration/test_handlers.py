@@ -688,3 +688,192 @@ def test_an_expired_checkout_session_marks_the_checkout_expired(
 
     db.rollback()
     assert db.get(Checkout, "co_exp").status == "expired"
+
+
+# -- the audit's money bugs (issue 8) -------------------------------------------------
+
+
+def test_a_refund_known_only_from_amount_refunded_is_listed_from_stripe_and_posted_once(
+    database: Database, db: Session, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    once = ef.one_time_donation("norefev")
+    refunds = ef.refunds_without_refund_events(once.facts["charge_object"], [500, 700],
+                                               start=ef.T0 + ef.DAY, tag="norefev")
+
+    run(database, once + refunds, stripe, stripe_http)
+
+    rows = rows_of(database)
+    assert [(r["kind"], r["amount"], r["stripe_id"], r["donor_email"]) for r in rows] == [
+        ("donation", "25.00", "ch_norefev", "norefev@example.org"),
+        ("refund", "-5.00", "re_norefev_0", "norefev@example.org"),
+        ("refund", "-7.00", "re_norefev_1", "norefev@example.org"),
+    ]
+    # Listed once (the first charge.refunded finds both); the second event
+    # and the second pass find the ledger holding what Stripe says.
+    assert called(stripe_http, "/v1/refunds?") == 1
+    payment = db.scalars(select(Payment)).one()
+    assert payment.amount_refunded_minor == 1200
+    assert db.scalar(select(func.count()).select_from(Refund)) == 2
+
+
+def test_verify_names_a_charge_whose_refunds_differ_from_its_amount_refunded(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    once = ef.one_time_donation("short")
+    # Stripe says 12.00 was refunded, but lists only the 5.00 refund.
+    refunds = ef.refunds_without_refund_events(once.facts["charge_object"], [500, 700],
+                                               start=ef.T0 + ef.DAY, tag="short", listed=1)
+    scenario = once + refunds
+    scenario.stub(stripe_http)
+
+    apply_all(database, scenario.events, stripe)
+
+    with database.session() as session:
+        problems = ledger.verify(session)
+    assert problems == [
+        "charge ch_short: Stripe says 1200 usd refunded, the ledger's refunds add up to 500"]
+
+
+def test_a_refund_seen_only_in_a_payouts_transactions_posts_as_the_refund_it_is(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    once = ef.one_time_donation("porf")
+    at = ef.T0 + 2 * ef.DAY
+    refund_txn = ef.balance_transaction("txn_re_porf", amount=-800, fee=0, source="re_porf",
+                                        created=at, type="refund")
+    payout = ef.payout_paid("porf", 1597, start=at + ef.DAY)
+    listed = [refund_txn, ef.balance_transaction("txn_po_porf", amount=-1597, fee=0,
+                                                 source="po_porf", created=at + ef.DAY,
+                                                 type="payout")]
+    payout.stubs = [s for s in payout.stubs if s.path != "/balance_transactions"]
+    payout.get("/balance_transactions", {"object": "list", "data": listed, "has_more": False},
+               query={"payout": "po_porf", "limit": "100"})
+    payout.get("/refunds/re_porf", ef.refund("re_porf", charge_id="ch_porf", amount=800,
+                                              created=at, balance_transaction="txn_re_porf"))
+    # The charge's own word comes last: the ledger holds the refund already.
+    late = ef.Scenario()
+    late.add("charge.refunded", {**once.facts["charge_object"], "amount_refunded": 800},
+             at + 3 * ef.DAY, api_version=ef.REFUND_EVENTS_PREDECESSOR)
+
+    run(database, once + payout + late, stripe, stripe_http)
+
+    rows = rows_of(database)
+    assert [(r["kind"], r["amount"], r["stripe_id"], r["donor_email"]) for r in rows] == [
+        ("donation", "25.00", "ch_porf", "porf@example.org"),
+        ("refund", "-8.00", "re_porf", "porf@example.org"),
+        ("payout", "-15.97", "po_porf", ""),
+    ]
+    # The listing had the refund's figures: only the refund itself was fetched.
+    assert called(stripe_http, "/v1/refunds/re_porf") == 1
+    assert called(stripe_http, "/v1/balance_transactions/txn_re_porf") == 0
+    assert called(stripe_http, "/v1/refunds?") == 0
+
+
+@pytest.mark.parametrize("old_shape", [False, True], ids=["current", "before-basil"])
+def test_a_one_off_invoice_payment_is_a_one_time_donation(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock, old_shape: bool
+) -> None:
+    scenario = ef.one_off_invoice_payment("oneoff", old_shape=old_shape)
+
+    run(database, scenario, stripe, stripe_http)
+
+    [row] = rows_of(database)
+    assert (row["kind"], row["amount"], row["frequency"]) == ("donation", "40.00", "once")
+    # The charge came before its invoice's event. Now the invoice payments
+    # listed bring the invoice expanded; before, the charge named it: asked once.
+    assert called(stripe_http, "/v1/invoices/in_oneoff") == (1 if old_shape else 0)
+
+
+def test_a_one_off_invoice_known_before_its_charge_needs_no_look_up(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    scenario = ef.one_off_invoice_payment("oneoff2")
+    scenario.events.sort(key=lambda e: e["type"] != "invoice.paid")
+
+    run(database, scenario, stripe, stripe_http)
+
+    [row] = rows_of(database)
+    assert (row["kind"], row["frequency"]) == ("donation", "once")
+    assert called(stripe_http, "/v1/invoices/") == 0
+
+
+def test_an_uncaptured_authorisation_is_recognised_when_captured_for_what_was_captured(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    scenario = ef.manual_capture("cap", amount=2500, captured=1500)
+    held = ef.Scenario(events=scenario.events[:2], stubs=scenario.stubs)
+
+    run(database, held, stripe, stripe_http)
+    assert rows_of(database) == []
+
+    run(database, scenario, stripe, stripe_http)
+    [row] = rows_of(database)
+    assert (row["kind"], row["amount"], row["fee"], row["donor_currency"],
+            row["donor_amount"]) == ("donation", "15.00", "0.74", "usd", "15.00")
+    # The 10.00 Stripe released counts in amount_refunded, but no money was
+    # refunded: nothing is listed, nothing posted.
+    assert called(stripe_http, "/v1/refunds") == 0
+
+
+def test_a_released_authorisation_posts_nothing(
+    database: Database, db: Session, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    run(database, ef.manual_capture("rel", amount=2500, captured=None), stripe, stripe_http)
+
+    assert rows_of(database) == []
+    assert db.scalar(select(func.count()).select_from(Payment)) == 0
+    assert called(stripe_http, "/v1/refunds") == 0
+
+
+def test_disputes_and_refund_failures_of_a_converted_charge_show_what_the_donor_was_charged(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    fx = ef.one_time_donation("fxd", amount=2000, currency="eur", settlement_currency="usd",
+                              settled_amount=2180, exchange_rate=1.09)
+    won = ef.dispute_won("ch_fxd", 2000, currency="eur", settled=("usd", 2180),
+                         start=ef.T0 + ef.DAY, tag="fxd")
+    bounced = ef.refund_that_fails("ch_fxd", 2000, currency="eur", settled=("usd", 2180),
+                                   start=ef.T0 + 2 * ef.DAY, tag="fxd")
+
+    run(database, fx + won + bounced, stripe, stripe_http)
+
+    rows = rows_of(database)
+    assert [(r["kind"], r["currency"], r["amount"], r["donor_currency"], r["donor_amount"])
+            for r in rows] == [
+        ("donation", "usd", "21.80", "eur", "20.00"),
+        ("dispute", "usd", "-21.80", "eur", "-20.00"),
+        ("refund", "usd", "-21.80", "eur", "-20.00"),
+        ("refund_failure", "usd", "21.80", "eur", "20.00"),
+        ("dispute_reversal", "usd", "21.80", "eur", "20.00"),
+    ]
+
+
+def test_fx_fees_and_every_fee_category_in_a_payout_are_stripe_fees(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    scenario = ef.payout_paid("fxfee", 1000, start=ef.T0)
+    listed = [
+        ef.balance_transaction("txn_po_fxfee", amount=-1000, fee=0, source="po_fxfee",
+                               created=ef.T0, type="payout"),
+        ef.balance_transaction("txn_fx_fee", amount=-37, fee=0, source=None,
+                               created=ef.T0 - ef.DAY, type="stripe_fx_fee",
+                               reporting_category="fee"),
+        ef.balance_transaction("txn_new_fee", amount=-12, fee=0, source=None,
+                               created=ef.T0 - ef.DAY + 1, type="some_future_fee",
+                               reporting_category="fee"),
+        ef.balance_transaction("txn_adj", amount=-5, fee=0, source=None,
+                               created=ef.T0 - ef.DAY + 2, type="adjustment",
+                               reporting_category="other_adjustment"),
+    ]
+    scenario.stubs = [s for s in scenario.stubs if s.path != "/balance_transactions"]
+    scenario.get("/balance_transactions", {"object": "list", "data": listed, "has_more": False},
+                 query={"payout": "po_fxfee", "limit": "100"})
+
+    run(database, scenario, stripe, stripe_http)
+
+    assert [(r["kind"], r["amount"]) for r in rows_of(database)] == [
+        ("stripe_fee", "-0.37"), ("stripe_fee", "-0.12"), ("adjustment", "-0.05"),
+        ("payout", "-10.00")]
+    with database.session() as session:
+        usd = ledger.summary(session)["currencies"]["usd"]
+    assert (usd["fees"], usd["other"]) == ("0.49", "-0.05")

@@ -99,10 +99,37 @@ def test_summary_is_the_contracts_json(runner: FlaskCliRunner, filled: Database)
     assert json.loads(result.output) == {
         "currencies": {"usd": {"gross": "35.00", "fees": "1.62", "refunds": "-5.00",
                                "disputes": "0.00", "other": "0.00", "net": "28.38",
-                               "payouts": "-20.00", "payments": 2}},
+                               "payouts": "-20.00", "payments": 2, "unsettled": "0.00"}},
         "donors": 2,
         "active_memberships": 1,
     }
+
+
+def test_summary_counts_an_unsettled_row_with_fee_0_and_says_how_much_is_unsettled(
+    runner: FlaskCliRunner, app: Flask, stripe_http: responses.RequestsMock
+) -> None:
+    database: Database = app.extensions["donations.db"]
+    stripe = StripeApi("sk_test_x", api_version=API_VERSION, max_network_retries=0)
+    settled = ef.one_time_donation("settled", amount=2500)
+    waiting = ef.one_time_donation("waiting", amount=1200, start=ef.T0 + 100)
+    # No charge.updated: the balance transaction is not known yet.
+    waiting.events = [e for e in waiting.events if e["type"] != "charge.updated"]
+    scenario = settled + waiting
+    scenario.stub(stripe_http)
+    for event in scenario.events:
+        with database.session() as session:
+            apply_event(session, event, stripe)
+            session.commit()
+
+    result = runner.invoke(main, ["ledger", "summary", "--json"])
+
+    assert result.exit_code == 0, result.output
+    usd = json.loads(result.output)["currencies"]["usd"]
+    assert list(usd) == ["gross", "fees", "refunds", "disputes", "other", "net", "payouts",
+                         "payments", "unsettled"]
+    assert usd == {"gross": "37.00", "fees": "1.03", "refunds": "0.00", "disputes": "0.00",
+                   "other": "0.00", "net": "35.97", "payouts": "0.00", "payments": 2,
+                   "unsettled": "12.00"}
 
 
 def test_summary_over_a_period_counts_only_its_rows(

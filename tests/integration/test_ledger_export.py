@@ -122,8 +122,14 @@ def tricky(app: Flask, stripe_http: responses.RequestsMock) -> Database:
     bounced = ef.refund_that_fails(gifts[1].facts["charge"], 300, start=day + 100, tag="bnc")
     disputed = ef.dispute_lost(gifts[2].facts["charge"], 2502, start=day + 200, tag="dsp")
     payout = ef.payout_paid("po", 4000, start=day + 400, stripe_fee=25)
+    # The converted gift: disputed and won back, and a refund that bounced,
+    # each settled in dollars; the donor was charged in euros.
+    fx_won = ef.dispute_won(fx.facts["charge"], 2000, currency="eur", settled=("usd", 2160),
+                            start=day + 500, tag="fxdsp")
+    fx_bounced = ef.refund_that_fails(fx.facts["charge"], 1000, currency="eur",
+                                      settled=("usd", 1080), start=day + 600, tag="fxbnc")
     scenario += yen + dinar + fx + opened + member + refunds + yen_refund + bounced
-    scenario += disputed + payout
+    scenario += disputed + payout + fx_won + fx_bounced
     scenario.stub(stripe_http)
     for event in scenario.events:
         with database.session() as session:
@@ -157,8 +163,15 @@ def test_copy_and_python_paths_write_identical_bytes_for_tricky_data(
     assert by_kind[("donation", "jpy")]["amount"] == "5000"
     assert by_kind[("donation", "kwd")]["amount"] == "12.340"
     assert by_kind[("payout", "usd")]["frequency"] == ""
-    fx = next(r for r in rows if r["donor_currency"] == "eur")
-    assert (fx["currency"], fx["amount"], fx["donor_amount"]) == ("usd", "21.60", "20.00")
+    fx = [(r["kind"], r["currency"], r["amount"], r["donor_amount"])
+          for r in rows if r["donor_currency"] == "eur"]
+    assert fx == [
+        ("donation", "usd", "21.60", "20.00"),
+        ("dispute", "usd", "-21.60", "-20.00"),
+        ("refund", "usd", "-10.80", "-10.00"),
+        ("refund_failure", "usd", "10.80", "10.00"),
+        ("dispute_reversal", "usd", "21.60", "20.00"),
+    ]
     unsettled = next(r for r in rows if r["stripe_id"] == "ch_open")
     assert (unsettled["amount"], unsettled["fee"], unsettled["net"]) == ("7.00", "", "")
     assert unsettled["campaign"] == "'=1+1"
@@ -196,7 +209,7 @@ def test_the_filtered_journal_csv_equals_on_both_paths(tricky: Database) -> None
         python = b"".join(ledger_export.python_chunks(reports.journal_csv_rows(session, filters)))
 
     assert picked == python
-    assert picked.count(b",refund,") == 4
+    assert picked.count(b",refund,") == 5
 
 
 def test_the_cli_export_writes_the_same_bytes(runner: FlaskCliRunner, tricky: Database) -> None:

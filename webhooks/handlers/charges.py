@@ -1,9 +1,11 @@
-"""Charges and payment intents: a successful charge is recognised once (its
-gross, key `charge:{ch}`) and settled once its balance transaction is known
-(fee and net, key `balance_transaction:{txn}`), whichever event brings it.
+"""Charges and payment intents: a successful, captured charge is recognised
+once (what was captured, key `charge:{ch}`) and settled once its balance
+transaction is known (fee and net, key `balance_transaction:{txn}`),
+whichever event brings it. An authorisation never captured posts nothing.
 
 Never derives a refund from `amount_refunded`: refunds post from refund
-objects (webhooks.handlers.refunds).
+objects (webhooks.handlers.refunds), listed from Stripe when the charge says
+more was refunded than the ledger holds.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ from sqlalchemy import select
 
 from app import ledger
 from app.ledger.records import (
+    Invoice,
     InvoicePayment,
     Payment,
     get_or_insert,
     invoice_by_id,
     invoice_link,
     membership_by_subscription,
+    note_amount_refunded,
     payment_by_charge,
 )
 from webhooks import mapping
 from webhooks.handlers.common import Context, resolve_donor
-from webhooks.handlers.refunds import record_refund
+from webhooks.handlers.refunds import record_charge_refunds
 from webhooks.mapping import ChargeFacts
 
 
@@ -81,34 +85,72 @@ def fill_subscription(ctx: Context, payment: Payment, subscription_id: str | Non
             membership.donor_id = payment.donor_id
 
 
+def _invoice_kind(
+    ctx: Context, invoice_id: str, subscription_id: str | None, *, expanded: bool = False
+) -> str:
+    """The payment kind of an invoice's charge: "membership" when a
+    subscription is behind the invoice, else "once" (a one-off invoice is a
+    one-time gift). From the payload when it says (a subscription id, or the
+    invoice `expanded` in it), else the invoice's record, else one call for
+    the invoice (kept as its record)."""
+    if subscription_id or expanded:
+        return "membership" if subscription_id else "once"
+    record = invoice_by_id(ctx.session, invoice_id)
+    if record is None:
+        facts = mapping.invoice(ctx.stripe.retrieve_invoice(invoice_id))
+        record = get_or_insert(
+            ctx.session,
+            Invoice,
+            "stripe_invoice_id",
+            invoice_id,
+            stripe_subscription_id=facts.subscription_id,
+            stripe_customer_id=facts.customer_id,
+            status=facts.status,
+            billing_reason=facts.billing_reason,
+        )
+    return "membership" if record.stripe_subscription_id else "once"
+
+
 def _payment_kind(ctx: Context, facts: ChargeFacts) -> tuple[str, str | None]:
-    """Whether a charge paid a subscription's invoice ("membership", and which
-    invoice) or not ("once"): from the payload when it says (old versions,
-    our form's metadata), from what earlier events told us, and only then
-    from Stripe (one call: the invoice payments of its payment intent)."""
+    """Whether a charge paid a subscription's invoice ("membership") or not
+    ("once"), and which invoice it paid: the invoice from the payload when it
+    says (old versions, our form's metadata), from what earlier events told
+    us, and only then from Stripe (one call: the invoice payments of its
+    payment intent); then whether a subscription is behind that invoice."""
     if facts.invoice_known:
-        return ("membership", facts.invoice_id) if facts.invoice_id else ("once", None)
+        if not facts.invoice_id:
+            return "once", None
+        kind = _invoice_kind(
+            ctx, facts.invoice_id, facts.invoice_subscription_id, expanded=facts.invoice_expanded
+        )
+        return kind, facts.invoice_id
     if facts.frequency == "once":
         return "once", None
     link = invoice_link(ctx.session, payment_intent_id=facts.payment_intent_id, charge_id=facts.id)
     if link is not None:
-        return "membership", link.stripe_invoice_id
+        kind = _invoice_kind(ctx, link.stripe_invoice_id, link.stripe_subscription_id)
+        return kind, link.stripe_invoice_id
     if not facts.payment_intent_id:
         return "once", None
     for found in ctx.stripe.list_invoice_payments(payment_intent=facts.payment_intent_id):
-        invoice_id = mapping.object_id(found.get("invoice"))
+        invoice = found.get("invoice")
+        invoice_id = mapping.object_id(invoice)
         if invoice_id:
             link_invoice(ctx, invoice_id, payment_intent_id=facts.payment_intent_id)
-            return "membership", invoice_id
+            if isinstance(invoice, dict):
+                subscription_id = mapping.invoice_subscription(invoice)
+                return _invoice_kind(ctx, invoice_id, subscription_id, expanded=True), invoice_id
+            return _invoice_kind(ctx, invoice_id, None), invoice_id
     return "once", None
 
 
 def record_charge(ctx: Context, facts: ChargeFacts, *, checkout_id: str | None = None) -> None:
-    """A charge seen in any event: recognise it if it succeeded, keep its
-    record, and settle it if its balance transaction is known."""
+    """A charge seen in any event: recognise it if it succeeded and was
+    captured, keep its record, and settle it if its balance transaction is
+    known."""
     session = ctx.session
     payment = payment_by_charge(session, facts.id)
-    if not facts.succeeded:
+    if not facts.recognisable:
         if payment is None:
             return
         # A bank debit that failed after all: the record says so; nothing
@@ -205,23 +247,25 @@ def handle_charge(ctx: Context) -> None:
     arrives with a charge.updated (previous_attributes.balance_transaction);
     whichever event first carries it settles the fee (one fetch, unless
     expanded), later ones find the key posted and call nothing."""
-    obj = ctx.object
-    facts = mapping.charge(obj)
+    facts = mapping.charge(ctx.object)
     record_charge(ctx, facts)
     payment = payment_by_charge(ctx.session, facts.id)
-    if payment is not None and facts.succeeded:
+    if payment is not None and facts.recognisable:
         if facts.disputed:
             payment.status = "disputed"
         elif facts.refunded:
             payment.status = "refunded"
-        elif int(obj.get("amount_refunded") or 0) > 0 and payment.status == "succeeded":
+        elif facts.amount_refunded_minor > 0 and payment.status == "succeeded":
             # Status only: refunds are posted from refund objects.
             payment.status = "partially_refunded"
-    if ctx.type == "charge.refunded":
-        # Old versions list the refunds themselves on the charge: real refund
-        # objects with their own ids, posted like refund events.
-        for refund in mapping.refunds_listed_on_charge(obj):
-            record_refund(ctx, refund)
+        refund_charge(ctx, payment, facts)
+
+
+def refund_charge(ctx: Context, payment: Payment, facts: ChargeFacts) -> None:
+    """Keep what the charge says was refunded (the newest event's figure) and
+    post the refunds behind it, each from its refund object."""
+    note_amount_refunded(payment, facts.amount_refunded_minor, ctx.created)
+    record_charge_refunds(ctx, facts.id, facts.amount_refunded_minor, facts.refunds)
 
 
 def handle_payment_intent(ctx: Context) -> None:
@@ -235,6 +279,9 @@ def handle_payment_intent(ctx: Context) -> None:
         link_invoice(ctx, facts.invoice_id, payment_intent_id=facts.id)
     for charge in facts.charges:
         record_charge(ctx, charge, checkout_id=facts.checkout_id)
+        listed = payment_by_charge(ctx.session, charge.id)
+        if listed is not None and charge.recognisable:
+            refund_charge(ctx, listed, charge)
     if facts.status != "succeeded" or not facts.latest_charge_id or facts.charges:
         return
     payment = payment_by_charge(ctx.session, facts.latest_charge_id)
@@ -257,7 +304,16 @@ def handle_payment_intent(ctx: Context) -> None:
             stripe_customer_id=facts.customer_id,
             donor_id=donor.id if donor else None,
             checkout_id=facts.checkout_id,
-            kind="membership" if facts.invoice_id else "once",
+            kind=(
+                _invoice_kind(
+                    ctx,
+                    facts.invoice_id,
+                    facts.invoice_subscription_id,
+                    expanded=facts.invoice_expanded,
+                )
+                if facts.invoice_id
+                else "once"
+            ),
             amount_minor=facts.amount_received,
             currency=facts.currency,
             status="succeeded",

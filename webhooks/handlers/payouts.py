@@ -1,15 +1,24 @@
 """Payouts: the payout's balance transaction (money to the bank) once, and
 when it fails the failure balance transaction (money back) once. When Stripe
 says a payout's transactions can be listed, the ones no other event posts
-(Stripe's own fees, adjustments) are posted from that listing."""
+(Stripe's own fees, adjustments) are posted from that listing, and a refund
+(or refund failure) no event told us of posts as its refund object, through
+the same code as refund events."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from app import ledger
 from app.ledger.records import Payout, get_or_insert
 from webhooks import mapping
 from webhooks.handlers.common import Context
+from webhooks.handlers.refunds import record_refund
 from webhooks.mapping import TxnRef
+
+# Balance transaction types a refund object is behind (`source` is the re_...).
+REFUND_TYPES = frozenset(["refund", "payment_refund"])
+REFUND_FAILURE_TYPES = frozenset(["refund_failure", "payment_failure_refund"])
 
 _PROGRESS = {"pending": 0, "in_transit": 1, "paid": 2, "canceled": 3, "failed": 3}
 
@@ -51,8 +60,26 @@ def handle_payout_reconciliation_completed(ctx: Context) -> None:
     facts = mapping.payout(ctx.object)
     for obj in ctx.stripe.list_balance_transactions(payout=facts.id):
         txn = mapping.balance_txn(obj)
-        if not ledger.entry_exists(ctx.session, f"balance_transaction:{txn.id}"):
+        if ledger.entry_exists(ctx.session, f"balance_transaction:{txn.id}"):
+            continue
+        if txn.source and txn.type in REFUND_TYPES | REFUND_FAILURE_TYPES:
+            _post_refund(ctx, txn)
+        else:
             ledger.post_other_balance_transaction(ctx.session, txn)
+
+
+def _post_refund(ctx: Context, txn: ledger.BalanceTxn) -> None:
+    """A refund's balance transaction (or its failure's) seen in a payout:
+    the refund object (one fetch) posts it, with the listing's figures."""
+    assert txn.source is not None
+    refund = mapping.refund(ctx.stripe.retrieve_refund(txn.source))
+    known = TxnRef(txn.id, txn)
+    if refund.balance_transaction is not None and refund.balance_transaction.id == txn.id:
+        refund = replace(refund, balance_transaction=known)
+    failure = refund.failure_balance_transaction
+    if failure is not None and failure.id == txn.id:
+        refund = replace(refund, failure_balance_transaction=known)
+    record_refund(ctx, refund)
 
 
 HANDLERS = {

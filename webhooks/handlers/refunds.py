@@ -1,14 +1,20 @@
 """Refunds: each refund is its own movement (key `refund:{re}`), settled by
 its balance transaction; a refund that fails later gives the money back
 (`refund_failure`, keyed by its failure balance transaction). A Dashboard
-refund is the same as any other: refund.* events carry it.
+refund is the same as any other: refund.* events carry it, or, where none
+are sent (API versions from 2022-11-15 up to 2024-10-28), the charge's
+`amount_refunded` says more was refunded than the ledger holds and the
+charge's refunds are listed from Stripe; a payout's listing may show one too.
 
 Never computed from a charge's cumulative `amount_refunded`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from app import ledger
+from app.ledger.checks import posted_refunds
 from app.ledger.records import Refund, get_or_insert, payment_by_charge
 from webhooks import mapping
 from webhooks.handlers.common import Context
@@ -84,6 +90,21 @@ def record_refund(ctx: Context, facts: RefundFacts) -> None:
             charge_id=facts.charge_id,
             donor_id=donor_id,
         )
+
+
+def record_charge_refunds(
+    ctx: Context, charge_id: str, refunded_minor: int, listed: Iterable[RefundFacts] = ()
+) -> None:
+    """The refunds behind a charge's refunded amount (`refunded_minor`, of
+    the captured money): those its payload lists (old versions), then, if the
+    ledger still holds less than that, every refund Stripe lists for the
+    charge (one paged call), each posted once by its id."""
+    for refund in listed:
+        record_refund(ctx, refund)
+    if refunded_minor <= posted_refunds(ctx.session, charge_id):
+        return
+    for obj in ctx.stripe.list_refunds(charge=charge_id):
+        record_refund(ctx, mapping.refund(obj))
 
 
 def handle_refund(ctx: Context) -> None:

@@ -14,7 +14,13 @@ from webhooks.mapping.charges import ChargeFacts, PaymentIntentFacts, charge, pa
 from webhooks.mapping.checkout import CheckoutFacts, checkout_session
 from webhooks.mapping.common import Json, event_created, event_object, object_id, to_datetime
 from webhooks.mapping.disputes import DISPUTE_OUTCOMES, DisputeFacts, dispute, dispute_kind
-from webhooks.mapping.invoices import InvoiceFacts, InvoicePaymentFacts, invoice, invoice_payment
+from webhooks.mapping.invoices import (
+    InvoiceFacts,
+    InvoicePaymentFacts,
+    invoice,
+    invoice_payment,
+    invoice_subscription,
+)
 from webhooks.mapping.payouts import PayoutFacts, payout
 from webhooks.mapping.refunds import RefundFacts, refund, refunds_listed_on_charge
 from webhooks.mapping.subscriptions import SubscriptionFacts, subscription
@@ -41,6 +47,7 @@ __all__ = [
     "event_object",
     "invoice",
     "invoice_payment",
+    "invoice_subscription",
     "object_id",
     "payment_intent",
     "payout",

@@ -10,6 +10,8 @@ from datetime import datetime
 
 from webhooks.mapping.balance import TxnRef, txn_ref
 from webhooks.mapping.common import Json, at, currency_of, frequency_of, metadata_of, object_id
+from webhooks.mapping.invoices import invoice_subscription
+from webhooks.mapping.refunds import RefundFacts, refunds_listed_on_charge
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,40 @@ class ChargeFacts:
     invoice_known: bool
     refunded: bool = False
     disputed: bool = False
+    # A manual-capture charge succeeds as an authorisation (captured false):
+    # no money moved until it is captured, and a released one never moves any.
+    captured: bool = True
+    # What was refunded of the captured money: `amount_refunded` less the
+    # uncaptured rest Stripe releases at a partial capture (0 if uncaptured).
+    amount_refunded_minor: int = 0
+    # The refunds the payload lists (API versions before 2022-11-15).
+    refunds: tuple[RefundFacts, ...] = ()
+    # An expanded `invoice` (old versions) says whether a subscription is behind it.
+    invoice_expanded: bool = False
+    invoice_subscription_id: str | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded"
 
+    @property
+    def recognisable(self) -> bool:
+        """Money moved: the charge succeeded and was captured."""
+        return self.succeeded and self.captured
+
 
 def charge(obj: Json, *, invoice_hint: str | None = None) -> ChargeFacts:
     meta = metadata_of(obj)
     billing = obj.get("billing_details") or {}
-    captured = obj.get("amount_captured")
-    amount = int(captured) if obj.get("captured") and captured else int(obj["amount"])
+    authorised = int(obj["amount"])
+    # Payloads without the field (none Stripe sends today) count as captured.
+    captured = bool(obj.get("captured", True))
+    amount_captured = obj.get("amount_captured")
+    amount = int(amount_captured) if captured and amount_captured else authorised
+    released = authorised - amount if captured else authorised
+    refunded_of_captured = max(0, int(obj.get("amount_refunded") or 0) - released)
     invoice_known = "invoice" in obj or invoice_hint is not None
+    invoice_obj = obj.get("invoice")
     return ChargeFacts(
         id=str(obj["id"]),
         status=str(obj.get("status") or ("succeeded" if obj.get("paid") else "pending")),
@@ -63,6 +87,13 @@ def charge(obj: Json, *, invoice_hint: str | None = None) -> ChargeFacts:
         invoice_known=invoice_known,
         refunded=bool(obj.get("refunded")),
         disputed=bool(obj.get("disputed")),
+        captured=captured,
+        amount_refunded_minor=refunded_of_captured if captured else 0,
+        refunds=tuple(refunds_listed_on_charge(obj)),
+        invoice_expanded=isinstance(invoice_obj, dict),
+        invoice_subscription_id=(
+            invoice_subscription(invoice_obj) if isinstance(invoice_obj, dict) else None
+        ),
     )
 
 
@@ -83,6 +114,8 @@ class PaymentIntentFacts:
     invoice_known: bool
     # Old versions list the charges inside the intent (`charges.data`).
     charges: tuple[ChargeFacts, ...] = ()
+    invoice_expanded: bool = False
+    invoice_subscription_id: str | None = None
 
 
 def payment_intent(obj: Json) -> PaymentIntentFacts:
@@ -115,4 +148,8 @@ def payment_intent(obj: Json) -> PaymentIntentFacts:
         invoice_id=invoice_id,
         invoice_known=invoice_known,
         charges=charges,
+        invoice_expanded=isinstance(obj.get("invoice"), dict),
+        invoice_subscription_id=(
+            invoice_subscription(obj["invoice"]) if isinstance(obj.get("invoice"), dict) else None
+        ),
     )

@@ -33,10 +33,18 @@ class InvoiceFacts:
     paid: bool
 
 
+def invoice_subscription(obj: Json) -> str | None:
+    """The subscription behind an invoice (`parent.subscription_details` now,
+    `subscription` before 2025-03-31); None for a one-off invoice."""
+    parent = obj.get("parent") or {}
+    details = parent.get("subscription_details") or obj.get("subscription_details") or {}
+    return object_id(details.get("subscription")) or object_id(obj.get("subscription"))
+
+
 def invoice(obj: Json) -> InvoiceFacts:
     parent = obj.get("parent") or {}
     details = parent.get("subscription_details") or obj.get("subscription_details") or {}
-    subscription_id = object_id(details.get("subscription")) or object_id(obj.get("subscription"))
+    subscription_id = invoice_subscription(obj)
     meta = {str(k): str(v) for k, v in (details.get("metadata") or {}).items()}
     old_shape = "charge" in obj or "payment_intent" in obj
     paid = obj.get("status") == "paid" or bool(obj.get("paid"))
