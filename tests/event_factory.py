@@ -974,6 +974,8 @@ def manual_capture(tag: str, *, amount: int = 2500, captured: int | None,
         released = {**held, "refunded": True, "amount_refunded": amount}
         s.add("charge.expired", released, start + 7 * DAY)
         s.add("charge.refunded", released, start + 7 * DAY)
+        s.add("refund.created", reversal(f"re_{tag}_rel", charge_id=ch, amount=amount,
+                                         created=start + 7 * DAY), start + 7 * DAY)
         s.add("payment_intent.canceled", {**intent, "status": "canceled"}, start + 7 * DAY)
         return s
     at = start + DAY
@@ -986,7 +988,19 @@ def manual_capture(tag: str, *, amount: int = 2500, captured: int | None,
     s.add("payment_intent.succeeded",
           {**intent, "status": "succeeded", "amount_received": captured}, at + 1)
     s.add("charge.updated", done, at + 2, previous_attributes={"amount_captured": 0})
+    s.add("refund.created", reversal(f"re_{tag}_rest", charge_id=ch, amount=amount - captured,
+                                     created=at), at + 2)
     return s
+
+
+def reversal(refund_id: str, *, charge_id: str, amount: int, created: int) -> dict[str, Any]:
+    """The refund Stripe makes of an authorisation's uncaptured amount (a
+    released hold, or the rest of a partial capture): the hold is reversed,
+    no money moved, so it has no balance transaction."""
+    obj = refund(refund_id, charge_id=charge_id, amount=amount, created=created,
+                 balance_transaction=None, reason=None)
+    obj["destination_details"] = {"type": "card", "card": {"type": "reversal"}}
+    return obj
 
 
 def full_sequence(start: int = T0) -> Scenario:

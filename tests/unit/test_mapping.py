@@ -120,3 +120,35 @@ def test_refunds_listed_on_an_old_charge_are_refund_objects() -> None:
                                          balance_transaction="txn_r")]}
     [refund] = mapping.refunds_listed_on_charge(obj)
     assert (refund.id, refund.amount_minor, refund.charge_id) == ("re_1", 400, "ch_1")
+
+
+def test_an_uncaptured_charge_is_not_recognisable_and_counts_nothing_refunded() -> None:
+    held = ef.charge("ch_1", amount=2500, created=ef.T0, payment_intent="pi_1", captured=False)
+    released = mapping.charge({**held, "refunded": True, "amount_refunded": 2500})
+    assert (released.succeeded, released.captured, released.recognisable) == (True, False, False)
+    assert released.amount_refunded_minor == 0
+
+
+def test_a_partial_capture_is_what_was_captured_and_its_released_rest_is_not_refunded() -> None:
+    obj = ef.charge("ch_1", amount=2500, created=ef.T0, payment_intent="pi_1",
+                    amount_captured=1500, amount_refunded=1000 + 300)
+    facts = mapping.charge(obj)
+    assert (facts.recognisable, facts.amount_minor, facts.amount_refunded_minor) == (
+        True, 1500, 300)
+
+
+def test_an_invoice_names_the_subscription_behind_it_or_none_when_one_off() -> None:
+    current = ef.invoice("in_1", customer="cus_1", subscription_id="sub_1", created=ef.T0,
+                         amount=1000)
+    old = ef.invoice("in_2", customer="cus_1", subscription_id="sub_2", created=ef.T0,
+                     amount=1000, old_shape=True)
+    one_off = ef.invoice("in_3", customer="cus_1", subscription_id=None, created=ef.T0,
+                         amount=1000)
+    old_one_off = ef.invoice("in_4", customer="cus_1", subscription_id=None, created=ef.T0,
+                             amount=1000, old_shape=True)
+    assert [mapping.invoice_subscription(i) for i in (current, old, one_off, old_one_off)] == [
+        "sub_1", "sub_2", None, None]
+    expanded = mapping.charge(ef.charge("ch_1", amount=1000, created=ef.T0, payment_intent=None,
+                                        old_invoice=None) | {"invoice": old_one_off})
+    assert (expanded.invoice_id, expanded.invoice_expanded, expanded.invoice_subscription_id) == (
+        "in_4", True, None)

@@ -49,15 +49,12 @@ def record_refund(ctx: Context, facts: RefundFacts) -> None:
     payment = payment_by_charge(session, facts.charge_id) if facts.charge_id else None
     donor_id = payment.donor_id if payment else None
 
-    # Money left the balance when the refund was made (its balance
-    # transaction exists from then on, also for one that fails later); a
-    # refund cancelled before that moved nothing.
-    moved = facts.balance_transaction is not None or facts.status in (
-        "pending",
-        "succeeded",
-        "failed",
-    )
-    if moved:
+    # Money left the balance when the refund was made: its balance
+    # transaction exists from then on (also for one that fails later). A
+    # refund without one moved nothing: cancelled before that, or the
+    # reversal of an authorisation's uncaptured amount (a released hold, the
+    # rest of a partial capture), which "succeeds" without any money.
+    if facts.balance_transaction is not None:
         ledger.recognise_refund(
             session,
             refund_id=facts.id,
