@@ -877,3 +877,39 @@ def test_fx_fees_and_every_fee_category_in_a_payout_are_stripe_fees(
     with database.session() as session:
         usd = ledger.summary(session)["currencies"]["usd"]
     assert (usd["fees"], usd["other"]) == ("0.49", "-0.05")
+
+
+def test_a_refund_failure_seen_only_in_a_payouts_transactions_posts_through_its_refund(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    once = ef.one_time_donation("pofail")
+    at = ef.T0 + 2 * ef.DAY
+    scenario = ef.payout_paid("pofail", 1000, start=at + 6 * ef.DAY)
+    failure = ef.balance_transaction("txn_refail_pofail", amount=800, fee=0, source="re_pofail",
+                                     created=at + 5 * ef.DAY, type="refund_failure")
+    listed = [failure, ef.balance_transaction("txn_po_pofail", amount=-1000, fee=0,
+                                              source="po_pofail", created=at + 6 * ef.DAY,
+                                              type="payout")]
+    scenario.stubs = [s for s in scenario.stubs if s.path != "/balance_transactions"]
+    scenario.get("/balance_transactions", {"object": "list", "data": listed, "has_more": False},
+                 query={"payout": "po_pofail", "limit": "100"})
+    scenario.get("/balance_transactions/txn_re_pofail",
+                 ef.balance_transaction("txn_re_pofail", amount=-800, fee=0, source="re_pofail",
+                                        created=at, type="refund"))
+    scenario.get("/refunds/re_pofail",
+                 ef.refund("re_pofail", charge_id="ch_pofail", amount=800, created=at,
+                           balance_transaction="txn_re_pofail", status="failed",
+                           failure_balance_transaction="txn_refail_pofail"))
+    late = ef.Scenario()
+    late.add("charge.refunded", {**once.facts["charge_object"], "amount_refunded": 0},
+             at + 7 * ef.DAY, api_version=ef.REFUND_EVENTS_PREDECESSOR)
+
+    run(database, once + scenario + late, stripe, stripe_http)
+
+    assert [(r["kind"], r["amount"], r["stripe_id"]) for r in rows_of(database)] == [
+        ("donation", "25.00", "ch_pofail"),
+        ("refund", "-8.00", "re_pofail"),
+        ("refund_failure", "8.00", "re_pofail"),
+        ("payout", "-10.00", "po_pofail"),
+    ]
+    assert called(stripe_http, "/v1/balance_transactions/txn_refail_pofail") == 0

@@ -16,9 +16,11 @@ from webhooks.handlers.common import Context
 from webhooks.handlers.refunds import record_refund
 from webhooks.mapping import TxnRef
 
-# Balance transaction types a refund object is behind (`source` is the re_...).
+# Balance transaction types a refund object is behind (`source` is the re_...
+# or, for a refund of a non-card payment, the pyr_...).
 REFUND_TYPES = frozenset(["refund", "payment_refund"])
 REFUND_FAILURE_TYPES = frozenset(["refund_failure", "payment_failure_refund"])
+REFUND_ID_PREFIXES = ("re_", "pyr_")
 
 _PROGRESS = {"pending": 0, "in_transit": 1, "paid": 2, "canceled": 3, "failed": 3}
 
@@ -62,7 +64,8 @@ def handle_payout_reconciliation_completed(ctx: Context) -> None:
         txn = mapping.balance_txn(obj)
         if ledger.entry_exists(ctx.session, f"balance_transaction:{txn.id}"):
             continue
-        if txn.source and txn.type in REFUND_TYPES | REFUND_FAILURE_TYPES:
+        refund_source = (txn.source or "").startswith(REFUND_ID_PREFIXES)
+        if refund_source and txn.type in REFUND_TYPES | REFUND_FAILURE_TYPES:
             _post_refund(ctx, txn)
         else:
             ledger.post_other_balance_transaction(ctx.session, txn)

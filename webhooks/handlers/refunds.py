@@ -98,7 +98,7 @@ def record_charge_refunds(
     charge (one paged call), each posted once by its id."""
     for refund in listed:
         record_refund(ctx, refund)
-    if refunded_minor <= posted_refunds(ctx.session, charge_id):
+    if refunded_minor <= 0 or refunded_minor <= posted_refunds(ctx.session, charge_id):
         return
     for obj in ctx.stripe.list_refunds(charge=charge_id):
         record_refund(ctx, mapping.refund(obj))
