@@ -1,17 +1,25 @@
-"""The application factory: settings, extensions, blueprints, error pages.
+"""The application factory: settings, extensions, blueprints, error pages,
+input hygiene (control characters, out-of-range integers and non-form bodies
+are a 400 before any view runs) and the security headers.
 
-Does no work beyond wiring: no migrations, no network, no prompts.
+Does no work beyond wiring: no migrations, no network, no prompts. Never logs
+a request's values or an SQL statement's parameters.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import traceback
 from typing import Any
 
 from flask import Flask, current_app, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DBAPIError, StatementError
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.routing import IntegerConverter
 
 from app import extensions
 from app.db import Database
@@ -23,6 +31,36 @@ from app.stripe_api import payments_from_settings
 
 log = logging.getLogger(__name__)
 
+BIGINT_MAX = 2**63 - 1  # the largest id or number any of our columns holds
+# Query strings, paths and names hold no control character; form values may
+# hold tabs and line breaks (a comment), nothing else below U+0020 nor DEL.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+FORM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+QUOTED = re.compile(r"\"[^\"]*\"?|'[^']*'?|\([^)]*\)?")
+FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
+RAW_BODY_ENDPOINTS = frozenset({"webhooks.receive_stripe_event"})  # reads its own bytes
+
+
+class BadInput(BadRequest):
+    """A request no view should see; `fields` names where the problem was."""
+
+    description = "That request holds characters or numbers this site cannot accept."
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__()
+        self.fields = fields
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:...>` in every route: ASCII digits only, and no larger than a
+    BIGINT, so an absurd id is a 404 and never reaches the database."""
+
+    regex = r"[0-9]+"
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", BIGINT_MAX)
+        super().__init__(map, *args, **kwargs)
+
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(
@@ -32,6 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         instance_path=str(ROOT / "instance"),
     )
     app.config.update(load_settings(overrides=test_config))
+    app.url_map.converters["int"] = BoundedIntConverter
     # Flask's defaults exist (SameSite None), so assign rather than setdefault.
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -43,6 +82,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["donations.payments"] = _choose_payments(app)
     app.teardown_appcontext(extensions.close_db_session)
 
+    app.before_request(refuse_hostile_input)  # before CSRF: its error page reads the form
     extensions.csrf.init_app(app)
     extensions.babel.init_app(app, locale_selector=_select_locale)
 
@@ -99,7 +139,71 @@ def _select_locale() -> str | None:
     return request.accept_languages.best_match(languages) or languages[0]
 
 
+def _bad_integer(value: str) -> bool:
+    """A number in another script (int() reads "٣" and "²" fails), or one no
+    column can hold."""
+    digits = value.strip().lstrip("+-").replace("_", "")
+    if not digits.isdigit():
+        return False
+    return not digits.isascii() or int(digits) > BIGINT_MAX
+
+
+def refuse_hostile_input() -> None:
+    """Before every view: a 400 for control characters in the path, the query
+    string or a form, an integer out of range or not in ASCII in the query
+    string, and a body that is not a form (JSON where a form belongs)."""
+    if request.endpoint in RAW_BODY_ENDPOINTS:
+        return
+    bad = ["path"] if CONTROL.search(request.path) else []
+    for key, value in request.args.items(multi=True):
+        if CONTROL.search(key) or CONTROL.search(value) or _bad_integer(value):
+            bad.append(key)
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if request.mimetype not in FORM_TYPES:
+            raise BadInput([*bad, "body"])
+        for key, value in request.form.items(multi=True):
+            if CONTROL.search(key) or FORM_CONTROL.search(value):
+                bad.append(key)
+    if bad:
+        raise BadInput(bad)
+
+
+def _cleaned_form() -> MultiDict[str, str]:
+    if request.mimetype not in FORM_TYPES:
+        return MultiDict()
+    return MultiDict(
+        [
+            (CONTROL.sub("", key), FORM_CONTROL.sub("", value))
+            for key, value in request.form.items(multi=True)
+        ]
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception's type, where it was raised, and for a database error the
+    driver's first line: never the statement's parameters, never a value."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    kind = type(exc).__name__
+    if isinstance(exc, DBAPIError | StatementError) and exc.orig is not None:
+        # The driver's first line, with anything quoted in it (a value) cut out.
+        first = QUOTED.sub("…", (str(exc.orig).splitlines() or [""])[0])[:200]
+        state = getattr(exc.orig, "sqlstate", None) or "-"
+        return f"{kind} ({type(exc.orig).__name__} {state}: {first}) at {place}"
+    return f"{kind} at {place}"
+
+
 def _register_error_pages(app: Flask) -> None:
+    @app.errorhandler(BadInput)
+    def bad_input(exc: BadInput) -> tuple[str, int]:
+        from app.donate.views import render_after_bad_input
+
+        log.info("bad input refused on %s %s", request.method, request.endpoint)
+        page = render_after_bad_input(exc.fields, _cleaned_form())
+        if page is not None:
+            return page
+        return render_template("errors/error.html", status=400, reason=exc.description), 400
+
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[str, int]:
         from app.donate.views import render_after_csrf_failure
@@ -116,6 +220,7 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[str, int]:
-        # Never a stack trace to a person; the log keeps the type and place only.
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # Never a stack trace to a person; the log keeps the type and place
+        # only (a traceback or an SQL error's text would carry its parameters).
+        log.error("unhandled error on %s %s: %s", request.method, request.endpoint, _describe(exc))
         return render_template("errors/error.html", status=500, reason=None), 500

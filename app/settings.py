@@ -12,10 +12,11 @@ import hashlib
 import os
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from app.money import charge_step, is_currency_code
@@ -37,8 +38,18 @@ ENV_ONLY = (
     "MAIL_USERNAME",
     "MAIL_PASSWORD",
     "MAIL_FROM",
+    "DATA_ENCRYPTION_KEY",
 )
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "REDIS_URL",
+    "DATA_ENCRYPTION_KEY",
+)
+SECRET_KEY_MIN_LENGTH = 32
+# Settings production must be given on purpose: their defaults are a guess.
+EXPLICIT_IN_PRODUCTION = ("TRUSTED_PROXY_HOPS",)
 
 
 class ConfigError(RuntimeError):
@@ -78,7 +89,13 @@ def load_settings(
         raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {app_env!r}")
 
     data = _read_toml(CONFIG_DIR / "default.toml")
-    data.update(_read_toml(CONFIG_DIR / f"{app_env}.toml"))
+    own = _read_toml(CONFIG_DIR / f"{app_env}.toml")
+    data.update(own)
+    implicit = [
+        name
+        for name in EXPLICIT_IN_PRODUCTION
+        if name not in environ and name not in overrides and name.lower() not in own
+    ]
     settings: dict[str, Any] = {}
     for key, value in data.items():
         name = key.upper()
@@ -86,8 +103,15 @@ def load_settings(
     for name in ENV_ONLY:
         settings[name] = environ.get(name) or None
     settings["APP_ENV"] = app_env
+    settings["FLASK_DEBUG"] = environ.get("FLASK_DEBUG")
     settings.update(overrides)
     _finish(settings)
+    if app_env == "production":
+        if implicit:
+            raise ConfigError(
+                f"production needs {implicit[0]} set explicitly (0 is a valid answer)"
+            )
+        _check_production(settings)
     return settings
 
 
@@ -98,7 +122,14 @@ def _finish(settings: dict[str, Any]) -> None:
         if missing:
             raise ConfigError(f"production needs {', '.join(missing)} in the environment")
     if not settings.get("SECRET_KEY"):
-        settings["SECRET_KEY"] = _development_secret_key()
+        settings["SECRET_KEY"] = _development_secret("secret_key", lambda: secrets.token_hex(32))
+    settings["DATA_ENCRYPTION_KEYS"] = _encryption_keys(settings)
+    try:
+        settings["TRUSTED_PROXY_HOPS"] = int(settings.get("TRUSTED_PROXY_HOPS") or 0)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("TRUSTED_PROXY_HOPS must be a whole number, 0 or more") from exc
+    if settings["TRUSTED_PROXY_HOPS"] < 0:
+        raise ConfigError("TRUSTED_PROXY_HOPS must be a whole number, 0 or more")
     secrets_list = settings.get("STRIPE_WEBHOOK_SECRET") or ""
     if isinstance(secrets_list, str):
         secrets_list = [s.strip() for s in secrets_list.split(",") if s.strip()]
@@ -123,16 +154,50 @@ def _anchor_sqlite_path(url: str) -> str:
     return url
 
 
-def _development_secret_key() -> str:
-    """A random key kept under instance/ so sessions survive a restart of `make run`."""
-    path = ROOT / "instance" / "secret_key"
+def _development_secret(name: str, make: Callable[[], str]) -> str:
+    """A random key kept under instance/ so sessions (and what it encrypted)
+    survive a restart of `make run`."""
+    path = ROOT / "instance" / name
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
+    key = make()
     path.write_text(key)
     path.chmod(0o600)
     return key
+
+
+def _encryption_keys(settings: dict[str, Any]) -> list[str]:
+    """DATA_ENCRYPTION_KEY: Fernet keys, comma-separated, newest first (the
+    first encrypts, every one decrypts); made and kept in instance/ outside
+    production."""
+    raw = settings.get("DATA_ENCRYPTION_KEY") or ""
+    if not raw and settings["APP_ENV"] != "production":
+        raw = _development_secret("data_encryption_key", lambda: Fernet.generate_key().decode())
+    keys = [key.strip() for key in str(raw).split(",") if key.strip()]
+    for key in keys:
+        try:
+            Fernet(key)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                "DATA_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated"
+            ) from exc
+    return keys
+
+
+def _check_production(settings: dict[str, Any]) -> None:
+    """What CONTRACT.md asks of production; one line naming the setting each."""
+    if len(str(settings["SECRET_KEY"])) < SECRET_KEY_MIN_LENGTH:
+        raise ConfigError(f"SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters")
+    if not str(settings.get("PUBLIC_BASE_URL") or "").startswith("https://"):
+        raise ConfigError("PUBLIC_BASE_URL must be the site's https:// address in production")
+    if not settings["STRIPE_WEBHOOK_SECRETS"]:
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must list at least one whsec_... secret")
+    if not settings["DATA_ENCRYPTION_KEYS"]:
+        raise ConfigError("production needs DATA_ENCRYPTION_KEY in the environment")
+    debug = str(settings.get("FLASK_DEBUG") or "").strip().lower()
+    if debug not in ("", "0", "false", "no") or settings.get("DEBUG"):
+        raise ConfigError("FLASK_DEBUG (debug mode) must be off in production")
 
 
 def _check_currencies(settings: dict[str, Any]) -> None:

@@ -30,6 +30,9 @@ from app.db import Base, insert_for, one_of
 STATUSES = ("pending", "processed", "failed", "dead", "skipped")
 DUE_STATUSES = ("pending", "failed")
 ERROR_MAX_CHARS = 2000
+# A Stripe `created` we can store: not before 1970, not past the year 9999
+# (datetime's and the columns' range); anything else is not a real event.
+CREATED_MAX = 253_402_300_799
 
 
 class StripeEvent(Base):
@@ -81,7 +84,12 @@ class NotAnEvent(ValueError):
 
 
 def _text(value: Any, limit: int) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= limit:
+    """A short printable string (ids, types, versions hold no control character)."""
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= limit
+        and not any(ch < " " or ch == "\x7f" for ch in value)
+    ):
         return value
     return None
 
@@ -97,6 +105,8 @@ def read_event(payload: str, data: Any) -> IncomingEvent:
     created = data.get("created")
     if isinstance(created, bool) or not isinstance(created, int) or created < 0:
         raise NotAnEvent("an event needs an integer created")
+    if created > CREATED_MAX:
+        raise NotAnEvent("an event's created is out of range")
     livemode = data.get("livemode", False)
     if not isinstance(livemode, bool):
         raise NotAnEvent("livemode must be a boolean")

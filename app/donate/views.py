@@ -256,3 +256,18 @@ def render_after_csrf_failure() -> tuple[str, int] | None:
     donation_form = DonationForm(config=current_app.config, meta={"csrf": False})
     donation_form.validate()
     return _render_form(donation_form, 400, notice="csrf")
+
+
+def render_after_bad_input(fields: list[str], cleaned: Any) -> tuple[str, int] | None:
+    """Control characters or a non-form body on POST /donate (app.factory
+    refuses them before any view): the form again, `cleaned` of them, with a
+    message at each field that held them. Nothing is sent or written."""
+    if request.endpoint != "donate.submit":
+        return None
+    donation_form = DonationForm(formdata=cleaned, config=current_app.config, meta={"csrf": False})
+    donation_form.validate()
+    for name in fields:
+        if name in donation_form:
+            field = donation_form[name]
+            field.errors = [*field.errors, _("Remove the unusual characters from this field.")]
+    return _render_form(donation_form, 400)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp
 
 from app.staff import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, ROLES
 
@@ -18,7 +18,10 @@ ROLE_CHOICES = [SelectChoice(role, role.capitalize()) for role in ROLES]
 class LoginForm(FlaskForm):
     email = StringField("Email", validators=[DataRequired("Enter your email address.")])
     password = PasswordField("Password", validators=[DataRequired("Enter your password.")])
-    next = HiddenField()
+    # A path of ours, printable ASCII only: CR/LF here would split the redirect.
+    next = HiddenField(
+        validators=[Length(max=500), Regexp(r"^[\x21-\x7e]*\Z", message="Reload the page.")]
+    )
 
 
 class CodeForm(FlaskForm):

@@ -76,6 +76,9 @@ def _safe_next(value: str | None) -> str:
         and (value == "/ledger" or value.startswith("/ledger/"))
         and "\\" not in value
         and not value.startswith("//")
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
     ):
         return value
     return LANDING

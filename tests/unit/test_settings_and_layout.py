@@ -255,3 +255,89 @@ def test_no_module_passes_the_size_guide_without_saying_why() -> None:
         if lines > MAX_LINES and "Why one module:" not in docstring:
             too_long.append(f"{name}: {lines} lines")
     assert too_long == []
+
+
+# -- production refuses weak settings (CONTRACT.md, "Configuration") -----------
+
+GOOD_PRODUCTION = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "s" * 32,
+    "STRIPE_SECRET_KEY": "sk_live_donations_suite",
+    "STRIPE_WEBHOOK_SECRET": "whsec_live_suite",
+    "PUBLIC_BASE_URL": "https://donate.example.org",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "DATA_ENCRYPTION_KEY": "a" * 43 + "=",
+    "TRUSTED_PROXY_HOPS": "1",
+}
+
+
+def test_a_well_configured_production_starts_with_2fa_required() -> None:
+    settings = load_settings(environ=GOOD_PRODUCTION)
+    assert settings["TRUSTED_PROXY_HOPS"] == 1
+    assert settings["STAFF_REQUIRE_2FA"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"SECRET_KEY": "k"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "s" * 31}, "SECRET_KEY"),
+        ({"PUBLIC_BASE_URL": None}, "PUBLIC_BASE_URL"),
+        ({"PUBLIC_BASE_URL": "http://donate.example.org"}, "PUBLIC_BASE_URL"),
+        ({"STRIPE_WEBHOOK_SECRET": " , "}, "STRIPE_WEBHOOK_SECRET"),
+        ({"REDIS_URL": None}, "REDIS_URL"),
+        ({"DATA_ENCRYPTION_KEY": None}, "DATA_ENCRYPTION_KEY"),
+        ({"DATA_ENCRYPTION_KEY": "not a fernet key"}, "DATA_ENCRYPTION_KEY"),
+        ({"TRUSTED_PROXY_HOPS": None}, "TRUSTED_PROXY_HOPS"),
+        ({"TRUSTED_PROXY_HOPS": "-1"}, "TRUSTED_PROXY_HOPS"),
+        ({"FLASK_DEBUG": "1"}, "FLASK_DEBUG"),
+    ],
+)
+def test_production_refuses_each_weak_setting_in_one_line_naming_it(
+    change: dict[str, str | None], named: str
+) -> None:
+    environ = {k: v for k, v in {**GOOD_PRODUCTION, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match=named) as caught:
+        load_settings(environ=environ)
+    assert "\n" not in str(caught.value)
+
+
+def test_zero_proxy_hops_is_a_valid_explicit_answer_in_production() -> None:
+    settings = load_settings(environ={**GOOD_PRODUCTION, "TRUSTED_PROXY_HOPS": "0"})
+    assert settings["TRUSTED_PROXY_HOPS"] == 0
+
+
+def test_outside_production_a_data_encryption_key_is_made_and_kept() -> None:
+    first = load_settings(environ={"APP_ENV": "test", "SECRET_KEY": "k"})
+    second = load_settings(environ={"APP_ENV": "test", "SECRET_KEY": "k"})
+    assert first["DATA_ENCRYPTION_KEYS"]
+    assert first["DATA_ENCRYPTION_KEYS"] == second["DATA_ENCRYPTION_KEYS"]
+    new, old = "b" * 43 + "=", "a" * 43 + "="
+    rotated = load_settings(
+        environ={"APP_ENV": "test", "SECRET_KEY": "k", "DATA_ENCRYPTION_KEY": f"{new}, {old}"}
+    )
+    assert rotated["DATA_ENCRYPTION_KEYS"] == [new, old]
+
+
+# -- templates: nothing inline that the Content-Security-Policy would block ----
+
+INLINE = (
+    (r"<script(?![^>]*\bsrc=)[^>]*>", "inline script"),
+    (r"<style\b", "style block"),
+    (r"\sstyle\s*=", "style attribute"),
+    (r"\son[a-z]+\s*=", "event-handler attribute"),
+    (r"javascript:", "javascript: URL"),
+)
+
+
+def test_no_template_has_inline_script_style_or_event_handlers() -> None:
+    import re
+
+    offences = []
+    for path in sorted((ROOT / "templates").rglob("*.html")):
+        source = path.read_text()
+        for pattern, what in INLINE:
+            for match in re.finditer(pattern, source, re.IGNORECASE):
+                line = source.count("\n", 0, match.start()) + 1
+                offences.append(f"{path.relative_to(ROOT)}:{line}: {what}")
+    assert offences == []
