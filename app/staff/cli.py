@@ -26,6 +26,7 @@ from app.staff import (
     disable_staff,
     find_staff,
     list_staff,
+    reseal_totp_secrets,
     set_password,
 )
 
@@ -127,6 +128,17 @@ def reset_password(email: str, password_stdin: bool) -> None:
     )
     db.commit()
     click.echo(f"new password set for staff account {member.id}; its sessions were ended")
+
+
+@staff.command("rotate-secrets")
+@with_appcontext
+def rotate_secrets() -> None:
+    """Re-encrypt every stored TOTP secret under the newest DATA_ENCRYPTION_KEY
+    (and encrypt any plain one from before); run after adding a key."""
+    db = db_session()
+    changed = reseal_totp_secrets(db, current_app.extensions["donations.secret_cipher"])
+    db.commit()
+    click.echo(f"re-encrypted the two-factor secrets of {changed} staff accounts")
 
 
 @staff.command("list")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
+from cryptography.fernet import MultiFernet
 from flask import Blueprint, Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -26,6 +27,7 @@ from app.staff import (
     can,
     check_role,
     find_session,
+    make_cipher,
     make_hasher,
     needs_totp_enrolment,
     record_audit,
@@ -190,6 +192,20 @@ def login_policy() -> LoginPolicy:
     return policy
 
 
+def secret_cipher() -> MultiFernet:
+    """What encrypts secrets at rest (DATA_ENCRYPTION_KEY, newest key first)."""
+    cipher: MultiFernet = current_app.extensions["donations.secret_cipher"]
+    return cipher
+
+
+def _no_store(response: Response) -> Response:
+    """Staff pages and the login are never kept by a browser or a proxy."""
+    path = request.path
+    if path == "/ledger" or path.startswith(("/ledger/", "/login", "/logout")):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def init_app(app: Flask) -> None:
     """Wire the gate into an app whose blueprints are registered already."""
     config = app.config
@@ -212,7 +228,9 @@ def init_app(app: Flask) -> None:
         ip_max_failures=int(config["LOGIN_IP_MAX_FAILURES"]),
         max_delay=timedelta(seconds=int(config["LOGIN_MAX_DELAY_SECONDS"])),
         lockout=timedelta(minutes=int(config["LOGIN_LOCKOUT_MINUTES"])),
+        ip_max_delay=timedelta(seconds=float(config.get("LOGIN_IP_MAX_DELAY_SECONDS", 2))),
     )
+    app.extensions["donations.secret_cipher"] = make_cipher(config["DATA_ENCRYPTION_KEYS"])
     # One limiter per app: Redis (shared by every instance) when REDIS_URL is
     # set, memory otherwise; it falls back to memory if Redis goes away.
     limiter = Limiter(
@@ -229,4 +247,5 @@ def init_app(app: Flask) -> None:
         )(app.view_functions[endpoint])
     app.before_request(_load_staff)
     app.before_request(_guard_ledger)
+    app.after_request(_no_store)
     app.jinja_env.globals.update(current_staff=current_staff, can=can)

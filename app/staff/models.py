@@ -36,8 +36,8 @@ class Staff(Base):
     role: Mapped[str] = mapped_column(String(8))
     password_hash: Mapped[str] = mapped_column(String(255))
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
-    totp_pending_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_secret: Mapped[str | None] = mapped_column(String(255))  # "fernet:" + token
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enrolled_at: Mapped[datetime | None] = mapped_column()
     totp_last_step: Mapped[int | None] = mapped_column(Integer)  # no code twice
     totp_required: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,8 +1,12 @@
-"""Login: the password and TOTP steps, throttled per account and per client
-address, with exponential delays and lockout.
+"""Login: the password and TOTP steps and the current password of a password
+change, throttled per account (exponential delays, then a lockout) and per
+client address (a capped slow-down, never a lockout: behind a proxy one
+address is everybody, so a correct password for an account that is not itself
+locked always gets in).
 
 Every refusal looks the same to the user; only the audit log says why. Never
-audits a password or code. May flush, never commits.
+audits a password, a code or what was typed as an email (the account's id for
+a known account, nothing for an unknown one). May flush, never commits.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
+from cryptography.fernet import MultiFernet
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,14 +29,18 @@ from app.staff.models import LoginThrottle, Staff
 from app.staff.passwords import dummy_verify, verify_password
 from app.staff.totp import verify_totp
 
-TYPED_EMAIL_MAX = 100  # how much of a typed email a failed login keeps
+TYPED_EMAIL_MAX = 254  # longer than any address: never looked up
 
 
 @dataclass(frozen=True)
 class LoginPolicy:
-    """After `free_failures` failed attempts under a key, each further attempt
-    must wait 2^n seconds (capped); after `max_failures` the key is locked for
-    `lockout`. Failures older than `lockout` are forgotten."""
+    """After `free_failures` failed attempts on an account, each further
+    attempt must wait 2^n seconds (capped at `max_delay`); after
+    `max_failures` the account is locked for `lockout`. After
+    `ip_free_failures` from one address, each attempt from it is slowed by
+    2^n seconds, at most `ip_max_delay` (`address_delay`); an address is never
+    locked (`ip_max_failures` is kept for old settings and unused). Failures
+    older than `lockout` are forgotten."""
 
     free_failures: int = 3
     max_failures: int = 10
@@ -39,6 +48,7 @@ class LoginPolicy:
     ip_max_failures: int = 50
     max_delay: timedelta = timedelta(seconds=300)
     lockout: timedelta = timedelta(minutes=15)
+    ip_max_delay: timedelta = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -93,15 +103,19 @@ def _forget_old(row: LoginThrottle | None, now: datetime, policy: LoginPolicy) -
 
 
 def _count_failure(
-    session: Session, key: str, now: datetime, *, free: int, most: int, policy: LoginPolicy
+    session: Session, key: str, now: datetime, *, free: int, most: int | None, policy: LoginPolicy
 ) -> bool:
-    """One more failure under `key`; True when it has just locked the key."""
+    """One more failure under `key`; True when it has just locked the key
+    (never when `most` is None: an address)."""
     row = _get_throttle(session, key)
     _forget_old(row, now, policy)
     if row.locked_until is not None:
         return False
     row.failures += 1
     row.last_failure_at = now
+    if most is None:
+        session.flush()
+        return False
     if row.failures >= most:
         row.locked_until = now + policy.lockout
         row.next_attempt_at = row.locked_until
@@ -124,6 +138,10 @@ def _refusal(row: LoginThrottle | None, now: datetime, locked: str, waiting: str
     return None
 
 
+def _known(session: Session, email: str) -> Staff | None:
+    return find_staff(session, email) if len(email) <= TYPED_EMAIL_MAX else None
+
+
 def _fail(
     session: Session,
     *,
@@ -132,73 +150,54 @@ def _fail(
     reason: str,
     policy: LoginPolicy,
     count_account: bool,
-    count_ip: bool,
     actor: Staff | None = None,
+    action: str = "login_failed",
 ) -> LoginAttempt:
+    """Audit a refusal (the account's id, never what was typed) and count it
+    against the account (when `count_account`) and the address (always)."""
     now = utcnow()
-    typed = email.strip()[:TYPED_EMAIL_MAX]
-    record_audit(
-        session,
-        actor=actor,
-        action="login_failed",
-        detail={"email": typed, "reason": reason},
-        ip=ip,
-    )
-    locks: list[str] = []
-    if count_account and _count_failure(
+    known = actor or _known(session, email)
+    who = {"staff_id": known.id} if known is not None else {}
+    record_audit(session, actor=actor, action=action, detail={**who, "reason": reason}, ip=ip)
+    locked = count_account and _count_failure(
         session,
         account_key(email),
         now,
         free=policy.free_failures,
         most=policy.max_failures,
         policy=policy,
-    ):
-        locks.append("account")
-    if count_ip and _count_failure(
-        session,
-        ip_key(ip),
-        now,
-        free=policy.ip_free_failures,
-        most=policy.ip_max_failures,
-        policy=policy,
-    ):
-        locks.append("ip")
-    for scope in locks:
+    )
+    _count_failure(session, ip_key(ip), now, free=policy.ip_free_failures, most=None, policy=policy)
+    if locked:
         record_audit(
             session,
             actor=actor,
             action="lockout",
-            detail={
-                "scope": scope,
-                "email": typed,
-                "until": (now + policy.lockout).isoformat(),
-            },
+            detail={**who, "scope": "account", "until": (now + policy.lockout).isoformat()},
             ip=ip,
         )
     return LoginAttempt(None, reason)
 
 
-def _gate(
-    session: Session, email: str, ip: str, policy: LoginPolicy
-) -> tuple[str | None, bool, bool]:
-    """Whether throttling refuses this attempt before any check: (reason,
-    count it against the account, count it against the address)."""
+def _account_refusal(session: Session, email: str, policy: LoginPolicy) -> tuple[str | None, bool]:
+    """Whether the account's throttle refuses this attempt before any check:
+    (reason, count it against the account). The address never refuses."""
     now = utcnow()
-    ip_row = _find_throttle(session, ip_key(ip))
-    account_row = _find_throttle(session, account_key(email))
-    _forget_old(ip_row, now, policy)
-    _forget_old(account_row, now, policy)
-    ip_refusal = _refusal(ip_row, now, "ip_locked", "ip_throttled")
-    if ip_refusal == "ip_locked":
-        return ip_refusal, False, False
-    if ip_refusal:
-        return ip_refusal, False, True
-    account_refusal = _refusal(account_row, now, "account_locked", "throttled")
-    if account_refusal == "account_locked":
-        return account_refusal, False, True
-    if account_refusal:
-        return account_refusal, True, True
-    return None, False, False
+    row = _find_throttle(session, account_key(email))
+    _forget_old(row, now, policy)
+    refusal = _refusal(row, now, "account_locked", "throttled")
+    return refusal, refusal == "throttled"
+
+
+def address_delay(session: Session, ip: str, policy: LoginPolicy) -> float:
+    """Seconds to hold an attempt from this address before answering it: 2^n
+    after its free failures, at most `ip_max_delay`; 0 for a quiet address."""
+    row = _find_throttle(session, ip_key(ip))
+    _forget_old(row, utcnow(), policy)
+    if row is None or row.failures < policy.ip_free_failures:
+        return 0.0
+    exponent = min(row.failures - policy.ip_free_failures, 32)
+    return min(float(2**exponent), policy.ip_max_delay.total_seconds())
 
 
 def _clear_account_failures(session: Session, email: str) -> None:
@@ -220,21 +219,15 @@ def authenticate(
     hasher: PasswordHasher,
     policy: LoginPolicy,
 ) -> LoginAttempt:
-    """The password step of a login, throttled per account and per address.
-    Every refusal looks the same to the caller's user; only the audit log
-    (and the returned reason) says why."""
-    refusal, count_account, count_ip = _gate(session, email, ip, policy)
+    """The password step of a login, throttled per account (and counted per
+    address). Every refusal looks the same to the caller's user; only the
+    audit log (and the returned reason) says why."""
+    refusal, count_account = _account_refusal(session, email, policy)
     if refusal:
         return _fail(
-            session,
-            email=email,
-            ip=ip,
-            reason=refusal,
-            policy=policy,
-            count_account=count_account,
-            count_ip=count_ip,
+            session, email=email, ip=ip, reason=refusal, policy=policy, count_account=count_account
         )
-    staff = find_staff(session, email) if len(email) <= 254 else None
+    staff = _known(session, email)
     if staff is None:
         dummy_verify(hasher, password)
         reason = "unknown_email"
@@ -245,32 +238,29 @@ def authenticate(
     else:
         _clear_account_failures(session, email)
         return LoginAttempt(staff, "ok")
-    return _fail(
-        session,
-        email=email,
-        ip=ip,
-        reason=reason,
-        policy=policy,
-        count_account=True,
-        count_ip=True,
-    )
+    return _fail(session, email=email, ip=ip, reason=reason, policy=policy, count_account=True)
 
 
 def authenticate_code(
-    session: Session, *, staff: Staff, code: str, ip: str, policy: LoginPolicy
+    session: Session,
+    *,
+    staff: Staff,
+    code: str,
+    ip: str,
+    policy: LoginPolicy,
+    cipher: MultiFernet,
 ) -> LoginAttempt:
     """The TOTP step of a login: throttled with the same counters as passwords."""
-    refusal, count_account, count_ip = _gate(session, staff.email, ip, policy)
-    reason = refusal
+    reason, count_account = _account_refusal(session, staff.email, policy)
     if reason is None:
         if not staff.active:
-            reason, count_account, count_ip = "disabled", True, True
-        elif verify_totp(staff, code):
+            reason, count_account = "disabled", True
+        elif verify_totp(staff, code, cipher):
             _clear_account_failures(session, staff.email)
             session.flush()
             return LoginAttempt(staff, "ok")
         else:
-            reason, count_account, count_ip = "bad_code", True, True
+            reason, count_account = "bad_code", True
     return _fail(
         session,
         email=staff.email,
@@ -278,8 +268,35 @@ def authenticate_code(
         reason=reason,
         policy=policy,
         count_account=count_account,
-        count_ip=count_ip,
         actor=staff,
+    )
+
+
+def check_current_password(
+    session: Session,
+    *,
+    staff: Staff,
+    password: str,
+    ip: str,
+    hasher: PasswordHasher,
+    policy: LoginPolicy,
+) -> LoginAttempt:
+    """The current password on the password-change form: a wrong one counts
+    against the account exactly as a failed login does (and so locks it)."""
+    reason, count_account = _account_refusal(session, staff.email, policy)
+    if reason is None:
+        if verify_password(hasher, staff, password):
+            return LoginAttempt(staff, "ok")
+        reason, count_account = "bad_password", True
+    return _fail(
+        session,
+        email=staff.email,
+        ip=ip,
+        reason=reason,
+        policy=policy,
+        count_account=count_account,
+        actor=staff,
+        action="password_change_failed",
     )
 
 

@@ -8,6 +8,7 @@ code. Each view commits once.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -30,8 +31,10 @@ from app.staff import (
     Staff,
     StaffError,
     StaffSession,
+    address_delay,
     authenticate,
     authenticate_code,
+    check_current_password,
     confirm_totp_enrolment,
     end_session,
     find_session,
@@ -40,12 +43,10 @@ from app.staff import (
     start_session,
     start_totp_enrolment,
     totp_uri,
-    verify_password,
 )
 from app.staff.forms import CodeForm, LoginForm, PasswordChangeForm
 from app.staff.gate import (
     SESSION_KEY,
-    audit,
     client_address,
     current_staff,
     current_staff_session,
@@ -53,6 +54,7 @@ from app.staff.gate import (
     password_hasher,
     protect_blueprint,
     public,
+    secret_cipher,
 )
 
 bp = Blueprint("auth", __name__)
@@ -121,6 +123,7 @@ def login() -> Any:
     if not form.validate():
         return render_template("staff/login.html", form=form), 400
     db = db_session()
+    _slow_down_a_busy_address()
     attempt = authenticate(
         db,
         email=form.email.data or "",
@@ -147,6 +150,14 @@ def login() -> Any:
     return redirect(next_url, 303)
 
 
+def _slow_down_a_busy_address() -> None:
+    """An address with many failures waits (capped) before every answer, a
+    correct password's too: slowed, never locked out (see throttle)."""
+    delay = address_delay(db_session(), client_address(), login_policy())
+    if delay > 0:
+        time.sleep(delay)
+
+
 def _pending_session() -> StaffSession | None:
     token = session.get(PENDING_KEY)
     if not token:
@@ -170,12 +181,14 @@ def login_code() -> Any:
     if not form.validate():
         return render_template("staff/code.html", form=form), 400
     db = db_session()
+    _slow_down_a_busy_address()
     attempt = authenticate_code(
         db,
         staff=pending.staff,
         code=form.code.data or "",
         ip=client_address(),
         policy=login_policy(),
+        cipher=secret_cipher(),
     )
     if not attempt.ok:
         db.commit()
@@ -220,7 +233,7 @@ def two_factor() -> Any:
     form = CodeForm()
     if staff.has_totp:
         return render_template("staff/two_factor.html", enrolled=True, form=form)
-    secret = start_totp_enrolment(staff)
+    secret = start_totp_enrolment(staff, secret_cipher())
     db.commit()
     uri = totp_uri(secret, staff.email, current_app.config["ORGANISATION_NAME"])
     page = {"enrolled": False, "form": form, "secret": secret, "uri": uri, "qr": _qr_svg(uri)}
@@ -228,7 +241,9 @@ def two_factor() -> Any:
         return render_template("staff/two_factor.html", **page)
     if not form.validate():
         return render_template("staff/two_factor.html", **page), 400
-    if not confirm_totp_enrolment(db, staff, form.code.data or "", ip=client_address()):
+    if not confirm_totp_enrolment(
+        db, staff, form.code.data or "", secret_cipher(), ip=client_address()
+    ):
         db.rollback()
         form.code.errors = ["That code did not match. Check the time on your phone and try again."]
         return render_template("staff/two_factor.html", **page), 400
@@ -249,9 +264,17 @@ def password() -> Any:
         return render_template("staff/password.html", form=form), 400
     db = db_session()
     hasher = password_hasher()
-    if not verify_password(hasher, staff, form.current_password.data or ""):
-        audit("password_change_failed", {"staff_id": staff.id})
+    checked = check_current_password(
+        db,
+        staff=staff,
+        password=form.current_password.data or "",
+        ip=client_address(),
+        hasher=hasher,
+        policy=login_policy(),
+    )
+    if not checked.ok:
         db.commit()
+        log.info("password change refused (%s)", checked.reason)
         form.current_password.errors = ["That is not your current password."]
         return render_template("staff/password.html", form=form), 400
     try:

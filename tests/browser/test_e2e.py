@@ -35,11 +35,12 @@ def _finance_staff_with_two_factor(app: Flask) -> str:
             password=STAFF_PASSWORD,
             hasher=app.extensions["donations.password_hasher"],
         )
-        secret = start_totp_enrolment(staff)
+        cipher = app.extensions["donations.secret_cipher"]
+        secret = start_totp_enrolment(staff, cipher)
         totp = pyotp.TOTP(secret)
         # Enrol with the previous step's code, so the login's current code is new.
         previous = totp.generate_otp(totp.timecode(utcnow()) - 1)
-        assert confirm_totp_enrolment(session, staff, previous)
+        assert confirm_totp_enrolment(session, staff, previous, cipher)
         session.commit()
     return secret
 

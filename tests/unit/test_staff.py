@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pyotp
 import pytest
-from sqlalchemy import create_engine
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from app.clock import frozen_at
@@ -26,14 +28,16 @@ from app.staff import (
     check_password_strength,
     create_staff,
     find_session,
+    make_cipher,
     make_hasher,
     record_audit,
     role_at_least,
+    seal_secret,
     start_session,
     throttle_state,
     verify_password,
-    verify_totp,
 )
+from app.staff import verify_totp as verify_totp_with
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
@@ -113,10 +117,19 @@ def test_passwords_are_argon2id_and_rehashed_when_the_cost_changes(session: Sess
     assert staff.password_hash.startswith("$argon2id$v=19$m=2048,t=2,p=1$")
 
 
+CIPHER = make_cipher([Fernet.generate_key().decode()])
+
+
 def test_a_totp_code_is_good_one_step_either_way_and_only_once() -> None:
     secret = pyotp.random_base32()
     totp = pyotp.TOTP(secret)
-    staff = Staff(email="a@newsroom.test", role="admin", password_hash="x", totp_secret=secret)
+    staff = Staff(
+        email="a@newsroom.test",
+        role="admin",
+        password_hash="x",
+        totp_secret=seal_secret(CIPHER, secret),
+    )
+    verify_totp = partial(verify_totp_with, cipher=CIPHER)
     with frozen_at(T0):
         assert not verify_totp(staff, totp.at(T0 - timedelta(seconds=90)))
         assert verify_totp(staff, totp.at(T0 - timedelta(seconds=30)))
@@ -220,3 +233,53 @@ def test_a_session_lives_until_idle_or_absolute_timeout_or_disabling(session: Se
     assert (
         find_session(session, third, idle=timedelta(hours=1), absolute=timedelta(hours=1)) is None
     )
+
+
+# -- TOTP secrets at rest ------------------------------------------------------
+
+
+def test_a_totp_secret_is_stored_encrypted_and_never_in_plain(session: Session) -> None:
+    from app.staff import confirm_totp_enrolment, start_totp_enrolment
+
+    staff = create_staff(
+        session, email="a@newsroom.test", role="admin", password=PASSWORD, hasher=CHEAP
+    )
+    secret = start_totp_enrolment(staff, CIPHER)
+    assert staff.totp_pending_secret and secret not in staff.totp_pending_secret
+    assert start_totp_enrolment(staff, CIPHER) == secret  # the same secret until confirmed
+    assert confirm_totp_enrolment(session, staff, pyotp.TOTP(secret).at(T0), CIPHER)
+    session.commit()
+    stored = session.execute(
+        text("SELECT totp_secret, totp_pending_secret FROM staff_members")
+    ).one()
+    assert stored[0].startswith("fernet:") and secret not in stored[0]
+    assert stored[1] is None
+    assert len(stored[0]) <= 255
+
+
+def test_a_secret_under_an_old_key_still_verifies_after_rotation_and_moves_to_the_new(
+    session: Session,
+) -> None:
+    from app.staff import open_secret, reseal_totp_secrets, verify_totp
+
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    secret, other = pyotp.random_base32(), pyotp.random_base32()
+    staff = create_staff(
+        session, email="a@newsroom.test", role="admin", password=PASSWORD, hasher=CHEAP
+    )
+    second = create_staff(
+        session, email="b@newsroom.test", role="admin", password=PASSWORD, hasher=CHEAP
+    )
+    staff.totp_secret = seal_secret(make_cipher([old_key]), secret)
+    second.totp_secret = other  # plain, as stored before migration 0011
+    rotated = make_cipher([new_key, old_key])
+    with frozen_at(T0):
+        assert verify_totp(staff, pyotp.TOTP(secret).at(T0), rotated)
+    assert open_secret(make_cipher([new_key]), staff.totp_secret) == secret  # re-encrypted
+    assert open_secret(make_cipher([old_key]), staff.totp_secret) is None
+    assert reseal_totp_secrets(session, rotated) == 2
+    assert second.totp_secret.startswith("fernet:") and other not in second.totp_secret
+    assert open_secret(make_cipher([new_key]), second.totp_secret) == other
+    unknown = make_cipher([Fernet.generate_key().decode()])
+    with frozen_at(T0 + timedelta(minutes=1)):
+        assert not verify_totp(staff, pyotp.TOTP(secret).at(T0 + timedelta(minutes=1)), unknown)
