@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import current_app, g
 from flask_babel import Babel
+from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from app.db import Database
 
 csrf = CSRFProtect()
 babel = Babel()
+talisman = Talisman()  # security headers; configured in app.factory
 
 
 def database() -> Database:

@@ -38,6 +38,19 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 FORM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 QUOTED = re.compile(r"\"[^\"]*\"?|'[^']*'?|\([^)]*\)?")
 FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
+# No inline script or style anywhere (tests/unit/test_settings_and_layout.py
+# greps the templates); forms post to us, and POST /donate's 303 goes on to
+# Stripe Checkout, which browsers check against form-action too.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": ["'self'", "data:"],
+    "form-action": ["'self'", "https://checkout.stripe.com"],
+    "base-uri": "'none'",
+    "object-src": "'none'",
+    "frame-ancestors": "'none'",
+}
 RAW_BODY_ENDPOINTS = frozenset({"webhooks.receive_stripe_event"})  # reads its own bytes
 
 
@@ -84,6 +97,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.before_request(refuse_hostile_input)  # before CSRF: its error page reads the form
     extensions.csrf.init_app(app)
+    _init_security_headers(app)
     extensions.babel.init_app(app, locale_selector=_select_locale)
 
     _register_blueprints(app)
@@ -97,6 +111,24 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     _register_error_pages(app)
     return app
+
+
+def _init_security_headers(app: Flask) -> None:
+    """Flask-Talisman: CSP, frame-ancestors, nosniff, Referrer-Policy; HSTS in
+    production only. It never redirects to https (the proxy in front does, and
+    dev, tests and the webhook route run on plain http); the session cookie
+    stays Secure exactly when PUBLIC_BASE_URL is https."""
+    extensions.talisman.init_app(
+        app,
+        force_https=False,
+        strict_transport_security=app.config["APP_ENV"] == "production",
+        strict_transport_security_include_subdomains=False,
+        content_security_policy=CONTENT_SECURITY_POLICY,
+        frame_options="DENY",
+        referrer_policy="strict-origin-when-cross-origin",
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        session_cookie_http_only=True,
+    )
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -202,3 +202,69 @@ def test_an_unexpected_database_error_logs_its_type_and_never_its_parameters(
     assert "leak.me@example.org" not in caplog.text
     assert "leak.me@example.org" not in response.get_data(as_text=True)
     assert "DataError" in caplog.text
+
+
+# -- security headers ----------------------------------------------------------
+
+
+def test_every_page_carries_a_strict_content_security_policy_and_the_usual_headers(
+    app: Flask, db: Session
+) -> None:
+    make_staff(app, db, "root@newsroom.test", "admin")
+    admin = logged_in(app, "root@newsroom.test")
+    for path in ("/donate", "/login", "/ledger/", "/ledger/staff", "/healthz", "/nowhere"):
+        response = admin.get(path)
+        csp = response.headers.get("Content-Security-Policy", "")
+        directives = dict(
+            (part.split(" ", 1) + [""])[:2] for part in (p.strip() for p in csp.split(";")) if part
+        )
+        assert directives.get("script-src") == "'self'", (path, csp)
+        assert directives.get("style-src") == "'self'", path
+        assert directives.get("img-src") == "'self' data:", path
+        assert directives.get("frame-ancestors") == "'none'", path
+        assert directives.get("base-uri") == "'none'", path
+        assert directives.get("object-src") == "'none'", path
+        assert directives.get("form-action", "").startswith("'self'"), path
+        assert "unsafe-inline" not in csp, path
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", path
+        assert response.headers.get("Referrer-Policy"), path
+        assert "Strict-Transport-Security" not in response.headers, path  # not production
+    for path in ("/login", "/ledger/", "/ledger/staff"):
+        assert admin.get(path).headers.get("Cache-Control") == "no-store", path
+    assert "no-store" not in (admin.get("/donate").headers.get("Cache-Control") or "")
+
+
+def test_the_webhook_and_healthz_still_answer_over_plain_http_in_development(
+    client: FlaskClient,
+) -> None:
+    assert client.get("/healthz").status_code == 200  # no redirect to https
+    response = client.post("/webhooks/stripe", data=b"{}", content_type="application/json")
+    assert response.status_code == 400  # refused for its signature, not redirected
+
+
+def test_production_sends_hsts_and_a_secure_session_cookie(db_url: str) -> None:
+    from app import create_app
+
+    production = create_app(
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": db_url,
+            "SECRET_KEY": "s" * 32,
+            "STRIPE_SECRET_KEY": "sk_live_donations_suite",
+            "STRIPE_WEBHOOK_SECRET": "whsec_live_suite",
+            "PUBLIC_BASE_URL": "https://donate.example.org",
+            "REDIS_URL": "redis://127.0.0.1:6379/13",
+            "DATA_ENCRYPTION_KEY": "a" * 43 + "=",
+            "TRUSTED_PROXY_HOPS": 1,
+        }
+    )
+    try:
+        response = production.test_client().get(
+            "/login", base_url="https://donate.example.org", headers={"X-Forwarded-Proto": "https"}
+        )
+        assert response.status_code == 200
+        assert "max-age=" in response.headers.get("Strict-Transport-Security", "")
+        assert production.config["SESSION_COOKIE_SECURE"] is True
+        assert production.config["STAFF_REQUIRE_2FA"] is True
+    finally:
+        production.extensions["donations.db"].dispose()
