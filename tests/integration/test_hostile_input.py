@@ -216,7 +216,7 @@ def test_every_page_carries_a_strict_content_security_policy_and_the_usual_heade
         response = admin.get(path)
         csp = response.headers.get("Content-Security-Policy", "")
         directives = dict(
-            (part.split(" ", 1) + [""])[:2] for part in (p.strip() for p in csp.split(";")) if part
+            [*part.split(" ", 1), ""][:2] for part in (p.strip() for p in csp.split(";")) if part
         )
         assert directives.get("script-src") == "'self'", (path, csp)
         assert directives.get("style-src") == "'self'", path
