@@ -228,7 +228,7 @@ def init_app(app: Flask) -> None:
         ip_max_failures=int(config["LOGIN_IP_MAX_FAILURES"]),
         max_delay=timedelta(seconds=int(config["LOGIN_MAX_DELAY_SECONDS"])),
         lockout=timedelta(minutes=int(config["LOGIN_LOCKOUT_MINUTES"])),
-        ip_max_delay=timedelta(seconds=float(config.get("LOGIN_IP_MAX_DELAY_SECONDS", 2))),
+        ip_max_delay=timedelta(seconds=float(config["LOGIN_IP_MAX_DELAY_SECONDS"])),
     )
     app.extensions["donations.secret_cipher"] = make_cipher(config["DATA_ENCRYPTION_KEYS"])
     # One limiter per app: Redis (shared by every instance) when REDIS_URL is

@@ -213,16 +213,39 @@ class Admin:
             self.client, self.token = self._login()
 
 
-@pytest.mark.settings(
-    LOGIN_RATE_LIMIT="100000 per minute",
-    LOGIN_IP_MAX_DELAY_SECONDS=0,
-    LOGIN_FREE_FAILURES=1000,
-    LOGIN_MAX_FAILURES=100000,
-)
+LENIENT = {
+    "LOGIN_RATE_LIMIT": "100000 per minute",
+    "LOGIN_IP_MAX_DELAY_SECONDS": 0,
+    "LOGIN_FREE_FAILURES": 1000,
+    "LOGIN_MAX_FAILURES": 100000,
+}
+
+
+@pytest.mark.settings(**LENIENT)
 def test_no_garbage_request_to_any_route_is_a_5xx(
     app: Flask, db: Session, stripe_http: responses.RequestsMock
 ) -> None:
     _stub_stripe(stripe_http)
+    _fuzz(app, db, REQUESTS)
+
+
+def test_no_garbage_request_to_the_sandbox_routes_is_a_5xx_either(
+    app_config: dict[str, Any], stripe_http: responses.RequestsMock
+) -> None:
+    from app import create_app
+
+    sandbox = create_app({**app_config, **LENIENT, "STRIPE_SECRET_KEY": None})
+    database = sandbox.extensions["donations.db"]
+    session = database.session()
+    try:
+        assert "sandbox" in sandbox.blueprints
+        _fuzz(sandbox, session, REQUESTS // 2)
+    finally:
+        session.close()
+        database.dispose()
+
+
+def _fuzz(app: Flask, db: Session, requests: int) -> None:
     rng = random.Random(SEED)
     rules = sorted(
         (rule.rule, sorted((rule.methods or set()) & {"GET", "POST"}))
@@ -232,7 +255,7 @@ def test_no_garbage_request_to_any_route_is_a_5xx(
     admin = Admin(app, db)
     anonymous = app.test_client()
     failures: list[str] = []
-    for number in range(REQUESTS):
+    for number in range(requests):
         rule, methods = rules[number % len(rules)]
         if not methods:
             continue
