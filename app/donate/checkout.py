@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from sqlalchemy.orm import Session
 
 from app.donate.models import Checkout
-from app.donors import find_or_create_donor, latest_customer_id
+from app.donors import find_or_create_donor
 from app.money import FeeCover, format_plain
 from app.payments import Payments
 
@@ -112,10 +112,13 @@ def cancel_url_for(gift: Gift, base_url: str) -> str:
     return f"{base_url}/donate?{urlencode(query)}"
 
 
-def session_params(
-    gift: Gift, checkout_id: str, settings: CheckoutSettings, *, customer_id: str | None
-) -> dict[str, Any]:
-    """The Checkout Session create parameters for this gift."""
+def session_params(gift: Gift, checkout_id: str, settings: CheckoutSettings) -> dict[str, Any]:
+    """The Checkout Session create parameters for this gift.
+
+    Never an existing `customer`: the email is only what someone typed, so
+    reusing the customer we know for it would let a stranger's gift (and card)
+    join a known donor's Stripe customer. Checkout makes a new customer each
+    time; donors are joined by normalised email in the ledger."""
     metadata = {"checkout_id": checkout_id, "frequency": gift.frequency, **gift.attribution}
     recurring = gift.frequency in ("month", "year")
 
@@ -153,18 +156,14 @@ def session_params(
         "cancel_url": cancel_url_for(gift, settings.public_base_url),
         "locale": gift.locale if gift.locale in STRIPE_CHECKOUT_LOCALES else "auto",
     }
-    if customer_id:
-        params["customer"] = customer_id
-    else:
-        params["customer_email"] = gift.email
+    params["customer_email"] = gift.email
     if recurring:
         params["subscription_data"] = {"metadata": metadata}
     else:
         params["submit_type"] = "donate"
         params["payment_intent_data"] = {"metadata": metadata}
-        if not customer_id:
-            # A customer for every one-time donor too, so a later gift reuses it.
-            params["customer_creation"] = "always"
+        # A customer for every one-time donor too (subscriptions make one anyway).
+        params["customer_creation"] = "always"
     return params
 
 
@@ -182,8 +181,7 @@ def start_checkout(
     existing = session.get(Checkout, checkout_id)
     if existing is not None:
         return existing
-    customer_id = latest_customer_id(session, gift.email, livemode=payments.livemode)
-    params = session_params(gift, checkout_id, settings, customer_id=customer_id)
+    params = session_params(gift, checkout_id, settings)
     created = payments.create_checkout_session(
         params, idempotency_key=idempotency_key_for(checkout_id)
     )
@@ -207,7 +205,7 @@ def start_checkout(
         locale=gift.locale,
         stripe_checkout_session_id=created["id"],
         stripe_checkout_url=created.get("url"),
-        stripe_customer_id=customer_id,
+        stripe_customer_id=None,  # Checkout makes the customer; the webhook tells it
         livemode=bool(created.get("livemode", payments.livemode)),
         status="open",
         expires_at=datetime.fromtimestamp(expires_at, UTC) if expires_at else None,

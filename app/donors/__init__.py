@@ -7,7 +7,6 @@ from app.donors.identity import (
     attach_customer,
     donor_for_customer,
     find_or_create_donor,
-    latest_customer_id,
     normalise_email,
 )
 from app.donors.models import Donor, StripeCustomer
@@ -18,6 +17,5 @@ __all__ = [
     "attach_customer",
     "donor_for_customer",
     "find_or_create_donor",
-    "latest_customer_id",
     "normalise_email",
 ]

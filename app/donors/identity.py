@@ -59,15 +59,3 @@ def donor_for_customer(session: Session, stripe_customer_id: str) -> Donor | Non
         .join(StripeCustomer)
         .where(StripeCustomer.stripe_customer_id == stripe_customer_id)
     ).first()
-
-
-def latest_customer_id(session: Session, email: str, *, livemode: bool) -> str | None:
-    """The newest Stripe customer we know for this email in this mode, to reuse
-    at checkout."""
-    return session.scalars(
-        select(StripeCustomer.stripe_customer_id)
-        .join(Donor)
-        .where(Donor.email == normalise_email(email), StripeCustomer.livemode == livemode)
-        .order_by(StripeCustomer.created_at.desc(), StripeCustomer.id.desc())
-        .limit(1)
-    ).first()

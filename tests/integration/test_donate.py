@@ -181,9 +181,13 @@ def test_covering_the_fee_adds_an_exact_second_line_item(
     assert checkout.cover_fees is True
 
 
-def test_a_returning_donor_reuses_their_stripe_customer(
-    client: FlaskClient, stripe_http: responses.RequestsMock, db: Session
+@pytest.mark.parametrize("frequency", ["once", "month"])
+def test_a_gift_with_a_known_email_never_joins_that_donors_stripe_customer(
+    client: FlaskClient, stripe_http: responses.RequestsMock, db: Session, frequency: str
 ) -> None:
+    # Anyone can type a known donor's email: it must not attach the gift (and
+    # the card) to that donor's Stripe customer. Checkout makes a new customer;
+    # the ledger joins the donor by normalised email.
     donor = Donor(email="reader@example.org", name="Ada")
     db.add(donor)
     db.flush()
@@ -191,12 +195,21 @@ def test_a_returning_donor_reuses_their_stripe_customer(
     db.commit()
     stripe_http.post(SESSIONS_URL, json=checkout_session())
 
-    client.post("/donate", data=form_data(client, email=" READER@example.org "))
+    response = client.post(
+        "/donate", data=form_data(client, email=" READER@example.org ", frequency=frequency)
+    )
 
+    assert response.status_code == 303
     params = sent_params(stripe_http.calls[0])
-    assert params["customer"] == "cus_Returning1"
-    assert "customer_email" not in params
-    assert "customer_creation" not in params
+    assert not any(key.startswith("customer[") or key == "customer" for key in params)
+    assert params["customer_email"] == "READER@example.org"
+    if frequency == "once":
+        assert params["customer_creation"] == "always"
+    else:
+        assert "customer_creation" not in params  # subscriptions always make one
+    checkout = db.scalars(select(Checkout)).one()
+    assert checkout.stripe_customer_id is None
+    assert checkout.donor_id == donor.id
     assert count(db, Donor) == 1
 
 
