@@ -19,6 +19,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+# An execution option of ours: this connection's SQLite transactions begin DEFERRED.
+_DEFERRED_OPTION = "donations_sqlite_deferred"
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -82,12 +85,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling is off (see _sqlite_pragmas); emit
-        # BEGIN ourselves so SQLAlchemy's transactions are SQLite's. Readers
-        # never block the writer in WAL mode; SQLite is the embedded setup
-        # (one worker, one host), PostgreSQL the one for concurrency.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        # BEGIN ourselves so SQLAlchemy's transactions are SQLite's. IMMEDIATE:
+        # a transaction that reads and then writes (nearly all of ours) takes
+        # the write lock up front and so waits its turn (busy_timeout). A plain
+        # BEGIN would take it only at the first write, and SQLite answers such
+        # an upgrade with SQLITE_BUSY ("database is locked") at once, without
+        # waiting, whenever another connection wrote meanwhile. Sessions that
+        # only read (or write before they read) may ask for a plain BEGIN:
+        # Database.session(immediate=False), so they never hold the write lock.
+        # SQLite is the embedded setup (one worker, one host), PostgreSQL the
+        # one for concurrency.
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_begin(conn: Any) -> None:
+    deferred = conn.get_execution_options().get(_DEFERRED_OPTION, False)
+    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -107,13 +122,20 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(
+            self.engine.execution_options(**{_DEFERRED_OPTION: True}), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def session(self) -> Session:
-        return self.sessions()
+    def session(self, *, immediate: bool = True) -> Session:
+        """A new session. On SQLite its transactions take the write lock at
+        BEGIN (IMMEDIATE) unless `immediate=False`: for a session that reads
+        before it could write, only that waits its turn instead of failing
+        with "database is locked". Elsewhere the flag changes nothing."""
+        return self.sessions() if immediate else self.read_sessions()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -136,9 +136,10 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 @pytest.fixture
 def db(app: Flask) -> Iterator[Session]:
-    """A session on the app's database, for arranging and asserting on rows."""
+    """A session on the app's database, for arranging and asserting on rows.
+    Deferred on SQLite: a test reading between requests holds no write lock."""
     database: Database = app.extensions["donations.db"]
-    session = database.session()
+    session = database.session(immediate=False)
     yield session
     session.close()
 
