@@ -20,11 +20,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # The worker runs in the background beside the dev server and is stopped with it.
+# DEV_HOST/DEV_PORT tell the app where it is served, so Checkout's return URLs
+# and the sandbox's webhook deliveries follow PORT= (unless PUBLIC_BASE_URL is set).
+DEV_ENV = DEV_HOST=$(HOST) DEV_PORT=$(PORT)
 run: $(VENV)/.installed
 	$(BIN)/donations db upgrade
-	$(BIN)/donations worker & worker=$$!; \
+	$(DEV_ENV) $(BIN)/donations worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
-	$(BIN)/donations run --host $(HOST) --port $(PORT)
+	$(DEV_ENV) $(BIN)/donations run --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ Flask and no `stripe`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from copy import copy
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -139,11 +140,22 @@ def format_short(minor: int, currency: str, locale: str = "en") -> str:
 
 @dataclass(frozen=True)
 class FeeCover:
-    """A processing fee the donor may choose to cover: rate in basis points plus
-    a fixed part in minor units."""
+    """A processing fee (what Stripe takes from a charge) and what a donor adds
+    to cover it: rate in basis points plus a fixed part in minor units."""
 
     rate_bp: int
     fixed_minor: int
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Mapping[str, int]], currency: str) -> FeeCover:
+        """The entry of a `[processing_fees.<cur>]` table (rate_bp, fixed)."""
+        entry = table[currency]
+        return cls(int(entry["rate_bp"]), int(entry["fixed"]))
+
+    def fee_on(self, amount_minor: int) -> int:
+        """The fee on a charge of `amount_minor`: the rate rounded half up, plus
+        the fixed part."""
+        return (amount_minor * self.rate_bp + 5_000) // 10_000 + self.fixed_minor
 
     def extra_for(self, amount_minor: int) -> int:
         """What to add so that after Stripe takes rate and fixed part, the

@@ -104,6 +104,8 @@ def load_settings(
         settings[name] = environ.get(name) or None
     settings["APP_ENV"] = app_env
     settings["FLASK_DEBUG"] = environ.get("FLASK_DEBUG")
+    if app_env == "development" and "PUBLIC_BASE_URL" not in environ and environ.get("DEV_PORT"):
+        settings["PUBLIC_BASE_URL"] = _dev_server_url(environ)
     settings.update(overrides)
     _finish(settings)
     if app_env == "production":
@@ -142,6 +144,20 @@ def _finish(settings: dict[str, Any]) -> None:
     settings["PUBLIC_BASE_URL"] = str(settings["PUBLIC_BASE_URL"]).rstrip("/")
     settings["DATABASE_URL"] = _anchor_sqlite_path(str(settings["DATABASE_URL"]))
     _check_currencies(settings)
+
+
+def _dev_server_url(environ: Mapping[str, str]) -> str:
+    """Where `make run` serves (DEV_HOST, DEV_PORT), as a browser reaches it:
+    a server on every interface is still reached on loopback."""
+    host = environ.get("DEV_HOST") or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = environ["DEV_PORT"].strip()
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"DEV_PORT must be a port number, not {port!r}")
+    return f"http://{host}:{int(port)}"
 
 
 def _anchor_sqlite_path(url: str) -> str:
@@ -219,9 +235,15 @@ def _check_currencies(settings: dict[str, Any]) -> None:
             for amount in presets[code].get(frequency, []):
                 if not (low <= amount <= high and amount % step == 0):
                     raise ConfigError(f"presets.{code}.{frequency}: {amount} is outside the limits")
-        if code not in settings["FEE_COVER_FIXED"]:
-            raise ConfigError(f"fee_cover_fixed.{code} is missing")
+        fee = settings["PROCESSING_FEES"].get(code)
+        if not isinstance(fee, dict) or not {"rate_bp", "fixed"} <= fee.keys():
+            raise ConfigError(f"processing_fees.{code} needs rate_bp and fixed")
+        if not (0 <= int(fee["rate_bp"]) < 10_000 and int(fee["fixed"]) >= 0):
+            raise ConfigError(f"processing_fees.{code}: need 0 <= rate_bp < 10000, fixed >= 0")
     if settings["DEFAULT_FREQUENCY"] not in FREQUENCIES:
         raise ConfigError("DEFAULT_FREQUENCY must be once, month or year")
-    if not 0 <= int(settings["FEE_COVER_RATE_BP"]) < 10_000:
-        raise ConfigError("FEE_COVER_RATE_BP must be between 0 and 9999")
+    rate = settings["FEE_COVER_RATE_BP"]
+    if rate not in ("", None):  # empty: each currency's processing_fees rate
+        if not (str(rate).isdigit() and 0 <= int(rate) < 10_000):
+            raise ConfigError("FEE_COVER_RATE_BP must be empty or between 0 and 9999")
+        settings["FEE_COVER_RATE_BP"] = int(rate)

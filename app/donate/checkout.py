@@ -70,8 +70,7 @@ class CheckoutSettings:
     donation_product_name: str
     membership_product: str  # prod_... or "" for an inline product
     membership_product_name: str
-    fee_cover_rate_bp: int
-    fee_cover_fixed: dict[str, int]
+    fee_covers: dict[str, FeeCover]  # per offered currency
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> CheckoutSettings:
@@ -81,12 +80,24 @@ class CheckoutSettings:
             donation_product_name=config["DONATION_PRODUCT_NAME"],
             membership_product=config["MEMBERSHIP_PRODUCT"],
             membership_product_name=config["MEMBERSHIP_PRODUCT_NAME"],
-            fee_cover_rate_bp=int(config["FEE_COVER_RATE_BP"]),
-            fee_cover_fixed={k: int(v) for k, v in config["FEE_COVER_FIXED"].items()},
+            fee_covers={code: fee_cover_from_config(config, code) for code in config["CURRENCIES"]},
         )
 
     def fee_cover(self, currency: str) -> FeeCover:
-        return FeeCover(self.fee_cover_rate_bp, self.fee_cover_fixed.get(currency, 0))
+        return self.fee_covers[currency]
+
+
+def fee_cover_from_config(config: dict[str, Any], currency: str) -> FeeCover:
+    """What "cover the fee" adds in `currency`: the currency's processing fee
+    (processing_fees), unless fee_cover_rate_bp or fee_cover_fixed.<cur>
+    override a part of it."""
+    fee = FeeCover.from_table(config["PROCESSING_FEES"], currency)
+    rate = config.get("FEE_COVER_RATE_BP")
+    fixed = (config.get("FEE_COVER_FIXED") or {}).get(currency)
+    return FeeCover(
+        fee.rate_bp if rate in ("", None) else int(rate),
+        fee.fixed_minor if fixed is None else int(fixed),
+    )
 
 
 def checkout_id_for(gift: Gift) -> str:

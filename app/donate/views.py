@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+from decimal import Decimal
 from typing import Any
 
+from babel.numbers import format_percent
 from flask import (
     Blueprint,
     abort,
@@ -31,7 +33,7 @@ from app.donate.checkout import CheckoutSettings, checkout_id_for, start_checkou
 from app.donate.forms import ATTRIBUTION_FIELDS, FREQUENCY_LABELS, DonationForm, new_nonce
 from app.donate.models import Checkout
 from app.extensions import db_session
-from app.money import MoneyError, decimal_places, format_plain, format_short, parse_amount
+from app.money import FeeCover, MoneyError, decimal_places, format_plain, format_short, parse_amount
 from app.payments import Payments, PaymentsError
 from app.settings import FREQUENCIES
 
@@ -102,9 +104,9 @@ def _form_context(form: DonationForm, **extra: Any) -> dict[str, Any]:
     }
     fee_cover = {
         code: {
-            "rate_bp": settings.fee_cover_rate_bp,
-            "fixed": settings.fee_cover_fixed.get(code, 0),
-            "fixed_label": format_short(settings.fee_cover_fixed.get(code, 0), code, locale),
+            "rate_bp": settings.fee_cover(code).rate_bp,
+            "fixed": settings.fee_cover(code).fixed_minor,
+            "note": _fee_note(settings.fee_cover(code), code, locale),
         }
         for code in config["CURRENCIES"]
     }
@@ -131,12 +133,22 @@ def _form_context(form: DonationForm, **extra: Any) -> dict[str, Any]:
         "frequency": frequency,
         "presets": presets,
         "fee_cover": fee_cover,
-        "fee_rate_label": f"{settings.fee_cover_rate_bp / 100:g}%",
         "frequency_labels": FREQUENCY_LABELS,
         "button_label": _button_label(form, currency, frequency, locale),
         "locale": locale,
         **extra,
     }
+
+
+def _fee_note(fee: FeeCover, currency: str, locale: str) -> str:
+    rate = format_percent(Decimal(fee.rate_bp).scaleb(-4), "#,##0.##%", locale=locale)
+    if not fee.fixed_minor:
+        return _("Adds %(rate)s so that we receive your whole gift.", rate=rate)
+    return _(
+        "Adds %(rate)s + %(fixed)s so that we receive your whole gift.",
+        rate=rate,
+        fixed=format_short(fee.fixed_minor, currency, locale),
+    )
 
 
 def _button_label(form: DonationForm, currency: str, frequency: str, locale: str) -> str:

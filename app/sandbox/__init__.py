@@ -15,8 +15,6 @@ from app.sandbox.charging import DECLINED_CARD, SUCCEEDING_CARD, PayResult
 from app.sandbox.delivery import DELIVERY_TIMEOUT_SECONDS, DeliveryReport, signature_header
 from app.sandbox.objects import (
     AVAILABLE_AFTER,
-    FEE_FIXED_MINOR,
-    FEE_RATE_BP,
     SESSION_LIFETIME,
     new_id,
     processing_fee,
@@ -27,8 +25,6 @@ __all__ = [
     "AVAILABLE_AFTER",
     "DECLINED_CARD",
     "DELIVERY_TIMEOUT_SECONDS",
-    "FEE_FIXED_MINOR",
-    "FEE_RATE_BP",
     "SESSION_LIFETIME",
     "SUCCEEDING_CARD",
     "DeliveryReport",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,9 @@ from app.sandbox import billing, objects, store
 from app.sandbox.billing import add_interval
 from app.sandbox.models import SandboxObject
 from app.sandbox.objects import Events, new_id, ts
+
+# The [processing_fees] table: currency -> {rate_bp, fixed}.
+Fees = Mapping[str, Mapping[str, int]]
 
 SUCCEEDING_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
@@ -35,7 +39,13 @@ class PayResult:
 
 
 def pay(
-    session: Session, session_id: str, card_number: str, email: str, *, api_version: str
+    session: Session,
+    session_id: str,
+    card_number: str,
+    email: str,
+    *,
+    api_version: str,
+    fees: Fees,
 ) -> PayResult:
     """Pay an open session with a test card: the Stripe objects and the
     events Stripe would send (stored, not yet delivered). Flushes only."""
@@ -63,9 +73,9 @@ def pay(
     checkout_session["customer_details"] = objects.customer_details(email)
     if checkout_session["mode"] == "subscription":
         assert customer is not None  # made above for every subscription
-        _subscribe(session, checkout_session, params, customer, email, events, now)
+        _subscribe(session, checkout_session, params, customer, email, events, now, fees)
     else:
-        _pay_once(session, checkout_session, params, email, events, now)
+        _pay_once(session, checkout_session, params, email, events, now, fees)
     session.flush()
     store.save_events(session, events.items, events.now)
     return PayResult("paid", success_url)
@@ -176,11 +186,12 @@ def _pay_once(
     email: str,
     events: Events,
     now: datetime,
+    fees: Fees,
 ) -> None:
     intent = _intent_for(session, checkout_session, params, now)
     intent["customer"] = checkout_session["customer"]
     intent["last_payment_error"] = None
-    charge, _transaction = _succeed(session, intent, email, events, now)
+    charge, _transaction = _succeed(session, intent, email, events, now, fees)
     checkout_session.update(status="complete", payment_status="paid")
     checkout_session["payment_intent"] = intent["id"]
     store.save(session, checkout_session, now)
@@ -196,13 +207,14 @@ def _succeed(
     email: str,
     events: Events,
     now: datetime,
+    fees: Fees,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A successful charge on `intent` and its balance transaction. The
     charge is captured asynchronously, as under automatic_async: its
     balance transaction appears after charge.succeeded."""
     charge = objects.charge(intent, email, now, SUCCEEDING_CARD)
     events.charge_before_settlement = copy.deepcopy(charge)
-    transaction = objects.balance_transaction(charge, now)
+    transaction = objects.balance_transaction(charge, now, fees)
     charge["balance_transaction"] = transaction["id"]
     intent.update(status="succeeded", amount_received=intent["amount"])
     intent["latest_charge"] = charge["id"]
@@ -221,11 +233,12 @@ def _subscribe(
     email: str,
     events: Events,
     now: datetime,
+    fees: Fees,
 ) -> None:
     subscription_id = new_id("sub")
     subscription = billing.subscription(subscription_id, checkout_session, params, customer, now)
     charge, intent, invoice, invoice_payment = _invoice(
-        session, subscription, "subscription_create", email, events, now
+        session, subscription, "subscription_create", email, events, now, fees
     )
     store.save(session, subscription, now)
     checkout_session.update(
@@ -252,6 +265,7 @@ def _invoice(
     email: str,
     events: Events,
     now: datetime,
+    fees: Fees,
     billed_period: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """A paid invoice for the subscription's current period, with its
@@ -268,7 +282,7 @@ def _invoice(
     intent = objects.payment_intent(
         total, subscription["currency"], subscription["customer"], {}, description, now
     )
-    charge, _transaction = _succeed(session, intent, email, events, now)
+    charge, _transaction = _succeed(session, intent, email, events, now, fees)
     invoice = billing.invoice(invoice_id, subscription, billing_reason, email, now, billed_period)
     invoice_payment = billing.invoice_payment(invoice, intent["id"], now)
     subscription["latest_invoice"] = invoice_id
@@ -287,7 +301,9 @@ def active_subscription_ids(session: Session) -> list[str]:
     return [sub["id"] for sub in found if sub["status"] in ("active", "past_due")]
 
 
-def renew(session: Session, subscription_id: str, *, api_version: str) -> dict[str, Any]:
+def renew(
+    session: Session, subscription_id: str, *, api_version: str, fees: Fees
+) -> dict[str, Any]:
     """The next period of an active subscription, paid: the renewal's
     invoice (billing_reason subscription_cycle) and its payment, and the
     events Stripe sends for it (stored, not yet delivered). Flushes only."""
@@ -320,7 +336,7 @@ def renew(session: Session, subscription_id: str, *, api_version: str) -> dict[s
     customer = store.load(session, subscription["customer"]) or {}
     email = customer.get("email") or ""
     charge, intent, invoice, invoice_payment = _invoice(
-        session, subscription, "subscription_cycle", email, events, now, billed_period
+        session, subscription, "subscription_cycle", email, events, now, fees, billed_period
     )
     store.save(session, subscription, now)
     events.add("customer.subscription.updated", subscription, previous_attributes=previous)

@@ -8,21 +8,22 @@ from __future__ import annotations
 import copy
 import secrets
 import string
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.money import FeeCover
 from app.payments import PaymentsError
 
-FEE_RATE_BP = 290  # 2.9 %
-FEE_FIXED_MINOR = 30
 AVAILABLE_AFTER = timedelta(days=2)
 SESSION_LIFETIME = timedelta(hours=24)
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def processing_fee(amount: int) -> int:
-    """Stripe's standard card fee, 2.9 % + 30 minor units, rounded half up."""
-    return (amount * FEE_RATE_BP + 5_000) // 10_000 + FEE_FIXED_MINOR
+def processing_fee(amount: int, currency: str, fees: Mapping[str, Mapping[str, int]]) -> int:
+    """The fee on a charge: the currency's rate, rounded half up, plus its fixed
+    part, from the `[processing_fees]` table (config/default.toml)."""
+    return FeeCover.from_table(fees, currency).fee_on(amount)
 
 
 def new_id(prefix: str) -> str:
@@ -263,9 +264,11 @@ def charge(intent: dict[str, Any], email: str, now: datetime, card: str) -> dict
     }
 
 
-def balance_transaction(charge: dict[str, Any], now: datetime) -> dict[str, Any]:
+def balance_transaction(
+    charge: dict[str, Any], now: datetime, fees: Mapping[str, Mapping[str, int]]
+) -> dict[str, Any]:
     amount, currency = charge["amount"], charge["currency"]
-    fee = processing_fee(amount)
+    fee = processing_fee(amount, currency, fees)
     return {
         "id": new_id("txn"),
         "object": "balance_transaction",

@@ -6,7 +6,7 @@ production or when a Stripe key is set; never commits the caller's session."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ class SandboxPayments:
         webhook_url: str,
         webhook_secret: str,
         api_version: str,
+        processing_fees: Mapping[str, Mapping[str, int]],
     ) -> None:
         self._database = database
         self._session = session
@@ -41,6 +42,7 @@ class SandboxPayments:
         self.webhook_url = webhook_url
         self._webhook_secret = webhook_secret
         self.api_version = api_version
+        self.processing_fees = processing_fees
         self._reader = store.reader_engine(database)
 
     @classmethod
@@ -55,6 +57,7 @@ class SandboxPayments:
             webhook_url=str(config.get("SANDBOX_WEBHOOK_URL") or f"{base}/webhooks/stripe"),
             webhook_secret=config["STRIPE_WEBHOOK_SECRETS"][0],
             api_version=str(config["STRIPE_API_VERSION"]),
+            processing_fees=config["PROCESSING_FEES"],
         )
 
     # -- Payments -------------------------------------------------------------
@@ -187,7 +190,14 @@ class SandboxPayments:
     def pay(self, session: Session, session_id: str, card_number: str, email: str) -> PayResult:
         """Pay an open session with a test card: the Stripe objects and the
         events Stripe would send (stored, not yet delivered). Flushes only."""
-        return charging.pay(session, session_id, card_number, email, api_version=self.api_version)
+        return charging.pay(
+            session,
+            session_id,
+            card_number,
+            email,
+            api_version=self.api_version,
+            fees=self.processing_fees,
+        )
 
     # -- renewals ---------------------------------------------------------------
 
@@ -198,7 +208,9 @@ class SandboxPayments:
         """The next period of an active subscription, paid: the renewal's
         invoice (billing_reason subscription_cycle) and its payment, and the
         events Stripe sends for it (stored, not yet delivered). Flushes only."""
-        return charging.renew(session, subscription_id, api_version=self.api_version)
+        return charging.renew(
+            session, subscription_id, api_version=self.api_version, fees=self.processing_fees
+        )
 
     # -- delivery ----------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from app.extensions import db_session
 from app.payments import PaymentsError
 from app.sandbox import SandboxPayments, add_interval, processing_fee, sandbox_allowed
 from app.sandbox.models import SandboxObject
+from app.settings import load_settings
 from app.stripe_api import StripeApi
 from tests.conftest import WEBHOOK_SECRET
 from tests.servers import live_app
@@ -237,11 +238,66 @@ def test_the_sandbox_is_never_active_when_a_stripe_key_is_set(tmp_path: Path) ->
     assert not sandbox_allowed(production)
 
 
-def test_the_sandbox_fee_is_2_9_percent_plus_30_rounded_half_up() -> None:
-    assert processing_fee(1000) == 29 + 30
-    assert processing_fee(2500) == 73 + 30  # 72.5 rounds up
-    assert processing_fee(1150) == 33 + 30  # 33.35 rounds down
-    assert processing_fee(100_000) == 2900 + 30
+def test_the_sandbox_fee_is_the_currencys_rate_plus_fixed_part_rounded_half_up() -> None:
+    fees = load_settings(environ={"APP_ENV": "test", "SECRET_KEY": "k"})["PROCESSING_FEES"]
+    assert processing_fee(1000, "usd", fees) == 29 + 30
+    assert processing_fee(2500, "usd", fees) == 73 + 30  # 72.5 rounds up
+    assert processing_fee(1150, "usd", fees) == 33 + 30  # 33.35 rounds down
+    assert processing_fee(100_000, "usd", fees) == 2900 + 30
+    assert processing_fee(2500, "eur", fees) == 38 + 25  # 37.5 rounds up
+    assert processing_fee(2500, "gbp", fees) == 38 + 20
+    assert processing_fee(3000, "jpy", fees) == 108
+
+
+# What "cover the fee" adds is the sandbox's own fee for that currency, so the
+# newsroom keeps the whole gift: usd 2.9 % + 30, eur 1.5 % + 25, gbp 1.5 % + 20,
+# jpy 3.6 % (config/default.toml, [processing_fees]).
+@pytest.mark.parametrize(
+    ("currency", "amount", "gift_minor"),
+    [("usd", "25", 2500), ("eur", "25", 2500), ("gbp", "19.99", 1999), ("jpy", "3000", 3000)],
+)
+@pytest.mark.parametrize("frequency", ["once", "month"])
+def test_covering_the_fee_nets_the_whole_gift_after_the_sandbox_fee_in_each_currency(
+    served: Flask,
+    client: FlaskClient,
+    capture: Capture,
+    currency: str,
+    amount: str,
+    gift_minor: int,
+    frequency: str,
+) -> None:
+    html = client.get(f"/donate?currency={currency}").get_data(as_text=True)
+    response = client.post(
+        "/donate",
+        data={
+            "csrf_token": _token(html),
+            "nonce": _hidden(html, "nonce"),
+            "frequency": frequency,
+            "currency": currency,
+            "amount": amount,
+            "cover_fees": "y",
+            "email": "reader@example.org",
+            "name": "Ada Reader",
+        },
+    )
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    path = urlsplit(response.headers["Location"]).path
+
+    assert pay(client, path, GOOD_CARD).status_code == 303
+
+    charge = next(e for e in capture.events if e["type"] == "charge.updated")["data"]["object"]
+    transaction = sandbox_of(served).retrieve_balance_transaction(charge["balance_transaction"])
+    fees = served.config["PROCESSING_FEES"][currency]
+    assert transaction["currency"] == currency
+    assert transaction["amount"] > gift_minor
+    assert transaction["fee"] == processing_fee(
+        transaction["amount"], currency, served.config["PROCESSING_FEES"]
+    )
+    assert (
+        transaction["fee"]
+        == (transaction["amount"] * fees["rate_bp"] + 5_000) // 10_000 + (fees["fixed"])
+    )
+    assert 0 <= transaction["net"] - gift_minor <= 1  # the least total that covers it
 
 
 def test_sandbox_periods_keep_the_day_or_end_at_the_end_of_a_shorter_month() -> None:
@@ -358,7 +414,8 @@ def test_a_one_time_sandbox_gift_delivers_signed_stripe_shaped_events_and_thanks
 
     sandbox = sandbox_of(served)
     transaction = sandbox.retrieve_balance_transaction(charge["balance_transaction"])
-    assert transaction["fee"] == processing_fee(2500) == 103  # 72.5 rounds up, plus 30
+    fees = served.config["PROCESSING_FEES"]
+    assert transaction["fee"] == processing_fee(2500, "usd", fees) == 103  # 72.5 up, plus 30
     assert transaction["net"] == 2500 - 103
     assert transaction["source"] == charge["id"]
     assert (transaction["type"], transaction["reporting_category"]) == ("charge", "charge")
