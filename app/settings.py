@@ -150,7 +150,7 @@ def _dev_server_url(environ: Mapping[str, str]) -> str:
     """Where `make run` serves (DEV_HOST, DEV_PORT), as a browser reaches it:
     a server on every interface is still reached on loopback."""
     host = environ.get("DEV_HOST") or "127.0.0.1"
-    if host in ("0.0.0.0", "::", ""):
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (an address to reach, not to bind)
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"

@@ -20,9 +20,10 @@ def test_in_development_the_public_address_follows_the_dev_servers_port() -> Non
     settings = _settings(APP_ENV="development", DEV_HOST="127.0.0.1", DEV_PORT="5003")
     assert settings["PUBLIC_BASE_URL"] == "http://127.0.0.1:5003"
     # A server listening on every interface is still reached on loopback.
-    assert _settings(APP_ENV="development", DEV_HOST="0.0.0.0", DEV_PORT="5004")[
-        "PUBLIC_BASE_URL"
-    ] == "http://127.0.0.1:5004"
+    assert (
+        _settings(APP_ENV="development", DEV_HOST="0.0.0.0", DEV_PORT="5004")["PUBLIC_BASE_URL"]
+        == "http://127.0.0.1:5004"
+    )
 
 
 def test_an_explicit_public_base_url_wins_over_the_dev_servers_port() -> None:
