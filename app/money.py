@@ -12,9 +12,16 @@ import re
 from collections.abc import Mapping
 from copy import copy
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from babel import Locale
+from babel.numbers import (
+    NumberFormatError,
+    format_decimal,
+    get_decimal_symbol,
+    get_group_symbol,
+    parse_decimal,
+)
 
 # Stripe's lists (docs.stripe.com/currencies), not a general currency library's:
 # they disagree for ugx, isk, huf and twd.
@@ -46,9 +53,12 @@ THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 _CHARGE_STEP = {"isk": 100, **{code: 10 for code in THREE_DECIMAL}}
 
 _CURRENCY_CODE = re.compile(r"[a-z]{3}", re.ASCII)
-# ASCII digits only (Decimal() would take Arabic-Indic or full-width digits),
-# an optional decimal point or comma, no signs, no exponents, no separators.
-_AMOUNT_TEXT = re.compile(r"(\d{1,12})(?:[.,](\d{1,12}))?", re.ASCII)
+_ASCII_DIGITS = "0123456789"
+# Space-like group separators: CLDR gives ru a no-break space (some data a
+# narrow one); people type a plain space. Any of them is a group separator
+# where the locale's is one of them.
+_SPACES = "\u00a0\u202f "
+_CURRENCY_SYMBOLS = ("$", "€", "£", "¥", "₽")
 
 
 class MoneyError(ValueError):
@@ -74,33 +84,96 @@ def is_currency_code(value: str) -> bool:
     return bool(_CURRENCY_CODE.fullmatch(value))
 
 
-def parse_amount(text: str, currency: str) -> int:
-    """Turn what a person typed ("10", "10.50", "10,5") into minor units.
+@dataclass(frozen=True)
+class NumberSymbols:
+    """How a locale writes an amount: its decimal sign and the characters
+    accepted between groups of three digits. static/donate.js gets the same
+    (data attributes) and parses by the same rule as `parse_amount`."""
 
-    Raises MoneyError with a message fit for the person when it is not a
-    positive amount with at most the currency's decimal places.
-    """
+    decimal: str
+    group: str  # the locale's own group separator
+    groups: str  # every character accepted as one
+
+    @classmethod
+    def of(cls, locale: str) -> NumberSymbols:
+        decimal = get_decimal_symbol(locale)
+        group = get_group_symbol(locale)
+        return cls(decimal, group, _SPACES if group in _SPACES else group)
+
+    def pattern(self) -> re.Pattern[str]:
+        """Digits, either ungrouped or grouped in threes (the first group 1-3
+        digits, no leading zero), then optionally the decimal sign and digits.
+        At most 12 digits before the decimal sign."""
+        group = "[" + re.escape(self.groups) + "]"
+        return re.compile(
+            rf"(?P<whole>\d{{1,12}}|[1-9]\d{{0,2}}(?:{group}\d{{3}}){{1,3}})"
+            rf"(?:{re.escape(self.decimal)}(?P<fraction>\d{{1,12}}))?",
+            re.ASCII,
+        )
+
+
+def parse_amount(text: str, currency: str, locale: str) -> int:
+    """Turn what a person typed on a page in `locale` into minor units:
+    "1,000.50" in English, "1 000,50" in Russian.
+
+    Strict, so a typed amount is never read as another: the locale's decimal
+    sign, its group separator only between groups of three, ASCII digits, no
+    sign or exponent, at most the currency's decimal places (trailing zeros
+    count: "10.000" may be ten thousand). Raises MoneyError with a message fit
+    for the person otherwise."""
+    symbols = NumberSymbols.of(locale)
     cleaned = text.strip()
-    for symbol in ("$", "€", "£", "¥"):
-        cleaned = cleaned.removeprefix(symbol).strip()
-    match = _AMOUNT_TEXT.fullmatch(cleaned)
+    for symbol in _CURRENCY_SYMBOLS:
+        cleaned = cleaned.removeprefix(symbol).removesuffix(symbol).strip()
+    example = format_decimal(Decimal("1000.50"), "#,##0.00", locale=locale)
+    if not cleaned or any(
+        ch not in _ASCII_DIGITS + symbols.decimal + symbols.groups for ch in cleaned
+    ):
+        raise MoneyError(f"Enter an amount in digits, such as 25 or {example}.")
+    match = symbols.pattern().fullmatch(cleaned)
+    unclear = MoneyError(
+        f"Enter the amount as in {example} or 25: “{symbols.decimal}” before the "
+        "decimals, thousands apart in groups of three."
+    )
     if match is None:
-        raise MoneyError("Enter an amount in digits, such as 25 or 25.50.")
-    whole, fraction = match.group(1), match.group(2) or ""
+        raise unclear
+    whole = "".join(ch for ch in match.group("whole") if ch in _ASCII_DIGITS)
+    fraction = match.group("fraction") or ""
+    # Babel's strict reading agrees (it checks the grouping against CLDR's).
+    localised = match.group(0)
+    for space in symbols.groups:
+        localised = localised.replace(space, symbols.group)
+    try:
+        value = parse_decimal(localised, locale=locale, strict=True)
+    except NumberFormatError as exc:
+        raise unclear from exc
+    if value != Decimal(f"{whole}.{fraction or '0'}"):  # pragma: no cover - defensive
+        raise unclear
     places = decimal_places(currency)
-    fraction = fraction.rstrip("0")
     if len(fraction) > places:
         if places == 0:
             raise MoneyError(f"{currency.upper()} amounts are whole numbers.")
         raise MoneyError(f"Use at most {places} decimal places for {currency.upper()}.")
-    try:
-        value = Decimal(f"{whole}.{fraction or '0'}")
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
-        raise MoneyError("Enter an amount in digits.") from exc
     minor = int(value.scaleb(places))
     if minor <= 0:
         raise MoneyError("Enter an amount greater than zero.")
     return minor
+
+
+def parse_plain(text: str, currency: str) -> int:
+    """An amount as format_plain writes it ("25.00", "2500"): preset values
+    and links, whatever the page's language."""
+    return parse_amount(text, currency, "en")
+
+
+def format_input(minor: int, currency: str, locale: str) -> str:
+    """An amount as a person would type it on a page in `locale`, for a
+    pre-filled field: "17.50", "1000,50" (no grouping), read back by
+    parse_amount."""
+    places = decimal_places(currency)
+    pattern = "0." + "0" * places if places else "0"
+    text: str = format_decimal(to_decimal(minor, currency), pattern, locale=locale)
+    return text
 
 
 def to_decimal(minor: int, currency: str) -> Decimal:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, RadioField, SelectField, StringField, TextAreaField
@@ -25,11 +26,16 @@ from wtforms.validators import (
 )
 
 from app.donate.checkout import Gift
-from app.money import MoneyError, charge_step, format_money, parse_amount
+from app.money import MoneyError, charge_step, format_money, parse_amount, parse_plain
 from app.settings import FREQUENCIES
 
 ATTRIBUTION_FIELDS = ("campaign", "utm_source", "utm_medium", "utm_content", "utm_term")
 FREQUENCY_LABELS = {"once": _l("Once"), "month": _l("Monthly"), "year": _l("Annually")}
+
+
+def page_locale(config: dict[str, Any]) -> str:
+    """The page's language (Flask-Babel's choice), as amounts are read in it."""
+    return str(get_locale() or config["LANGUAGES"][0])
 
 
 def new_nonce() -> str:
@@ -122,41 +128,45 @@ class DonationForm(FlaskForm):
         return self._validate_amount() and valid
 
     def _validate_amount(self) -> bool:
-        currency = self.currency.data
-        text = (self.amount.data or "").strip() or (self.preset.data or "").strip()
-        field = self.amount
-        if not text:
-            field.errors = [*field.errors, _l("Choose or enter an amount.")]
-            return False
         try:
-            minor = parse_amount(text, currency)
+            self.amount_minor = self.chosen_amount(self.currency.data, page_locale(self._config))
         except MoneyError as exc:
-            field.errors = [*field.errors, str(exc)]
+            self.amount.errors = [*self.amount.errors, str(exc)]
             return False
+        return True
+
+    def chosen_amount(self, currency: str, locale: str) -> int:
+        """The amount chosen, in minor units: typed (in the page's language)
+        or else a preset (plain, "25.00"), within the currency's limits and
+        charge step. Raises MoneyError with the message for the amount field.
+        Adds no errors, so the button label can ask too."""
+        typed = (self.amount.data or "").strip()
+        preset = (self.preset.data or "").strip()
+        if not typed and not preset:
+            raise MoneyError(str(_l("Choose or enter an amount.")))
+        minor = parse_amount(typed, currency, locale) if typed else parse_plain(preset, currency)
         limits = self._config["CURRENCY_LIMITS"][currency]
         if minor < limits["min"]:
-            field.errors = [
-                *field.errors,
-                _l(
-                    "The smallest gift is %(amount)s.", amount=format_money(limits["min"], currency)
-                ),
-            ]
-            return False
+            raise MoneyError(
+                str(
+                    _l(
+                        "The smallest gift is %(amount)s.",
+                        amount=format_money(limits["min"], currency, locale),
+                    )
+                )
+            )
         if minor > limits["max"]:
-            field.errors = [
-                *field.errors,
-                _l(
-                    "The largest gift online is %(amount)s.",
-                    amount=format_money(limits["max"], currency),
-                ),
-            ]
-            return False
-        step = charge_step(currency)
-        if minor % step:
-            field.errors = [*field.errors, _l("This currency takes whole amounts only.")]
-            return False
-        self.amount_minor = minor
-        return True
+            raise MoneyError(
+                str(
+                    _l(
+                        "The largest gift online is %(amount)s.",
+                        amount=format_money(limits["max"], currency, locale),
+                    )
+                )
+            )
+        if minor % charge_step(currency):
+            raise MoneyError(str(_l("This currency takes whole amounts only.")))
+        return minor
 
     def to_gift(self, *, locale: str, fee_cover_minor: int) -> Gift:
         """The validated choices; call only after validate() returned True."""

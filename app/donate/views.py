@@ -23,17 +23,32 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from app.donate.checkout import CheckoutSettings, checkout_id_for, start_checkout
-from app.donate.forms import ATTRIBUTION_FIELDS, FREQUENCY_LABELS, DonationForm, new_nonce
+from app.donate.forms import (
+    ATTRIBUTION_FIELDS,
+    FREQUENCY_LABELS,
+    DonationForm,
+    new_nonce,
+    page_locale,
+)
 from app.donate.models import Checkout
 from app.extensions import db_session
-from app.money import FeeCover, MoneyError, decimal_places, format_plain, format_short, parse_amount
+from app.money import (
+    FeeCover,
+    MoneyError,
+    NumberSymbols,
+    charge_step,
+    decimal_places,
+    format_input,
+    format_plain,
+    format_short,
+    parse_plain,
+)
 from app.payments import Payments, PaymentsError
 from app.settings import FREQUENCIES
 
@@ -49,7 +64,7 @@ def _payments() -> Payments | None:
 
 
 def _locale() -> str:
-    return str(get_locale() or current_app.config["LANGUAGES"][0])
+    return page_locale(current_app.config)
 
 
 def _prefill() -> dict[str, Any]:
@@ -66,13 +81,14 @@ def _prefill() -> dict[str, Any]:
     amount_text = (args.get("amount") or "").strip()[:20]
     if amount_text:
         try:
-            minor = parse_amount(amount_text, currency)
+            minor = parse_plain(amount_text, currency)  # links carry plain amounts
         except MoneyError:
             minor = None
         if minor is not None:
-            presets = config["PRESETS"][currency].get(frequency, [])
-            key = "preset" if minor in presets else "amount"
-            data[key] = format_plain(minor, currency)
+            if minor in config["PRESETS"][currency].get(frequency, []):
+                data["preset"] = format_plain(minor, currency)
+            else:  # typed, so as the reader would type it in this language
+                data["amount"] = format_input(minor, currency, _locale())
     for field in ATTRIBUTION_FIELDS:
         value = args.get(field) or (args.get("utm_campaign") if field == "campaign" else None)
         if value:
@@ -123,6 +139,18 @@ def _form_context(form: DonationForm, **extra: Any) -> dict[str, Any]:
         "month": _("Give %(amount)s every month", amount="{amount}"),
         "year": _("Give %(amount)s every year", amount="{amount}"),
         "total": _("You will give %(total)s in all.", total="{total}"),
+        **{f"neutral_{f}": label for f, label in _neutral_labels().items()},
+    }
+    # What static/donate.js needs to read an amount exactly as the server does
+    # (app.money.parse_amount) and to name nothing the server would refuse.
+    symbols = NumberSymbols.of(locale)
+    limits = {
+        code: {
+            "min": config["CURRENCY_LIMITS"][code]["min"],
+            "max": config["CURRENCY_LIMITS"][code]["max"],
+            "step": charge_step(code),
+        }
+        for code in config["CURRENCIES"]
     }
     return {
         "form": form,
@@ -130,6 +158,8 @@ def _form_context(form: DonationForm, **extra: Any) -> dict[str, Any]:
         "currency_links": currency_links,
         "places": {code: decimal_places(code) for code in config["CURRENCIES"]},
         "js_labels": js_labels,
+        "number_symbols": symbols,
+        "limits": limits,
         "frequency": frequency,
         "presets": presets,
         "fee_cover": fee_cover,
@@ -151,18 +181,22 @@ def _fee_note(fee: FeeCover, currency: str, locale: str) -> str:
     )
 
 
+def _neutral_labels() -> dict[str, str]:
+    return {"once": _("Give once"), "month": _("Give every month"), "year": _("Give every year")}
+
+
 def _button_label(form: DonationForm, currency: str, frequency: str, locale: str) -> str:
-    text = (form.amount.data or "").strip() or (form.preset.data or "").strip()
+    """The amount that will be charged (with a covered fee), its currency and
+    frequency; or none of them when the amount is not one we would charge."""
     try:
-        amount = format_short(parse_amount(text, currency), currency, locale) if text else None
+        minor = form.chosen_amount(currency, locale)
     except MoneyError:
-        amount = None
-    if amount is None:
-        return {
-            "once": _("Give once"),
-            "month": _("Give every month"),
-            "year": _("Give every year"),
-        }[frequency]
+        return _neutral_labels()[frequency]
+    if form.cover_fees.data:
+        minor += (
+            CheckoutSettings.from_config(current_app.config).fee_cover(currency).extra_for(minor)
+        )
+    amount = format_short(minor, currency, locale)
     if frequency == "month":
         return _("Give %(amount)s every month", amount=amount)
     if frequency == "year":

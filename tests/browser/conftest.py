@@ -61,10 +61,15 @@ def live() -> Iterator[tuple[str, LateApp]]:
 
 
 @pytest.fixture
-def app_config(db_url: str, live: tuple[str, LateApp]) -> dict[str, Any]:
+def app_config(
+    db_url: str, live: tuple[str, LateApp], request: pytest.FixtureRequest
+) -> dict[str, Any]:
     """The sandbox (no Stripe key) delivering its signed events to the live
-    server's own webhook route; cheap password hashing for speed."""
+    server's own webhook route; cheap password hashing for speed.
+    `@pytest.mark.settings(NAME=value)` overrides them for one test."""
     base, _late = live
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
     return {
         "APP_ENV": "test",
         "TESTING": True,
@@ -77,6 +82,7 @@ def app_config(db_url: str, live: tuple[str, LateApp]) -> dict[str, Any]:
         "PASSWORD_HASH_TIME_COST": 1,
         "PASSWORD_HASH_MEMORY_KIB": 8192,
         "PASSWORD_HASH_PARALLELISM": 1,
+        **overrides,
     }
 
 

@@ -244,6 +244,72 @@ def test_campaign_and_utm_from_the_link_travel_to_stripe_and_the_record(
     )
 
 
+@pytest.mark.parametrize(
+    ("typed", "minor"), [("1,000", 100_000), ("1,000.50", 100_050), ("2,500", 250_000)]
+)
+def test_an_amount_with_thousands_separators_is_charged_as_typed(
+    client: FlaskClient, stripe_http: responses.RequestsMock, db: Session, typed: str, minor: int
+) -> None:
+    stripe_http.post(SESSIONS_URL, json=checkout_session())
+
+    response = client.post("/donate", data=form_data(client, amount=typed))
+
+    assert response.status_code == 303
+    assert sent_params(stripe_http.calls[0])["line_items[0][price_data][unit_amount]"] == str(minor)
+    assert db.scalars(select(Checkout.amount_minor)).one() == minor
+
+
+@pytest.mark.settings(LANGUAGES=["en", "ru"])
+@pytest.mark.parametrize("typed", ["1 000,50", "1\u00a0000,50", "1\u202f000,50", "1000,5"])
+def test_a_russian_page_reads_russian_numbers(
+    client: FlaskClient, stripe_http: responses.RequestsMock, db: Session, typed: str
+) -> None:
+    stripe_http.post(SESSIONS_URL, json=checkout_session())
+    russian = {"Accept-Language": "ru"}
+    html = client.get("/donate", headers=russian).get_data(as_text=True)
+    assert 'data-decimal=","' in html
+
+    response = client.post(
+        "/donate",
+        data={
+            **form_data(client),
+            "csrf_token": hidden(html, "csrf_token"),
+            "nonce": hidden(html, "nonce"),
+            "currency": "eur",
+            "amount": typed,
+        },
+        headers=russian,
+    )
+
+    assert response.status_code == 303
+    assert db.scalars(select(Checkout.amount_minor)).one() == 100_050
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("1,00", "Enter the amount as in 1,000.50 or 25"),
+        ("1.000,5", "Enter the amount as in 1,000.50 or 25"),
+        ("1,000.5,0", "Enter the amount as in 1,000.50 or 25"),
+        ("10,0000", "Enter the amount as in 1,000.50 or 25"),
+        ("10.000", "Use at most 2 decimal places for USD"),
+    ],
+)
+def test_an_ambiguous_amount_is_a_400_on_the_amount_field_and_never_another_amount(
+    client: FlaskClient, stripe_http: responses.RequestsMock, db: Session, typed: str, message: str
+) -> None:
+    response = client.post("/donate", data=form_data(client, amount=typed))
+
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert message in html
+    assert re.search(r'id="amount-error"[^>]*>[^<]*' + re.escape(message.split(" 1,")[0]), html)
+    assert 'value="' + typed + '"' in html  # kept as typed, to correct
+    assert "Give once" in html  # the button names no amount
+    assert len(stripe_http.calls) == 0
+    assert count(db, Checkout) == 0
+
+
 def test_a_zero_decimal_currency_is_sent_in_whole_units(
     client: FlaskClient, stripe_http: responses.RequestsMock
 ) -> None:

@@ -47,7 +47,7 @@ def database(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def db(database: Database) -> Iterator[Session]:
-    session = database.session()
+    session = database.session(immediate=False)  # reads between steps, holds no write lock
     yield session
     session.close()
 
