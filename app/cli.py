@@ -28,6 +28,7 @@ GROUPS = {
     "ledger": "app.ledger.cli:ledger",
     "sandbox": "app.sandbox.cli:sandbox",
     "staff": "app.staff.cli:staff",
+    "stripe": "app.reconcile.cli:stripe",
     "worker": "webhooks.cli:worker",
 }
 

@@ -87,3 +87,12 @@ class StripeLookup(Protocol):
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
         """GET /v1/customers/{id}: a donor's email when no payload has it."""
         ...
+
+
+class StripeLists(Protocol):
+    """One page of a Stripe list (`GET /v1/<resource>` with `limit`,
+    `starting_after`, `created[gte]`/`created[lt]`, `expand[]`, ...), as
+    Stripe's JSON: `data` and `has_more`. For `donations stripe sync`; raises
+    PaymentsError (`rate_limited` on a 429)."""
+
+    def list_page(self, resource: str, params: dict[str, Any]) -> dict[str, Any]: ...

@@ -35,6 +35,21 @@ def _error_kind(exc: stripe.StripeError) -> str:
     return "unavailable" if status >= 500 or status == 0 else "invalid"
 
 
+# Stripe's list endpoints `donations stripe sync` pages through.
+LISTABLE = frozenset(
+    [
+        "balance_transactions",
+        "charges",
+        "disputes",
+        "invoice_payments",
+        "invoices",
+        "payouts",
+        "refunds",
+        "subscriptions",
+    ]
+)
+
+
 class StripeApi:
     """Stripe through stripe-python's StripeClient, one instance per process."""
 
@@ -159,6 +174,13 @@ class StripeApi:
 
     def retrieve_refund(self, refund_id: str) -> dict[str, Any]:
         return self._call("refund retrieve", self._sdk.v1.refunds.retrieve, refund_id)
+    # -- one page of a list, for `donations stripe sync` (StripeLists) ---------
+
+    def list_page(self, resource: str, params: dict[str, Any]) -> dict[str, Any]:
+        if resource not in LISTABLE:
+            raise ValueError(f"{resource!r} is not a list sync reads")
+        service = getattr(self._sdk.v1, resource)
+        return self._call(f"{resource} list", service.list, params=params)
 
 
 def payments_from_settings(settings: dict[str, Any]) -> StripeApi | None:

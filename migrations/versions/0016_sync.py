@@ -1,0 +1,51 @@
+"""stripe sync: cursors per window and list, and finished runs with their report
+
+Revision ID: 0016
+Revises: 0009
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import app.db
+
+revision: str = "0016"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sync_cursors",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("window", sa.String(length=64), nullable=False),
+        sa.Column("resource", sa.String(length=64), nullable=False),
+        sa.Column("starting_after", sa.String(length=255), nullable=True),
+        sa.Column("done", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", app.db.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_cursors")),
+        sa.UniqueConstraint("window", "resource", name="uq_sync_cursors_window_resource"),
+    )
+    op.create_table(
+        "sync_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("started_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("window_since", app.db.UTCDateTime(), nullable=True),
+        sa.Column("window_until", app.db.UTCDateTime(), nullable=True),
+        sa.Column("report_only", sa.Boolean(), nullable=False),
+        sa.Column("posted", sa.Integer(), nullable=False),
+        sa.Column("differences", sa.Integer(), nullable=False),
+        sa.Column("report", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_runs")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("sync_runs")
+    op.drop_table("sync_cursors")

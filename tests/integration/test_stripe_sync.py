@@ -1,0 +1,249 @@
+"""`donations stripe sync`: a ledger that missed a week of webhooks is whole
+after one sync, a second sync changes nothing, the reconcile report lists
+exactly what differs (a missing refund, a wrong fee, an extra entry, a payout
+that does not sum), and a sync stopped half way ends, once run again, with the
+ledger an uninterrupted run gives. Stripe's lists are stubbed at HTTP
+(tests/fake_stripe_lists.py), in the current API's shapes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskCliRunner
+
+from app import create_app, ledger
+from app.cli import main
+from app.db import Database
+from app.migrate import upgrade
+from app.reconcile.models import SyncCursor, SyncRun
+from tests import event_factory as ef
+from tests.fake_stripe_lists import FakeStripeLists
+
+T0 = ef.T0  # 2026-09-21T14:13:20Z
+DAY = ef.DAY
+WINDOW = ["--since", "2026-09-21", "--until", "2026-09-28"]
+
+pytestmark = pytest.mark.settings(STRIPE_SYNC_REQUESTS_PER_SECOND=0, STRIPE_SYNC_MAX_RETRIES=0)
+
+
+def txn(txn_id: str, amount: int, fee: int, source: str | None, created: int,
+        type: str = "charge", category: str | None = None) -> dict[str, Any]:
+    return ef.balance_transaction(txn_id, amount=amount, fee=fee, source=source or txn_id,
+                                  created=created, type=type, reporting_category=category)
+
+
+def a_week_of_stripe() -> FakeStripeLists:
+    """A one-time gift, a membership payment, a gift refunded in the Dashboard,
+    a gift disputed and lost, a Stripe fee, and the automatic payout of it all."""
+    fake = FakeStripeLists()
+    # A one-time gift through our form (metadata), settled.
+    t_a = txn("txn_a", 5000, ef.fee_for(5000), "ch_a", T0 + 10)
+    fake.add("balance_transactions", t_a)
+    fake.add("charges", ef.charge("ch_a", amount=5000, created=T0 + 10, payment_intent="pi_a",
+                                  customer="cus_a", email="ada@example.org", name="Ada",
+                                  balance_transaction=t_a,
+                                  metadata={"frequency": "once", "checkout_id": "co_a"},
+                                  amount_refunded=1000))
+    # A membership's payment: the charge says nothing of its invoice (endive);
+    # the invoice payment links it, the invoice names the subscription.
+    fake.add("subscriptions", ef.subscription("sub_m", customer="cus_m", created=T0 + 20,
+                                              status="active", amount=1000,
+                                              period_end=T0 + 30 * DAY))
+    fake.add("invoices", ef.invoice("in_m", customer="cus_m", subscription_id="sub_m",
+                                    created=T0 + 21, amount=1000, email="max@example.org"))
+    fake.add("invoice_payments", ef.invoice_payment("inpay_m", invoice_id="in_m",
+                                                    payment_intent="pi_m", amount=1000,
+                                                    created=T0 + 22))
+    t_m = txn("txn_m", 1000, ef.fee_for(1000), "ch_m", T0 + 22)
+    fake.add("balance_transactions", t_m)
+    fake.add("charges", ef.charge("ch_m", amount=1000, created=T0 + 22, payment_intent="pi_m",
+                                  customer="cus_m", email="max@example.org", name="Max",
+                                  balance_transaction=t_m))
+    # A refund made in the Dashboard: no webhook ever reached us.
+    t_re = txn("txn_re_a", -1000, 0, "re_a", T0 + DAY, type="refund")
+    fake.add("balance_transactions", t_re)
+    fake.add("refunds", ef.refund("re_a", charge_id="ch_a", amount=1000, created=T0 + DAY,
+                                  balance_transaction=t_re))
+    # A gift disputed and lost: the withdrawal with the dispute fee.
+    t_d = txn("txn_d", 3000, ef.fee_for(3000), "ch_d", T0 + 30)
+    fake.add("balance_transactions", t_d)
+    fake.add("charges", ef.charge("ch_d", amount=3000, created=T0 + 30, payment_intent="pi_d",
+                                  customer="cus_d", email="dora@example.org", name="Dora",
+                                  balance_transaction=t_d, disputed=True,
+                                  metadata={"frequency": "once"}))
+    t_dp = txn("txn_dp_d", -3000, 1500, "dp_d", T0 + 2 * DAY, type="adjustment",
+               category="dispute")
+    fake.add("balance_transactions", t_dp)
+    fake.add("disputes", ef.dispute("dp_d", charge_id="ch_d", amount=3000, created=T0 + 2 * DAY,
+                                    status="lost", balance_transactions=[t_dp]))
+    # A fee Stripe charges outside a payment.
+    t_fee = txn("txn_fee", -500, 0, None, T0 + 2 * DAY + 5, type="stripe_fee",
+                category="fee")
+    fake.add("balance_transactions", t_fee)
+    # The automatic payout of everything above.
+    inside = [t_a, t_m, t_re, t_d, t_dp, t_fee]
+    total = sum(t["net"] for t in inside)
+    t_po = txn("txn_po", -total, 0, "po_1", T0 + 3 * DAY, type="payout")
+    fake.add("balance_transactions", t_po)
+    payout = ef.payout("po_1", amount=total, created=T0 + 3 * DAY, status="paid",
+                       balance_transaction=t_po)
+    payout["automatic"] = True
+    fake.add("payouts", payout)
+    fake.in_payout["po_1"] = [t["id"] for t in inside] + ["txn_po"]
+    return fake
+
+
+def sync(runner: FlaskCliRunner, *args: str) -> tuple[int, dict[str, Any]]:
+    result = runner.invoke(main, ["stripe", "sync", *WINDOW, "--json", *args])
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines, result.output
+    return result.exit_code, json.loads(lines[-1])
+
+
+def journal(app: Flask) -> dict[str, Any]:
+    database: Database = app.extensions["donations.db"]
+    with database.session() as session:
+        return ledger.entries_by_key(session)
+
+
+def kinds(app: Flask) -> list[tuple[str, str, str]]:
+    database: Database = app.extensions["donations.db"]
+    with database.session() as session:
+        return sorted((r.kind, r.stripe_id, str(r.amount_minor)) for r in ledger.iter_rows(session))
+
+
+def test_one_sync_makes_a_ledger_that_missed_a_week_of_webhooks_whole(
+    app: Flask, runner: FlaskCliRunner, stripe_http: responses.RequestsMock
+) -> None:
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+
+    code, report = sync(runner)
+
+    assert kinds(app) == sorted([
+        ("donation", "ch_a", "5000"),
+        ("membership_payment", "ch_m", "1000"),
+        ("donation", "ch_d", "3000"),
+        ("refund", "re_a", "-1000"),
+        ("dispute", "dp_d", "-3000"),
+        ("stripe_fee", "txn_fee", "-500"),
+        ("payout", "po_1", str(-sum(t["net"] for t in fake.objects["balance_transactions"]
+                                    if t["type"] != "payout"))),
+    ])
+    assert (code, report["differences"]) == (0, 0), report
+    assert report["payouts"][0]["ties_out"] is True
+    assert report["payouts"][0]["transactions"] == 6
+    usd = report["currencies"]["usd"]
+    assert usd["stripe"] == usd["ledger"]
+    assert usd["stripe"]["gross"] == "90.00"
+    verified = runner.invoke(main, ["ledger", "verify"])
+    assert verified.exit_code == 0, verified.output
+    # Fees came with the lists (expanded): no balance transaction was fetched alone.
+    assert not [c for c in fake.calls if c.startswith("/v1/balance_transactions/")]
+
+    before = journal(app)
+    code, again = sync(runner)
+    assert (code, again["differences"]) == (0, 0)
+    assert journal(app) == before
+
+
+def test_the_report_lists_exactly_what_differs(
+    app: Flask, runner: FlaskCliRunner, stripe_http: responses.RequestsMock
+) -> None:
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    assert sync(runner)[0] == 0
+
+    # A refund Stripe has and the ledger lacks (listed for the report only).
+    fake.add("balance_transactions", txn("txn_re_late", -500, 0, "re_late", T0 + 4 * DAY,
+                                         type="refund"))
+    # A fee the ledger holds wrong: Stripe now says 2.00 for the dispute gift.
+    fake.find("txn_d")["fee"] = 200  # type: ignore[index]
+    fake.find("txn_d")["net"] = 2800  # type: ignore[index]
+    # An entry the ledger has and Stripe does not.
+    database: Database = app.extensions["donations.db"]
+    with database.session() as session:
+        ledger.post_movement(
+            session,
+            ledger.BalanceTxn(id="txn_ghost", type="adjustment", currency="usd",
+                              amount_minor=700, fee_minor=0, net_minor=700,
+                              created_at=datetime.fromtimestamp(T0 + 5 * DAY, UTC)),
+            "adjustment",
+            object_id="txn_ghost",
+        )
+        session.commit()
+    # A payout that does not sum: Stripe lists one transaction fewer inside it.
+    fake.in_payout["po_1"].remove("txn_fee")
+
+    code, report = sync(runner, "--report-only")
+
+    assert code == 1
+    assert [m["balance_transaction"] for m in report["missing_in_ledger"]] == ["txn_re_late"]
+    assert [(m["stripe_id"], m["field"]) for m in report["mismatches"]] == [
+        ("ch_d", "fee"), ("ch_d", "net")]
+    assert [u["balance_transaction"] for u in report["unknown_to_stripe"]] == ["txn_ghost"]
+    assert [p["ties_out"] for p in report["payouts"]] == [False]
+    assert report["unsettled"] == []
+    assert report["differences"] == 1 + 2 + 1 + 1
+    with database.session() as session:
+        assert session.query(SyncRun).count() == 2
+
+
+def test_a_sync_stopped_half_way_ends_like_one_uninterrupted_run(
+    app: Flask,
+    app_config: dict[str, Any],
+    runner: FlaskCliRunner,
+    stripe_http: responses.RequestsMock,
+    tmp_path: Path,
+) -> None:
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    fake.fail_after = 4  # subscriptions, invoices, invoice payments, one page of charges
+
+    stopped = runner.invoke(main, ["stripe", "sync", *WINDOW, "--json"])
+    assert stopped.exit_code == 1
+    assert "error:" in stopped.output and "Traceback" not in stopped.output
+    database: Database = app.extensions["donations.db"]
+    with database.session() as session:
+        done = {c.resource for c in session.query(SyncCursor) if c.done}
+    assert {"subscriptions", "invoices", "invoice_payments", "charges"} <= done
+
+    fake.fail_after = None
+    calls_before = len(fake.calls)
+    code, report = sync(runner)
+    assert (code, report["differences"]) == (0, 0)
+    resumed = fake.calls[calls_before:]
+    assert not [c for c in resumed if c.startswith(("/v1/subscriptions", "/v1/charges?"))]
+    with database.session() as session:
+        assert session.query(SyncCursor).count() == 0  # a finished window forgets its place
+
+    # The same ledger as one uninterrupted run on an empty database.
+    fresh_url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade(fresh_url)
+    fresh = create_app({**app_config, "DATABASE_URL": fresh_url})
+    try:
+        result = fresh.test_cli_runner().invoke(main, ["stripe", "sync", *WINDOW, "--json"])
+        assert result.exit_code == 0, result.output
+        assert journal(fresh) == journal(app)
+    finally:
+        fresh.extensions["donations.db"].dispose()
+
+
+@pytest.mark.settings(STRIPE_SYNC_MAX_RETRIES=3)
+def test_a_429_is_waited_out_and_the_sync_goes_on(
+    app: Flask, runner: FlaskCliRunner, stripe_http: responses.RequestsMock
+) -> None:
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    fake.rate_limited = 2  # the first two calls: 1 s, then 2 s of back-off
+
+    code, report = sync(runner)
+
+    assert (code, report["differences"]) == (0, 0)
+    assert fake.calls[0] == fake.calls[1] == fake.calls[2]
