@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from functools import partial
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -17,6 +18,7 @@ from flask.cli import with_appcontext
 
 from app.clock import utcnow
 from app.db import Database
+from app.reconcile.schedule import run_due
 from webhooks.inbox import find_events, list_failed, reset_for_replay
 from webhooks.worker import Outcome, RetryPolicy, drain, process_next, run
 
@@ -61,12 +63,14 @@ def worker(once: bool) -> None:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     click.echo("worker: started", err=True)
+    config = current_app.config
     run(
         _database(),
         _payments(),
         policy,
         stop=stop,
-        idle_seconds=float(current_app.config["WORKER_IDLE_SECONDS"]),
+        idle_seconds=float(config["WORKER_IDLE_SECONDS"]),
+        when_idle=partial(run_due, _database(), _payments(), config),
     )
     click.echo("worker: stopped", err=True)
 

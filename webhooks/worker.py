@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,10 +136,12 @@ def run(
     *,
     stop: threading.Event,
     idle_seconds: float = 1.0,
+    when_idle: Callable[[], object] | None = None,
 ) -> None:
     """Process events until `stop` is set, sleeping `idle_seconds` when there is
-    nothing due. The event in hand is always finished before stopping. A
-    database outage is logged and waited out, not fatal."""
+    nothing due (after `when_idle`, the scheduled work, if given). The event in
+    hand is always finished before stopping. A database outage is logged and
+    waited out, not fatal."""
     while not stop.is_set():
         try:
             outcome = process_next(database, payments, policy)
@@ -147,4 +149,9 @@ def run(
             log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
             outcome = None
         if outcome is None:
+            if when_idle is not None:
+                try:
+                    when_idle()
+                except Exception as exc:  # scheduled work never stops the worker
+                    log.error("worker: scheduled work failed (%s)", type(exc).__name__)
             stop.wait(idle_seconds)

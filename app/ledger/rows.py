@@ -104,6 +104,9 @@ def rows_query(
         entry.kind.label("kind"),
         entry.stripe_object_id.label("stripe_id"),
         entry.stripe_charge_id.label("stripe_charge_id"),
+        func.coalesce(
+            settled.stripe_balance_transaction_id, entry.stripe_balance_transaction_id
+        ).label("balance_transaction"),
         entry.donor_id.label("entry_donor_id"),
         donor_currency.label("donor_currency"),
         donor_amount.label("donor_amount_minor"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date
+from datetime import date
 from typing import Any, NoReturn
 
 import click
@@ -18,14 +18,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from app.cli import DATE, day_bounds, reporting_zone
-from app.clock import utcnow
+from app.cli import DATE, day_bounds
 from app.db import Database
 from app.ledger import JournalEntry
 from app.payments import PaymentsError
-from app.reconcile.models import SyncRun
-from app.reconcile.report import Report, reconcile
-from app.reconcile.sync import PAGE_SIZE, RESOURCES, Pacer, Window, forget_cursors, sync_objects
+from app.reconcile.report import Report
+from app.reconcile.schedule import perform
+from app.reconcile.sync import PAGE_SIZE, RESOURCES, Window
 from app.stripe_api import StripeApi
 
 
@@ -119,52 +118,24 @@ def sync(since: date | None, until: date | None, report_only: bool, as_json: boo
     window = Window(start, end)
     database: Database = current_app.extensions["donations.db"]
     per_second = float(current_app.config["STRIPE_SYNC_REQUESTS_PER_SECOND"])
-    api_version = str(current_app.config["STRIPE_API_VERSION"])
     click.echo(_estimate(database, window, per_second, report_only), err=True)
-    pacer = Pacer(
-        payments, per_second, max_retries=int(current_app.config["STRIPE_SYNC_MAX_RETRIES"])
-    )
-    began = utcnow()
-    progress = _progress()
-    posted = 0
     try:
-        if not report_only:
-            result = sync_objects(
-                database, pacer, payments, window, api_version=api_version, progress=progress
-            )
-            posted = result.applied
-        report = reconcile(
+        outcome = perform(
             database,
-            pacer,
             payments,
             window,
-            post=not report_only,
-            api_version=api_version,
-            progress=progress,
+            report_only=report_only,
+            config=current_app.config,
+            progress=_progress(),
         )
     except PaymentsError as exc:
         # What was posted stays posted, and the cursors say where to go on.
         click.echo(f"error: {exc}; run the same command again to go on", err=True)
         raise click.exceptions.Exit(1) from exc
-    if not report_only:
-        forget_cursors(database, window)
     if sys.stderr.isatty():
         click.echo("", err=True)
-    data = report.as_json(reporting_zone())
-    with database.session() as session, session.begin():
-        session.add(
-            SyncRun(
-                started_at=began,
-                finished_at=utcnow(),
-                window_since=start.astimezone(UTC) if start else None,
-                window_until=end.astimezone(UTC) if end else None,
-                report_only=report_only,
-                posted=posted + report.posted,
-                differences=report.differences,
-                report=json.dumps(data),
-            )
-        )
-    click.echo(f"{pacer.calls} Stripe requests", err=True)
+    report, data = outcome.report, outcome.data
+    click.echo(f"{outcome.calls} Stripe requests", err=True)
     if as_json:
         click.echo(json.dumps(data))
     else:

@@ -1,6 +1,7 @@
 """Where a sync stands: one cursor per window and Stripe list (so a run that
-was stopped picks up after the last page it committed), and each finished
-run with its report (the dashboard and /ledger/reconciliation read the last).
+was stopped picks up after the last page it committed), each finished run
+with its report (the dashboard and /ledger/reconciliation read the last), and
+which balance transactions an automatic payout paid out (the payout page).
 Definitions only: no Flask, no `stripe`, no commits.
 """
 
@@ -46,3 +47,38 @@ class SyncRun(Base):
     posted: Mapped[int] = mapped_column(Integer, default=0)
     differences: Mapped[int] = mapped_column(Integer, default=0)
     report: Mapped[str] = mapped_column(Text)
+
+
+class PayoutTransaction(Base):
+    """A balance transaction inside an automatic payout, as Stripe lists it
+    (`GET /v1/balance_transactions?payout=po_...`), the payout's own left out."""
+
+    __tablename__ = "payout_transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_payout_id: Mapped[str] = mapped_column(String(255), index=True)
+    stripe_balance_transaction_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "stripe_payout_id",
+            "stripe_balance_transaction_id",
+            name="uq_payout_transactions_payout_transaction",
+        ),
+    )
+
+
+class SyncRequest(Base):
+    """A run asked for on /ledger/reconciliation, for a worker to carry out."""
+
+    __tablename__ = "sync_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    requested_by: Mapped[int | None] = mapped_column(Integer)  # staff id
+    window_since: Mapped[datetime | None] = mapped_column()
+    window_until: Mapped[datetime | None] = mapped_column()
+    report_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column()
+    sync_run_id: Mapped[int | None] = mapped_column(Integer)

@@ -28,6 +28,7 @@ from app.db import Database
 from app.ledger import JournalEntry
 from app.money import format_plain
 from app.payments import StripeLookup
+from app.reconcile.payouts import link_transactions
 from app.reconcile.sync import Pacer, Window, apply_object, synthetic_event
 from webhooks import mapping
 
@@ -272,7 +273,7 @@ def _unsettled(report: Report, session: Session, now: datetime) -> None:
         )
 
 
-def _payouts(report: Report, pacer: Pacer) -> None:
+def _payouts(report: Report, pacer: Pacer, database: Database, *, link: bool) -> None:
     params: Json = {}
     created = report.window.created()
     if created:
@@ -282,7 +283,7 @@ def _payouts(report: Report, pacer: Pacer) -> None:
             facts = mapping.payout(obj)
             own = facts.balance_transaction.id if facts.balance_transaction else None
             automatic = bool(obj.get("automatic"))
-            count, total = 0, 0
+            count, total, inside = 0, 0, []
             if automatic:
                 for txns, _ in pacer.each("balance_transactions", {"payout": facts.id}):
                     for raw in txns:
@@ -291,6 +292,10 @@ def _payouts(report: Report, pacer: Pacer) -> None:
                             continue
                         count += 1
                         total += txn.net_minor
+                        inside.append(txn.id)
+            if link and inside:
+                with database.session() as session, session.begin():
+                    link_transactions(session, facts.id, inside)
             arrival = facts.arrival_at
             report.payouts.append(
                 {
@@ -344,7 +349,7 @@ def reconcile(
     with database.session() as session:
         _ledger_side(report, session, seen)
         _unsettled(report, session, utcnow())
-    _payouts(report, pacer)
+    _payouts(report, pacer, database, link=post)
     return report
 
 

@@ -1,4 +1,6 @@
-"""stripe sync: cursors per window and list, and finished runs with their report
+"""stripe sync: cursors per window and list, finished runs with their report,
+the balance transactions inside each automatic payout, and runs asked for from the
+finance area
 
 Revision ID: 0016
 Revises: 0009
@@ -44,8 +46,41 @@ def upgrade() -> None:
         sa.Column("report", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_runs")),
     )
+    op.create_table(
+        "payout_transactions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("stripe_payout_id", sa.String(length=255), nullable=False),
+        sa.Column("stripe_balance_transaction_id", sa.String(length=255), nullable=False),
+        sa.Column("created_at", app.db.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payout_transactions")),
+        sa.UniqueConstraint(
+            "stripe_payout_id",
+            "stripe_balance_transaction_id",
+            name="uq_payout_transactions_payout_transaction",
+        ),
+    )
+    op.create_index(
+        op.f("ix_payout_transactions_stripe_payout_id"),
+        "payout_transactions",
+        ["stripe_payout_id"],
+    )
+    op.create_table(
+        "sync_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("requested_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("requested_by", sa.Integer(), nullable=True),
+        sa.Column("window_since", app.db.UTCDateTime(), nullable=True),
+        sa.Column("window_until", app.db.UTCDateTime(), nullable=True),
+        sa.Column("report_only", sa.Boolean(), nullable=False),
+        sa.Column("started_at", app.db.UTCDateTime(), nullable=True),
+        sa.Column("sync_run_id", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_requests")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sync_requests")
+    op.drop_index(op.f("ix_payout_transactions_stripe_payout_id"), "payout_transactions")
+    op.drop_table("payout_transactions")
     op.drop_table("sync_runs")
     op.drop_table("sync_cursors")

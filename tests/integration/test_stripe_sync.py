@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,18 @@ import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskCliRunner
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app import create_app, ledger
 from app.cli import main
 from app.db import Database
 from app.migrate import upgrade
-from app.reconcile.models import SyncCursor, SyncRun
+from app.reconcile.models import SyncCursor, SyncRequest, SyncRun
+from app.reconcile.schedule import run_due
 from tests import event_factory as ef
 from tests.fake_stripe_lists import FakeStripeLists
+from tests.integration.test_finance import CSRF_FIELD, login
 
 T0 = ef.T0  # 2026-09-21T14:13:20Z
 DAY = ef.DAY
@@ -247,3 +252,65 @@ def test_a_429_is_waited_out_and_the_sync_goes_on(
 
     assert (code, report["differences"]) == (0, 0)
     assert fake.calls[0] == fake.calls[1] == fake.calls[2]
+
+
+def test_a_payout_page_shows_what_the_bank_deposit_holds_with_its_csv(
+    app: Flask, db: Session, runner: FlaskCliRunner, stripe_http: responses.RequestsMock
+) -> None:
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    assert sync(runner)[0] == 0
+    finance = login(app, db, "finance")
+
+    page = finance.get("/ledger/payouts/po_1")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "ties out with the payout" in text
+    for stripe_id in ("ch_a", "ch_m", "re_a", "ch_d", "dp_d", "txn_fee"):
+        assert stripe_id in text
+
+    csv = finance.get("/ledger/payouts/po_1.csv")
+    assert csv.status_code == 200
+    lines = csv.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0] == ",".join(ledger.CSV_COLUMNS)
+    assert sorted(line.rsplit(",", 1)[1] for line in lines[1:]) == sorted(
+        ["ch_a", "ch_m", "re_a", "ch_d", "dp_d", "txn_fee"]
+    )
+    assert sum(Decimal(line.split(",")[7]) for line in lines[1:]) == Decimal(
+        fake.find("po_1")["amount"]  # type: ignore[index]
+    ) / 100
+
+    assert finance.get("/ledger/payouts/po_nope").status_code == 404
+    assert finance.get("/ledger/payouts/%00").status_code == 404
+    viewer = login(app, db, "viewer")
+    assert viewer.get("/ledger/payouts/po_1").status_code == 403
+    reconciliation = finance.get("/ledger/reconciliation").get_data(as_text=True)
+    assert "no differences" in reconciliation and "po_1" in reconciliation
+
+
+def test_a_worker_runs_the_asked_for_reconciliation_and_the_daily_one_once(
+    app: Flask, db: Session, stripe_http: responses.RequestsMock
+) -> None:
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    finance = login(app, db, "finance")
+    form = finance.get("/ledger/reconciliation").get_data(as_text=True)
+    token = CSRF_FIELD.search(form)
+    assert token
+    asked = finance.post(
+        "/ledger/reconciliation/run",
+        data={"csrf_token": token.group(1), "since": "2026-09-21", "until": "2026-09-28"},
+    )
+    assert asked.status_code == 303
+    database: Database = app.extensions["donations.db"]
+    payments = app.extensions["donations.payments"]
+
+    with app.app_context():
+        asked_run = run_due(database, payments, app.config)
+        assert asked_run is not None and asked_run.differences == 0
+        with database.session() as session:
+            request_row = session.scalars(select(SyncRequest)).one()
+            assert request_row.sync_run_id == asked_run.id
+        # The daily run was done by that one; nothing is due until tomorrow.
+        assert run_due(database, payments, app.config) is None
+    assert "no differences" in finance.get("/ledger/reconciliation").get_data(as_text=True)
