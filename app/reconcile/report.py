@@ -146,10 +146,26 @@ def _entries_for(session: Session, txn_ids: list[str]) -> dict[str, JournalEntry
 def _post_missing(
     database: Database, lookup: StripeLookup, raw: Json, api_version: str | None
 ) -> bool:
-    """Post a balance transaction the object lists did not bring: Stripe's own
-    fees and adjustments directly; a charge's through its charge (fetched)."""
+    """Post a balance transaction the object lists did not bring: a charge's
+    fee settles its recognised payment from the listing itself (fees in
+    batches: no call per charge), a charge not seen yet is fetched and applied,
+    and Stripe's own fees and adjustments are posted directly."""
     txn = mapping.balance_txn(raw)
     if txn.type in PAYMENT_TYPES and txn.source and txn.source.startswith(("ch_", "py_")):
+        with database.session() as session, session.begin():
+            recognised = session.scalars(
+                select(JournalEntry).where(JournalEntry.key == f"charge:{txn.source}")
+            ).first()
+            if recognised is not None:
+                return ledger.settle(
+                    session,
+                    txn,
+                    object_id=txn.source,
+                    object_currency=recognised.currency,
+                    object_amount_minor=recognised.amount_minor,
+                    charge_id=txn.source,
+                    donor_id=recognised.donor_id,
+                )
         charge = lookup.retrieve_charge(txn.source)
         charge["balance_transaction"] = raw  # expanded: no second call for the fee
         apply_object(

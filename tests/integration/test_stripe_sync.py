@@ -29,6 +29,8 @@ from app.reconcile.schedule import run_due
 from tests import event_factory as ef
 from tests.fake_stripe_lists import FakeStripeLists
 from tests.integration.test_finance import CSRF_FIELD, login
+from tests.stripe_helpers import make_event
+from webhooks.handlers import apply_event
 
 T0 = ef.T0  # 2026-09-21T14:13:20Z
 DAY = ef.DAY
@@ -314,3 +316,28 @@ def test_a_worker_runs_the_asked_for_reconciliation_and_the_daily_one_once(
         # The daily run was done by that one; nothing is due until tomorrow.
         assert run_due(database, payments, app.config) is None
     assert "no differences" in finance.get("/ledger/reconciliation").get_data(as_text=True)
+
+
+def test_fees_still_unknown_are_settled_from_the_balance_transaction_list(
+    app: Flask, runner: FlaskCliRunner, stripe_http: responses.RequestsMock
+) -> None:
+    """A gift whose charge.updated never came: the charge was recognised from
+    charge.succeeded (no balance transaction yet); the sync's listing of
+    balance transactions settles it, with no call per charge."""
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    database: Database = app.extensions["donations.db"]
+    unsettled = dict(fake.find("ch_a") or {}, balance_transaction=None)
+    with database.session() as session:
+        apply_event(
+            session, make_event("charge.succeeded", unsettled), app.extensions["donations.payments"]
+        )
+        session.commit()
+    fake.objects["charges"] = [c for c in fake.objects["charges"] if c["id"] != "ch_a"]
+
+    code, report = sync(runner)
+
+    assert (code, report["differences"]) == (0, 0), report
+    assert not [c for c in fake.calls if c.startswith(("/v1/charges/", "/v1/balance_transactions/"))]
+    with database.session() as session:
+        assert ledger.entry_exists(session, "balance_transaction:txn_a")
