@@ -79,22 +79,23 @@ class StripeApi:
         try:
             result = fn(*args, **kwargs)
         except stripe.StripeError as exc:
-            kind = _error_kind(exc)
-            # Stripe's messages can echo parameters (an email): log the kind,
-            # status, code and request id only.
-            log.warning(
-                "stripe %s failed: kind=%s status=%s code=%s request_id=%s",
-                what,
-                kind,
-                exc.http_status,
-                exc.code,
-                exc.request_id,
-            )
-            raise PaymentsError(
-                kind, f"Stripe {what} failed ({kind})", request_id=exc.request_id
-            ) from exc
+            raise self._failure(what, exc) from exc
         data: dict[str, Any] = result.to_dict()
         return data
+
+    def _failure(self, what: str, exc: stripe.StripeError) -> PaymentsError:
+        kind = _error_kind(exc)
+        # Stripe's messages can echo parameters (an email): log the kind,
+        # status, code and request id only.
+        log.warning(
+            "stripe %s failed: kind=%s status=%s code=%s request_id=%s",
+            what,
+            kind,
+            exc.http_status,
+            exc.code,
+            exc.request_id,
+        )
+        return PaymentsError(kind, f"Stripe {what} failed ({kind})", request_id=exc.request_id)
 
     def create_checkout_session(
         self, params: dict[str, Any], *, idempotency_key: str
@@ -177,10 +178,16 @@ class StripeApi:
     # -- one page of a list, for `donations stripe sync` (StripeLists) ---------
 
     def list_page(self, resource: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Stripe's JSON as it came (a raw request: building SDK objects for
+        100 items a page would cost more than the request)."""
         if resource not in LISTABLE:
             raise ValueError(f"{resource!r} is not a list sync reads")
-        service = getattr(self._sdk.v1, resource)
-        return self._call(f"{resource} list", service.list, params=params)
+        try:
+            response = self._sdk.raw_request("get", f"/v1/{resource}", **params)
+        except stripe.StripeError as exc:
+            raise self._failure(f"{resource} list", exc) from exc
+        data: dict[str, Any] = response.data
+        return data
 
 
 def payments_from_settings(settings: dict[str, Any]) -> StripeApi | None:

@@ -134,13 +134,20 @@ class Report:
         }
 
 
-def _entries_for(session: Session, txn_ids: list[str]) -> dict[str, JournalEntry]:
+def _entries_for(session: Session, txn_ids: list[str]) -> dict[str, Any]:
+    """The ledger's figures for these balance transactions, by id."""
     if not txn_ids:
         return {}
-    found = session.scalars(
-        select(JournalEntry).where(JournalEntry.stripe_balance_transaction_id.in_(txn_ids))
+    found = session.execute(
+        select(
+            JournalEntry.stripe_balance_transaction_id,
+            JournalEntry.currency,
+            JournalEntry.amount_minor,
+            JournalEntry.fee_minor,
+            JournalEntry.net_minor,
+        ).where(JournalEntry.stripe_balance_transaction_id.in_(txn_ids))
     )
-    return {str(e.stripe_balance_transaction_id): e for e in found}
+    return {str(row.stripe_balance_transaction_id): row for row in found}
 
 
 def _post_missing(
