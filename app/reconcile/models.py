@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
 from app.db import Base
+from app.ledger.models import JournalEntry
 
 
 class SyncCursor(Base):
@@ -82,3 +83,10 @@ class SyncRequest(Base):
     report_only: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime | None] = mapped_column()
     sync_run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+# The report matches every Stripe balance transaction to the ledger by its id.
+Index(
+    "ix_journal_entries_stripe_balance_transaction_id",
+    JournalEntry.stripe_balance_transaction_id,
+)

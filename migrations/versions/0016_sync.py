@@ -1,6 +1,6 @@
 """stripe sync: cursors per window and list, finished runs with their report,
 the balance transactions inside each automatic payout, and runs asked for from the
-finance area
+finance area; journal entries indexed by balance transaction
 
 Revision ID: 0016
 Revises: 0009
@@ -76,9 +76,15 @@ def upgrade() -> None:
         sa.Column("sync_run_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_requests")),
     )
+    op.create_index(
+        "ix_journal_entries_stripe_balance_transaction_id",
+        "journal_entries",
+        ["stripe_balance_transaction_id"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_journal_entries_stripe_balance_transaction_id", "journal_entries")
     op.drop_table("sync_requests")
     op.drop_index(op.f("ix_payout_transactions_stripe_payout_id"), "payout_transactions")
     op.drop_table("payout_transactions")
