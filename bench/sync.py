@@ -93,7 +93,7 @@ def serve(url: str, port_file: str) -> None:
         def log_message(self, *args: Any) -> None:
             return
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             parsed = urlparse(self.path)
             query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
             data: list[dict[str, Any]] = []
@@ -144,7 +144,7 @@ def main() -> None:
     port_file = ROOT / "bench-results" / "sync-stub.port"
     port_file.parent.mkdir(exist_ok=True)
     port_file.unlink(missing_ok=True)
-    stub = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port_file)])
+    stub = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port_file)])  # noqa: S603 (ourselves)
     try:
         while not port_file.exists():
             time.sleep(0.2)
@@ -154,7 +154,7 @@ def main() -> None:
         port, count = port_file.read_text().split()
         results = []
         for _ in range(args.runs):
-            out = subprocess.run(
+            out = subprocess.run(  # noqa: S603 (our own interpreter)
                 [sys.executable, "-c", RUN, url, f"http://127.0.0.1:{port}"],
                 cwd=ROOT,
                 capture_output=True,

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from app import ledger
 from app.ledger.records import Payout, get_or_insert
+from app.reconcile.payouts import link_transactions
 from webhooks import mapping
 from webhooks.handlers.common import Context
 from webhooks.handlers.refunds import record_refund
@@ -58,10 +59,15 @@ def handle_payout(ctx: Context) -> None:
 
 def handle_payout_reconciliation_completed(ctx: Context) -> None:
     """The payout's balance transactions can be listed now: post the ones no
-    object event posts (stripe_fee, adjustments, ...). One paged call."""
+    object event posts (stripe_fee, adjustments, ...), and remember which
+    ones the payout holds (its page in the finance area). One paged call."""
     facts = mapping.payout(ctx.object)
+    own = facts.balance_transaction.id if facts.balance_transaction else None
+    inside: list[str] = []
     for obj in ctx.stripe.list_balance_transactions(payout=facts.id):
         txn = mapping.balance_txn(obj)
+        if txn.id != own and txn.type not in ("payout", "payout_cancel", "payout_failure"):
+            inside.append(txn.id)
         if ledger.entry_exists(ctx.session, f"balance_transaction:{txn.id}"):
             continue
         refund_source = (txn.source or "").startswith(REFUND_ID_PREFIXES)
@@ -69,6 +75,7 @@ def handle_payout_reconciliation_completed(ctx: Context) -> None:
             _post_refund(ctx, txn)
         else:
             ledger.post_other_balance_transaction(ctx.session, txn)
+    link_transactions(ctx.session, facts.id, inside)
 
 
 def _post_refund(ctx: Context, txn: ledger.BalanceTxn) -> None:
