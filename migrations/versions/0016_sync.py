@@ -3,7 +3,7 @@ the balance transactions inside each automatic payout, and runs asked for from t
 finance area; journal entries indexed by balance transaction
 
 Revision ID: 0016
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 import app.db
 
 revision: str = "0016"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
