@@ -285,7 +285,7 @@ def test_a_payout_page_shows_what_the_bank_deposit_holds_with_its_csv(
     ) / 100
 
     assert finance.get("/ledger/payouts/po_nope").status_code == 404
-    assert finance.get("/ledger/payouts/%00").status_code == 404
+    assert finance.get("/ledger/payouts/%00").status_code == 400  # a control character
     viewer = login(app, db, "viewer")
     assert viewer.get("/ledger/payouts/po_1").status_code == 403
     reconciliation = finance.get("/ledger/reconciliation").get_data(as_text=True)
