@@ -292,6 +292,9 @@ def test_a_payout_page_shows_what_the_bank_deposit_holds_with_its_csv(
     assert "no differences" in reconciliation and "po_1" in reconciliation
 
 
+@pytest.mark.settings(
+    STRIPE_SYNC_REQUESTS_PER_SECOND=0, STRIPE_SYNC_MAX_RETRIES=0, STRIPE_SYNC_EVERY_HOURS=24
+)
 def test_a_worker_runs_the_asked_for_reconciliation_and_the_daily_one_once(
     app: Flask, db: Session, stripe_http: responses.RequestsMock
 ) -> None:
