@@ -10,12 +10,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import TextClause, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import insert_for
+from app.db import UTCDateTime, insert_for
 from app.ledger import totals as daily_totals
 from app.ledger.models import (
     ACCOUNTS,
@@ -91,48 +93,135 @@ def checked_lines(entry: Entry) -> list[Line]:
 
 def post(session: Session, entry: Entry) -> bool:
     """Post an entry once. Returns True if this call posted it, False if its
-    key was already there (a duplicate or a concurrent twin)."""
+    key was already there (a duplicate or a concurrent twin).
+
+    The daily totals (derived data, app.ledger.totals) move with the entry,
+    in this transaction (`add_posting`); a duplicate adds nothing. A
+    settlement or a movement of a settled kind first locks its Stripe object
+    (`lock_object`), so a movement and its settlement posted at the same time
+    each see the other. On PostgreSQL the lock, the entry and its lines are
+    one statement, the totals a second."""
     kept = checked_lines(entry)
-    if entry.kind in ("donation", "membership_payment", "refund", "settlement"):
-        daily_totals.lock_object(session, entry.stripe_object_id)
     movement = entry.movement
+    values = {
+        "key": entry.key,
+        "kind": entry.kind,
+        "occurred_at": entry.occurred_at,
+        "created_at": utcnow(),
+        "donor_id": entry.donor_id,
+        "stripe_object_id": entry.stripe_object_id,
+        "stripe_charge_id": entry.stripe_charge_id,
+        "stripe_balance_transaction_id": entry.stripe_balance_transaction_id,
+        "currency": movement.currency,
+        "amount_minor": movement.amount_minor,
+        "fee_minor": movement.fee_minor,
+        "net_minor": movement.net_minor,
+    }
+    lock = entry.kind in daily_totals.RELATED_KINDS
+    if session.get_bind().dialect.name == "postgresql":
+        entry_id = _insert_in_one_statement(session, values, kept, lock=lock)
+    else:
+        entry_id = _insert_step_by_step(session, values, kept, lock=lock)
+    if entry_id is None:
+        return False
+    daily_totals.add_posting(session, entry_id, entry.stripe_object_id)
+    return True
+
+
+def _insert_step_by_step(
+    session: Session, values: dict[str, Any], kept: Sequence[Line], *, lock: bool
+) -> int | None:
+    if lock:
+        daily_totals.lock_object(session, values["stripe_object_id"])
     statement = (
         insert_for(session)(JournalEntry)
-        .values(
-            key=entry.key,
-            kind=entry.kind,
-            occurred_at=entry.occurred_at,
-            created_at=utcnow(),
-            donor_id=entry.donor_id,
-            stripe_object_id=entry.stripe_object_id,
-            stripe_charge_id=entry.stripe_charge_id,
-            stripe_balance_transaction_id=entry.stripe_balance_transaction_id,
-            currency=movement.currency,
-            amount_minor=movement.amount_minor,
-            fee_minor=movement.fee_minor,
-            net_minor=movement.net_minor,
-        )
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(JournalEntry.id)
     )
-    entry_id = session.execute(statement).scalar()
-    if entry_id is None:
-        return False
-    # The daily totals (derived data, app.ledger.totals) move with the entry,
-    # in this transaction; a duplicate posted nothing and adds nothing.
-    daily_totals.add_entries(session, entry_id, entry_id)
-    session.add_all(
-        JournalPosting(
-            entry_id=entry_id,
-            account=line.account,
-            currency=line.currency,
-            amount_minor=line.amount_minor,
-            donor_id=entry.donor_id,
+    entry_id: int | None = session.execute(statement).scalar()
+    if entry_id is not None and kept:
+        session.execute(
+            insert(JournalPosting),
+            [
+                {
+                    "entry_id": entry_id,
+                    "account": line.account,
+                    "currency": line.currency,
+                    "amount_minor": line.amount_minor,
+                    "donor_id": values["donor_id"],
+                }
+                for line in kept
+            ],
         )
-        for line in kept
+    return entry_id
+
+
+_ENTRY_COLUMNS = (
+    "key",
+    "kind",
+    "occurred_at",
+    "created_at",
+    "donor_id",
+    "stripe_object_id",
+    "stripe_charge_id",
+    "stripe_balance_transaction_id",
+    "currency",
+    "amount_minor",
+    "fee_minor",
+    "net_minor",
+)
+_CASTS = {"occurred_at": "TIMESTAMPTZ", "created_at": "TIMESTAMPTZ", "donor_id": "INTEGER"}
+
+
+@cache
+def _one_statement(lines: int, lock: bool) -> TextClause:
+    """PostgreSQL: INSERT the entry (ON CONFLICT DO NOTHING; from a row that
+    first takes `lock_object`'s lock when `lock`) and its `lines` lines as
+    CTEs, returning the new id (no row for a duplicate). Plain SQL with bound
+    parameters, built once per shape: compiling it per posting would cost
+    more than running it."""
+    source = ""
+    if lock:
+        source = " FROM (SELECT pg_advisory_xact_lock(hashtext(:stripe_object_id))) AS object_lock"
+    postings = ""
+    if lines:
+        rows = ", ".join(
+            f"(:account{n}, :currency{n}, CAST(:amount{n} AS BIGINT))" for n in range(lines)
+        )
+        postings = (
+            ", new_postings AS (INSERT INTO journal_postings "  # noqa: S608 (constants; values bound)
+            "(entry_id, account, currency, amount_minor, donor_id) "
+            "SELECT new_entry.id, l.account, l.currency, l.amount_minor, "
+            "CAST(:donor_id AS INTEGER) "
+            f"FROM new_entry CROSS JOIN (VALUES {rows}) AS l (account, currency, amount_minor))"
+        )
+    selected = ", ".join(
+        f"CAST(:{c} AS {_CASTS[c]})" if c in _CASTS else f":{c}" for c in _ENTRY_COLUMNS
     )
-    session.flush()
-    return True
+    sql = (
+        f"WITH new_entry AS (INSERT INTO journal_entries ({', '.join(_ENTRY_COLUMNS)}) "  # noqa: S608
+        f"SELECT {selected}{source} "
+        "ON CONFLICT (key) DO NOTHING RETURNING id)"
+        f"{postings} SELECT id FROM new_entry"
+    )
+    return text(sql).bindparams(
+        bindparam("occurred_at", type_=UTCDateTime()),
+        bindparam("created_at", type_=UTCDateTime()),
+    )
+
+
+def _insert_in_one_statement(
+    session: Session, values: dict[str, Any], kept: Sequence[Line], *, lock: bool
+) -> int | None:
+    params = dict(values)
+    for n, line in enumerate(kept):
+        params[f"account{n}"] = line.account
+        params[f"currency{n}"] = line.currency
+        params[f"amount{n}"] = line.amount_minor
+    session.flush()  # what the caller added (the donor the entry points at) goes first
+    entry_id: int | None = session.execute(_one_statement(len(kept), lock), params).scalar()
+    return entry_id
 
 
 def post_entry(

@@ -8,15 +8,18 @@ Derived data, never the truth: the journal (`journal_entries` and
 the journal at any time (`donations ledger rebuild-totals`); `donations
 ledger verify` reports any difference.
 
-How it is kept: in the transaction that posts an entry (`app.ledger.post_entry`,
-and the seed's bulk path for a batch of entries), `add_entries` adds the
-entries' effect on the CSV's rows. A row's figures are its settlement's once
-the movement is settled (possibly in another currency), so posting a
-settlement moves the row from the recognised amount to the balance
-transaction's figures: -recognised (its currency), +settled (its currency),
-both on the movement's UTC day and kind. The effect is computed by the same
-join as `rows_query` (the affected rows after the posting minus the same rows
-before it), so the two cannot drift apart. No Flask, no `stripe`, no commits.
+How it is kept: in the transaction that posts an entry, `add_posting` (from
+`app.ledger.post`, once per entry) or `add_entries` (the seed's bulk path,
+once per batch) adds the entries' effect on the CSV's rows. A row's figures
+are its settlement's once the movement is settled (possibly in another
+currency), so posting a settlement moves the row from the recognised amount
+to the balance transaction's figures: -recognised (its currency), +settled
+(its currency), both on the movement's UTC day and kind. The effect is
+computed by the same join as `rows_query` (the affected rows after the
+posting minus the same rows before it), so the two cannot drift apart; for
+one posting only its Stripe object's few entries take part (an indexed
+lookup, and the INSERT ... ON CONFLICT in the same statement), so posting
+costs the same at any size of journal. No Flask, no `stripe`, no commits.
 """
 
 from __future__ import annotations
@@ -24,14 +27,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Date,
+    Integer,
     Select,
     String,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -41,8 +47,11 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from app.db import Base, insert_for
@@ -50,6 +59,10 @@ from app.ledger.models import JournalEntry
 
 # Movements whose row takes its figures from a settlement (rows_query's join).
 SETTLED_KINDS = ("donation", "membership_payment", "refund")
+# Entries whose postings can change each other's rows: `post` locks their
+# Stripe object (`lock_object`).
+RELATED_KINDS = (*SETTLED_KINDS, "settlement")
+_SUMS = ("amount_minor", "fee_minor", "net_minor", "row_count")
 
 
 class LedgerDailyTotal(Base):
@@ -220,6 +233,65 @@ def apply(session: Session, changes: Sequence[DayTotal]) -> None:
     session.execute(statement)
 
 
+def _object_changes(dialect: str) -> Select[Any]:
+    """What posting the entry :entry_id (just inserted, in this transaction)
+    about the Stripe object :object_id changed in the CSV's rows, per day,
+    currency and kind: the rows of the object's movements as they are now,
+    minus the same rows without that entry (rows_query's own join, so the
+    two cannot drift apart). Both sides read a few rows by the indexed
+    stripe_object_id, in one snapshot; only the rows whose movement is the
+    new entry, or whose settlement is, differ. Zero groups are left out."""
+    entry_id = bindparam("entry_id", type_=Integer)
+    object_id = bindparam("object_id", type_=String)
+
+    def about(m: Any) -> Any:
+        return m.stripe_object_id == object_id
+
+    def before(m: Any) -> Any:
+        return and_(about(m), m.id != entry_id)
+
+    now = _rows(dialect, 1, about)
+    then = _rows(dialect, -1, before, lambda s: s.id != entry_id)
+    c = union_all(now, then).subquery("c")
+    sums = [func.sum(c.c.amount), func.sum(c.c.fee), func.sum(c.c.net), func.sum(c.c.n)]
+    return (
+        select(c.c.day_utc, c.c.currency, c.c.kind, *sums)
+        .where(true())  # SQLite: an INSERT ... SELECT followed by ON CONFLICT needs a WHERE
+        .group_by(c.c.day_utc, c.c.currency, c.c.kind)
+        .having(or_(*[total != 0 for total in sums]))
+        .order_by(c.c.day_utc, c.c.currency, c.c.kind)
+    )
+
+
+@cache
+def _add_posting_statement(dialect: str) -> Any:
+    """INSERT the changes of one posting (`_object_changes`) INTO the rollup,
+    ON CONFLICT adding them, in key order: built once per dialect."""
+    table = Base.metadata.tables[LedgerDailyTotal.__tablename__]
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).from_select(
+        ["day_utc", "currency", "kind", *_SUMS], _object_changes(dialect)
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["day_utc", "currency", "kind"],
+        set_={name: table.c[name] + statement.excluded[name] for name in _SUMS},
+    )
+
+
+def add_posting(session: Session, entry_id: int, stripe_object_id: str) -> None:
+    """Keep the rollup up to date after `post` inserted one entry about
+    `stripe_object_id`, in the same transaction: one statement that reads
+    the object's few entries and adds the posting's effect. For a
+    settlement or a movement of a settled kind, call it after
+    `lock_object(stripe_object_id)` (held since before the entry was
+    inserted), so a movement and its settlement posted at once each see the
+    other."""
+    session.execute(
+        _add_posting_statement(_dialect(session)),
+        {"entry_id": entry_id, "object_id": stripe_object_id},
+    )
+
+
 def add_entries(session: Session, first_id: int, last_id: int) -> None:
     """Keep the rollup up to date after inserting the journal entries with
     ids first_id..last_id in this transaction (call once per insert)."""
@@ -290,9 +362,11 @@ def differences(session: Session) -> list[str]:
 
 
 __all__ = [
+    "RELATED_KINDS",
     "DayTotal",
     "LedgerDailyTotal",
     "add_entries",
+    "add_posting",
     "apply",
     "as_date",
     "changes_of",
