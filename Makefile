@@ -37,12 +37,16 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	SLOW_TESTS=1 $(BIN)/pytest $(PYTEST_ARGS)
 
-# The finance area's benchmark on PostgreSQL (127.0.0.1:5432, database
-# donations_bench, seeded once per BENCH_PAYMENTS and reused); see bench/README.md.
-# It needs only the app itself: no test or load tools.
+# The benchmarks on PostgreSQL (127.0.0.1:5432); see bench/README.md: posting
+# (BENCH_CHARGES charges recognised and settled through app.ledger, database
+# donations_bench_posting, made afresh), then the finance area (database
+# donations_bench, seeded once per BENCH_PAYMENTS and reused). They need only
+# the app itself: no test or load tools. Fails if either misses a target.
 BENCH_PAYMENTS ?= 100000
+BENCH_CHARGES ?= 20000
 bench: $(VENV)/.installed
-	$(BIN)/python bench/run.py --payments $(BENCH_PAYMENTS)
+	$(BIN)/python bench/posting.py --charges $(BENCH_CHARGES); posting=$$?; \
+	$(BIN)/python bench/run.py --payments $(BENCH_PAYMENTS) && exit $$posting
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
