@@ -208,17 +208,29 @@ def test_figures_between_equal_the_summary_over_all_time(
         )
 
 
-def test_new_donors_are_counted_in_the_month_they_were_first_seen_in_the_reporting_zone(
+def test_new_donors_are_those_whose_first_payment_falls_in_the_month_in_the_reporting_zone(
     db: Session,
 ) -> None:
-    for email, seen in [
-        ("a@example.org", datetime(2026, 9, 30, 18, 10, tzinfo=UTC)),  # 23:55, 30 Sep there
-        ("b@example.org", datetime(2026, 9, 30, 18, 20, tzinfo=UTC)),  # 00:05, 1 Oct there
-        ("c@example.org", datetime(2026, 10, 19, tzinfo=UTC)),
-        ("d@example.org", datetime(2025, 1, 1, tzinfo=UTC)),  # before the thirteen months
-    ]:
-        with frozen_at(seen):
-            find_or_create_donor(db, email)
+    def pay(donor: Donor, charge: str, at: datetime, kind: str = "donation") -> None:
+        ledger.recognise_payment(
+            db, charge_id=charge, kind=kind, currency="usd", amount_minor=1000,
+            occurred_at=at, donor_id=donor.id,
+        )
+
+    with frozen_at(datetime(2024, 1, 1, tzinfo=UTC)):
+        a, b, c, d, e, f = (
+            find_or_create_donor(db, f"{n}@example.org") for n in "abcdef"
+        )
+    pay(a, "ch_a", datetime(2026, 9, 30, 18, 10, tzinfo=UTC))  # 23:55, 30 Sep there
+    pay(b, "ch_b", datetime(2026, 9, 30, 18, 20, tzinfo=UTC))  # 00:05, 1 Oct there
+    pay(c, "ch_c", datetime(2026, 10, 19, tzinfo=UTC), "membership_payment")
+    pay(c, "ch_c2", datetime(2026, 10, 19, 1, tzinfo=UTC))  # a second gift: counted once
+    pay(d, "ch_d1", datetime(2025, 1, 1, tzinfo=UTC))  # first gave long before
+    pay(d, "ch_d2", datetime(2026, 10, 2, tzinfo=UTC))  # not new in October
+    # e only opened a checkout this month and never paid: not a donor yet.
+    with frozen_at(datetime(2026, 10, 5, tzinfo=UTC)):
+        find_or_create_donor(db, "g@example.org")
+    del e, f
     db.commit()
     months = reports.monthly_figures(db, KATHMANDU, datetime(2026, 10, 20, tzinfo=UTC))
     assert [m.new_donors for m in months][-2:] == [1, 2]

@@ -16,12 +16,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, case, func, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app import ledger
-from app.donors import Donor
 from app.finance.reports.periods import MONTHS_ON_DASHBOARD, add_months, day_start, month_firsts
 from app.ledger import totals as ledger_totals
+from app.ledger.records import Membership, Payment
 
 # -- figures (the contract's summary definitions) ------------------------------------
 
@@ -290,20 +290,37 @@ def monthly_figures(
     for index, groups in per_month.items():
         months[index].figures = figures_of(groups)
 
-    donor_month = case(
-        *[(Donor.created_at < bound, n) for n, bound in enumerate(bounds[1:-1])],
-        else_=len(firsts) - 1,
-    )
-    created = (
-        select(donor_month.label("month"))
-        .where(Donor.created_at >= bounds[0], Donor.created_at < bounds[-1])
-        .subquery("d")
-    )
-    for month, n in session.execute(
-        select(created.c.month, func.count()).group_by(created.c.month)
-    ):
-        months[int(month)].new_donors = int(n)
+    for month, n in enumerate(new_donor_counts(session, bounds)):
+        months[month].new_donors = n
     return months
+
+
+def new_donor_counts(session: Session, bounds: Sequence[datetime]) -> list[int]:
+    """For each range between consecutive `bounds` (ascending instants), the
+    donors whose first payment (a donation or membership_payment row, the
+    row's donor as the CSV has it) falls in it. A donor who only opened a
+    checkout is not new: they have not given yet. One grouped query over the
+    payment entries before the last bound."""
+    if len(bounds) < 2:
+        return []
+    entry = aliased(ledger.JournalEntry, name="e")
+    donor_id = func.coalesce(Payment.donor_id, Membership.donor_id, entry.donor_id)
+    first = (
+        select(donor_id.label("donor_id"), func.min(entry.occurred_at).label("first_at"))
+        .select_from(entry)
+        .outerjoin(Payment, Payment.stripe_charge_id == entry.stripe_charge_id)
+        .outerjoin(Membership, Membership.stripe_subscription_id == Payment.stripe_subscription_id)
+        .where(entry.kind.in_(ledger.PAYMENT_KINDS), entry.occurred_at < bounds[-1])
+        .group_by(donor_id)
+        .having(func.min(entry.occurred_at) >= bounds[0])
+        .subquery("f")
+    )
+    part = _tag(first.c.first_at, list(bounds[1:-1])).label("part")
+    counts = [0] * (len(bounds) - 1)
+    query = select(part, func.count()).where(first.c.donor_id.is_not(None)).group_by(part)
+    for index, n in session.execute(query):
+        counts[int(index)] = int(n)
+    return counts
 
 
 def figures_between(
