@@ -3,15 +3,18 @@ command group (its package's `cli.py`), loaded when first named, so nothing
 runs at import time and `donations --help` stays quick. Also what every group
 shares: the DATE parameter (a day in LEDGER_REPORTING_TZ) and its bounds.
 
-Commands own their transaction (commit once) and turn bad input into a
-one-line error with exit status 2.
+Commands own their transaction (commit once). Every mistake (a bad date, a
+missing argument, an unknown option or command) and every configuration
+error at start (app.settings.ConfigError) is one line, `error: <message>`
+naming the option or setting, with exit status 2: no usage block, no traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -20,6 +23,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from app import create_app
 from app.migrate import upgrade
+from app.settings import ConfigError
 
 # Each feature's command group, as "module:attribute".
 GROUPS = {
@@ -33,11 +37,20 @@ GROUPS = {
 }
 
 
+def fail(message: str, status: int = 2) -> NoReturn:
+    """A one-line error on standard error, then exit (2: the caller's mistake)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
 class DonationsGroup(FlaskGroup):
-    """Flask's group, plus the feature groups above, imported on demand."""
+    """Flask's group, plus the feature groups above, imported on demand; its
+    errors are one line each (see the module's opening comment)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(GROUPS))
+        # The commands are known without loading the app, so `--help` works
+        # (and stays quick) even when the configuration is broken.
+        return sorted(set(click.Group.list_commands(self, ctx)) | set(GROUPS))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = GROUPS.get(cmd_name)
@@ -46,6 +59,22 @@ class DonationsGroup(FlaskGroup):
         module_name, _, attribute = target.partition(":")
         command: click.Command = getattr(importlib.import_module(module_name), attribute)
         return command
+
+    def main(  # type: ignore[override]
+        self, args: Any = None, prog_name: str | None = None, **extra: Any
+    ) -> NoReturn:
+        extra.pop("standalone_mode", None)
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            fail(exc.format_message())
+        except ConfigError as exc:
+            fail(str(exc))
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted", 1)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=DonationsGroup, create_app=create_app, add_version_option=False)

@@ -138,7 +138,10 @@ def show_failed() -> None:
     """List failed and dead events with their last error."""
     session = _database().session()
     try:
-        for event in list_failed(session):
+        found = list_failed(session)
+        if not found:
+            click.echo("no failed or dead events")
+        for event in found:
             click.echo(
                 f"{event.stripe_event_id}\t{event.type}\t{event.status}\t"
                 f"attempts={event.attempts}\t{event.last_error or ''}"

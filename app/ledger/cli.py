@@ -56,18 +56,50 @@ def export(since: date | None, until: date | None, output: str | None) -> None:
 
 
 @ledger.command("summary")
-@click.option("--json", "as_json", is_flag=True, required=True, help="Print JSON (required).")
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON.")
 @click.option("--since", type=DATE, help="First day (inclusive), YYYY-MM-DD.")
 @click.option("--until", type=DATE, help="Last day (exclusive), YYYY-MM-DD.")
 @with_appcontext
 def summary(as_json: bool, since: date | None, until: date | None) -> None:
-    """Totals per currency as JSON (CONTRACT.md, "Ledger summary JSON")."""
+    """Totals per currency: a table, or with --json the JSON of CONTRACT.md
+    ("Ledger summary JSON")."""
     start, end = day_bounds(since, until)
     session = _session()
     try:
-        click.echo(json.dumps(core.summary(session, start, end), sort_keys=False))
+        found = core.summary(session, start, end)
     finally:
         session.close()
+    if as_json:
+        click.echo(json.dumps(found, sort_keys=False))
+        return
+    for line in summary_table(found):
+        click.echo(line)
+
+
+def summary_table(found: dict[str, Any]) -> list[str]:
+    """The summary as aligned text: a row per currency, then the counts."""
+    currencies: dict[str, dict[str, Any]] = found["currencies"]
+    if not currencies:
+        rows = []
+    else:
+        names = list(next(iter(currencies.values())))
+        rows = [["currency", *names]] + [
+            [currency, *(str(figures[name]) for name in names)]
+            for currency, figures in currencies.items()
+        ]
+    lines = []
+    if rows:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            cells = [row[0].ljust(widths[0])] + [
+                cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+            ]
+            lines.append("  ".join(cells).rstrip())
+    else:
+        lines.append("no movements in this period")
+    lines.append(f"donors: {found['donors']}")
+    lines.append(f"active memberships: {found['active_memberships']}")
+    return lines
 
 
 @ledger.command("rebuild-totals")

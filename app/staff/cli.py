@@ -32,7 +32,7 @@ from app.staff import (
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"error: {message}", err=True)
     raise click.exceptions.Exit(2)
 
 
@@ -57,7 +57,9 @@ def staff() -> None:
 
 @staff.command("create")
 @click.argument("email")
-@click.option("--role", required=True, help=f"One of: {', '.join(ROLES)}.")
+@click.option(
+    "--role", required=True, type=click.Choice(ROLES), help=f"One of: {', '.join(ROLES)}."
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def create(email: str, role: str, password_stdin: bool) -> None:

@@ -132,6 +132,23 @@ def test_summary_counts_an_unsettled_row_with_fee_0_and_says_how_much_is_unsettl
                    "unsettled": "12.00"}
 
 
+def test_summary_without_json_is_a_table_for_people(
+    runner: FlaskCliRunner, filled: Database
+) -> None:
+    result = runner.invoke(main, ["ledger", "summary"])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == [
+        "currency", "gross", "fees", "refunds", "disputes", "other", "net", "payouts",
+        "payments", "unsettled",
+    ]
+    assert lines[1].split() == [
+        "usd", "35.00", "1.62", "-5.00", "0.00", "0.00", "28.38", "-20.00", "2", "0.00",
+    ]
+    assert "donors: 2" in result.output and "active memberships: 1" in result.output
+
+
 def test_summary_over_a_period_counts_only_its_rows(
     runner: FlaskCliRunner, filled: Database
 ) -> None:
@@ -173,7 +190,7 @@ def test_verify_fails_and_says_which_entry_does_not_balance(
         ["ledger", "export", "--since", "2026-09-01T00:00"],
         ["ledger", "summary", "--json", "--since", "2026-9-1"],
         ["ledger", "export", "--since", "2026-09-10", "--until", "2026-09-01"],
-        ["ledger", "summary"],
+        ["ledger", "summary", "--bogus"],
         ["ledger", "export", "--bogus"],
     ],
 )
@@ -183,5 +200,5 @@ def test_a_bad_date_or_option_is_a_one_line_error_with_status_2(
     result = runner.invoke(main, args)
 
     assert result.exit_code == 2
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1
