@@ -67,6 +67,7 @@ def dashboard() -> Any:
             fmt=partial(money, currency=currency),
             chart_id=f"chart-{currency}",
         )
+    latest = reports.latest_payments(session, LATEST_PAYMENTS)
     return render_template(
         "finance/dashboard.html",
         months=list(reversed(months)),
@@ -74,10 +75,20 @@ def dashboard() -> Any:
         currencies=currencies,
         charts=charts,
         members=reports.membership_stats(session, zone, now),
-        latest=reports.latest_payments(session, LATEST_PAYMENTS),
+        latest=latest,
+        notes=page_notes(latest),
         health=reports.pipeline_health(session),
         has_movements=reports.has_movements(session),
     )
+
+
+def page_notes(lines: list[reports.JournalLine]) -> dict[str, reports.DonorNote]:
+    """What the donors of these payment rows wrote, for staff who may read
+    contacts (finance, admin); nothing for viewers."""
+    if not shows_contacts():
+        return {}
+    charges = [line.row.stripe_id for line in lines if line.row.kind in ledger.PAYMENT_KINDS]
+    return reports.notes_for_charges(db_session(), charges)
 
 
 # -- journal ------------------------------------------------------------------------
@@ -147,6 +158,7 @@ def journal() -> Any:
         if page.previous_cursor
         else None,
         csv_url=url_for(".journal_csv", **query),
+        notes=page_notes(page.lines),
         has_movements=reports.has_movements(session),
         **page_info,
     )
@@ -168,13 +180,8 @@ def journal_csv() -> Any:
     session.commit()
     log.info("journal CSV exported")
     stamp = utcnow().astimezone(area.zone()).strftime("%Y-%m-%d")
-    chunks = ledger_export.iter_filtered_csv_chunks(
-        session,
-        filters.rows(),
-        filters.apply,
-        reports.journal_csv_rows(session, filters),
-        bom=True,
-    )
+    # The contract's columns, then what donors wrote (finance staff only).
+    chunks = reports.staff_csv_chunks(reports.journal_staff_csv_rows(session, filters), bom=True)
     return csv_response(chunks, session, f"journal-{stamp}.csv")
 
 
@@ -219,7 +226,9 @@ def donor(donor_id: int) -> Any:
     history = reports.donor_history(db_session(), donor_id)
     if history is None:
         abort(404)
-    return render_template("finance/donor.html", history=history)
+    return render_template(
+        "finance/donor.html", history=history, notes=page_notes(history.lines)
+    )
 
 
 # -- memberships --------------------------------------------------------------------

@@ -362,7 +362,7 @@ def test_the_journal_csv_holds_exactly_the_filtered_rows_and_is_audited(
     assert response.headers["Content-Disposition"].startswith("attachment;")
     body = response.get_data(as_text=True)
     assert body.startswith(BOM)
-    rows = list(csv.reader(io.StringIO(body.removeprefix(BOM))))
+    rows = [row[: len(ledger.CSV_COLUMNS)] for row in csv.reader(io.StringIO(body.removeprefix(BOM)))]
     assert tuple(rows[0]) == ledger.CSV_COLUMNS
     exported = runner.invoke(
         main, ["ledger", "export", "--since", "2026-09-01", "--until", "2026-10-01"]
@@ -584,3 +584,70 @@ def test_replay_of_every_failed_event_confirms_first_and_is_audited(
     assert event.status == "processed"
     audit = db.scalars(select(AuditEntry).where(AuditEntry.action == "replay")).one()
     assert json.loads(audit.detail) == {"events": [event.stripe_event_id], "failed": True}
+
+
+# -- what donors wrote: dedication, comment, anonymity (finance and admin only) --------
+
+
+def add_notes(db: Session) -> None:
+    checkout = db.get(Checkout, "co_fin")
+    assert checkout is not None
+    checkout.dedication_kind = "memory"
+    checkout.dedication_name = "Grandma Ada"
+    checkout.comment = "=HYPERLINK(keep up the good work)"
+    checkout.anonymous = True
+    db.commit()
+
+
+@pytest.mark.parametrize("role", ["finance", "admin"])
+def test_finance_and_admin_see_what_the_donor_wrote_on_the_journal_and_donor_pages(
+    app: Flask, db: Session, filled: ef.Scenario, role: str
+) -> None:
+    add_notes(db)
+    client = login(app, db, role)
+    donor = donor_id(db, "fin@example.org")
+    for path in ("/ledger/journal?since=2026-09-01", f"/ledger/donors/{donor}"):
+        page = client.get(path).get_data(as_text=True)
+        assert "In memory of Grandma Ada" in page, path
+        assert "=HYPERLINK(keep up the good work)" in page, path
+        assert "Don't show my name" in page, path
+
+
+def test_a_viewer_never_sees_what_the_donor_wrote(
+    viewer: FlaskClient, db: Session, filled: ef.Scenario
+) -> None:
+    add_notes(db)
+    donor = donor_id(db, "fin@example.org")
+    for path in ("/ledger/journal?since=2026-09-01", f"/ledger/donors/{donor}"):
+        page = viewer.get(path).get_data(as_text=True)
+        assert "Grandma Ada" not in page and "good work" not in page, path
+        assert "Don't show my name" not in page, path
+
+
+def test_the_journal_csv_appends_what_the_donor_wrote_after_the_contracts_columns(
+    finance: FlaskClient, filled: ef.Scenario, db: Session, runner: FlaskCliRunner
+) -> None:
+    add_notes(db)
+    body = finance.get("/ledger/journal.csv?since=&kind=donation").get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(body.removeprefix(BOM))))
+    width = len(ledger.CSV_COLUMNS)
+    assert tuple(rows[0][:width]) == ledger.CSV_COLUMNS
+    assert rows[0][width:] == ["dedication_kind", "dedication_name", "comment", "anonymous"]
+    by_id = {row[16]: row for row in rows[1:]}
+    assert by_id["ch_fin"][width:] == [
+        "memory", "Grandma Ada", "'=HYPERLINK(keep up the good work)", "yes"
+    ]
+    assert by_id["ch_late"][width:] == ["", "", "", ""]
+    # The contract's columns are the ledger CSV's, row for row.
+    exported = runner.invoke(main, ["ledger", "export"]).output
+    expected = [r for r in csv.reader(io.StringIO(exported))][1:]
+    assert [row[:width] for row in rows[1:]] == [r for r in expected if r[1] == "donation"]
+
+
+def test_the_ledger_csv_stays_the_contracts_columns_only(
+    finance: FlaskClient, filled: ef.Scenario, db: Session
+) -> None:
+    add_notes(db)
+    body = finance.get("/ledger/export.csv").get_data(as_text=True)
+    assert body.removeprefix(BOM).splitlines()[0] == ",".join(ledger.CSV_COLUMNS)
+    assert "Grandma" not in body and "good work" not in body

@@ -10,7 +10,7 @@ Flask, no `stripe`, no writes, no commits. Amounts of different currencies are
 never added together.
 
 This package re-exports every public name of its modules (periods, totals,
-journal, donors, memberships, campaigns, pipeline) and declares the indexes
+journal, donors, notes, memberships, campaigns, pipeline) and declares the indexes
 the pages need, so `import app.finance.reports` registers them (app.schema).
 """
 
@@ -41,6 +41,13 @@ from app.finance.reports.memberships import (
     list_memberships,
     membership_stats,
     monthly_amount,
+)
+from app.finance.reports.notes import (
+    NOTE_COLUMNS,
+    DonorNote,
+    journal_staff_csv_rows,
+    notes_for_charges,
+    staff_csv_chunks,
 )
 from app.finance.reports.periods import (
     MONTHS_ON_DASHBOARD,
@@ -74,10 +81,12 @@ __all__ = [
     "EVENT_STATUSES",
     "MEMBERSHIP_STATUSES",
     "MONTHS_ON_DASHBOARD",
+    "NOTE_COLUMNS",
     "PAGE_SIZE",
     "CampaignLine",
     "Cursor",
     "DonorHistory",
+    "DonorNote",
     "Figures",
     "JournalFilter",
     "JournalLine",
@@ -96,6 +105,7 @@ __all__ = [
     "has_movements",
     "journal_csv_rows",
     "journal_page",
+    "journal_staff_csv_rows",
     "journal_totals",
     "latest_payments",
     "list_events",
@@ -106,11 +116,13 @@ __all__ = [
     "month_of",
     "monthly_amount",
     "monthly_figures",
+    "notes_for_charges",
     "parse_day",
     "pipeline_health",
     "ranged_groups",
     "reporting_zone",
     "search_donors",
+    "staff_csv_chunks",
 ]
 
 # Indexes the finance pages need on other modules' tables (migration 0006):
