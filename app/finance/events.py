@@ -14,7 +14,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from app.clock import utcnow
 from app.extensions import database, db_session
 from app.finance import reports
-from app.finance.area import staff_area
+from app.finance.area import bad_filter, staff_area
 from app.staff.gate import audit, staff_required
 from webhooks.inbox import StripeEvent, list_failed, reset_for_replay
 from webhooks.worker import RetryPolicy, process_next
@@ -26,7 +26,19 @@ staff_area(bp, "viewer")
 @bp.get("/events")
 def index() -> Any:
     session = db_session()
-    status = request.args.get("status", "").strip() or None
+    try:
+        status = reports.parse_choice(
+            request.args.get("status"), reports.EVENT_STATUSES, "an event status"
+        )
+    except reports.ReportError as exc:
+        return bad_filter(
+            "finance/events.html",
+            str(exc),
+            events=[],
+            health=reports.pipeline_health(session),
+            statuses=reports.EVENT_STATUSES,
+            query={k: request.args.get(k, "") for k in ("status", "type")},
+        )
     event_type = request.args.get("type", "").strip()[:255] or None
     before = request.args.get("before", "").strip()
     before_id = int(before) if before.isdigit() else None

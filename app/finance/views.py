@@ -107,10 +107,8 @@ def _journal_filter() -> tuple[reports.JournalFilter, dict[str, str]]:
     if "since" not in args:
         form["since"] = reports.month_of(utcnow(), zone).isoformat()
     since, until = bounds(reports.parse_day(form["since"]), reports.parse_day(form["until"]))
-    kind = form["kind"] or None
-    if kind and kind not in ledger.MOVEMENT_KINDS:
-        raise reports.ReportError(f"{kind!r} is not a kind of movement")
-    currency = form["currency"].lower() or None
+    kind = reports.parse_choice(form["kind"], ledger.MOVEMENT_KINDS, "a kind of movement")
+    currency = reports.parse_currency(form["currency"])
     donor_id = reports.find_donor_id(db_session(), form["donor"], by_email=shows_contacts())
     return (
         reports.JournalFilter.for_donor(
@@ -237,8 +235,21 @@ def donor(donor_id: int) -> Any:
 @bp.get("/memberships")
 def memberships() -> Any:
     session = db_session()
-    status = request.args.get("status", "").strip() or None
-    currency = request.args.get("currency", "").strip().lower() or None
+    form = {k: request.args.get(k, "").strip() for k in ("status", "currency")}
+    try:
+        status = reports.parse_choice(
+            form["status"], reports.MEMBERSHIP_STATUSES, "a membership status"
+        )
+        currency = reports.parse_currency(form["currency"])
+    except reports.ReportError as exc:
+        return bad_filter(
+            "finance/memberships.html",
+            str(exc),
+            stats=reports.membership_stats(session, area.zone(), utcnow()),
+            page=[],
+            query=form,
+            statuses=reports.MEMBERSHIP_STATUSES,
+        )
     after = request.args.get("after", "").strip()
     after_id = int(after) if after.isdigit() else None
     page, next_after = reports.list_memberships(

@@ -58,6 +58,8 @@ from app.finance.reports.periods import (
     local_time,
     month_firsts,
     month_of,
+    parse_choice,
+    parse_currency,
     parse_day,
     reporting_zone,
 )
@@ -117,6 +119,8 @@ __all__ = [
     "monthly_amount",
     "monthly_figures",
     "notes_for_charges",
+    "parse_choice",
+    "parse_currency",
     "parse_day",
     "pipeline_health",
     "ranged_groups",

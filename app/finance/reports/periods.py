@@ -1,13 +1,16 @@
 """Time in the reporting zone: the zone itself, the days staff type, month
 boundaries as UTC instants, and how a timestamp reads; plus the reports'
-shared ReportError and page sizes. Pure: never touches the database, Flask
-or `stripe`.
+shared ReportError, the checks of a filter's choice and currency, and page
+sizes. Pure: never touches the database, Flask or `stripe`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.money import is_currency_code
 
 PAGE_SIZE = 50
 MONTHS_ON_DASHBOARD = 13  # this month and the twelve before it
@@ -15,6 +18,27 @@ MONTHS_ON_DASHBOARD = 13  # this month and the twelve before it
 
 class ReportError(ValueError):
     """A filter a person typed that cannot be used; the message says why."""
+
+
+def parse_choice(text: str | None, choices: Sequence[str], what: str) -> str | None:
+    """One of `choices` (None for empty); anything else is a ReportError
+    ("'x' is not <what>"), never a silently empty list."""
+    value = (text or "").strip()
+    if not value:
+        return None
+    if value not in choices:
+        raise ReportError(f"{value!r} is not {what} (one of {', '.join(choices)})")
+    return value
+
+
+def parse_currency(text: str | None) -> str | None:
+    """A three-letter ISO 4217 code, lower-cased (None for empty)."""
+    value = (text or "").strip().lower()
+    if not value:
+        return None
+    if not is_currency_code(value):
+        raise ReportError(f"{value!r} is not a currency (a three-letter code such as usd)")
+    return value
 
 
 # -- time in the reporting zone -------------------------------------------------
