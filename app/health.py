@@ -1,10 +1,12 @@
-"""GET /healthz: 200 when the database answers, 503 when it does not."""
+"""GET /healthz: 200 when the database answers, 503 when it does not; and
+GET /, which leads to the donation page (with the link's query string)."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint
+from flask import Blueprint, redirect, request, url_for
+from werkzeug.wrappers import Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,3 +25,10 @@ def healthz() -> tuple[dict[str, str], int]:
         log.warning("health check: database unreachable (%s)", type(exc).__name__)
         return {"status": "unavailable", "database": "unreachable"}, 503
     return {"status": "ok", "database": "ok"}, 200
+
+
+@bp.get("/")
+def root() -> Response:
+    target = url_for("donate.form")
+    query = request.query_string.decode("latin-1")
+    return redirect(f"{target}?{query}" if query else target, 302)
