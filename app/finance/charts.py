@@ -1,5 +1,6 @@
 """Small server-rendered SVG charts for the finance pages: bars of monthly
-gross with a line of monthly net, for one currency.
+gross with a line of monthly net, for one currency, with a value axis (ticks
+at round amounts, formatted) and a legend.
 
 No JavaScript and nothing fetched at run time. Accessible: the SVG has a
 <title> and <desc>, and the same numbers come as a table beside it. Takes
@@ -16,10 +17,11 @@ from markupsafe import Markup, escape
 
 WIDTH = 640
 HEIGHT = 240
-MARGIN_LEFT = 12
+MARGIN_LEFT = 84  # room for the value axis' labels
 MARGIN_RIGHT = 12
-MARGIN_TOP = 16
+MARGIN_TOP = 30  # room for the legend
 MARGIN_BOTTOM = 28
+TICKS = 4  # about this many steps between the lowest and the highest tick
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,28 @@ def _scale(low: int, high: int, top: float, bottom: float) -> Callable[[int], fl
     return y
 
 
+def tick_step(span: int, ticks: int = TICKS) -> int:
+    """A round step (1, 2 or 5 times a power of ten, in minor units) that
+    covers `span` in about `ticks` steps."""
+    wanted = max(1, -(-span // ticks))
+    power = 1
+    while True:
+        for factor in (1, 2, 5):
+            if factor * power >= wanted:
+                return factor * power
+        power *= 10
+
+
+def axis_range(low: int, high: int) -> tuple[int, int, int]:
+    """(bottom, top, step): the range widened to whole steps, zero included."""
+    step = tick_step(high - low or 1)
+    bottom = (low // step) * step
+    top = -((-high) // step) * step
+    if top == bottom:
+        top = bottom + step
+    return bottom, top, step
+
+
 def bar_line_chart(
     points: Sequence[Point],
     *,
@@ -51,7 +75,7 @@ def bar_line_chart(
     `fmt` turns minor units into text; `chart_id` makes the ids unique."""
     cid = escape(chart_id)
     values = [p.bar for p in points] + [p.line for p in points]
-    low, high = min([0, *values]), max([0, *values])
+    low, high, step = axis_range(min([0, *values]), max([0, *values]))
     plot_top, plot_bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
     y = _scale(low, high, plot_top, plot_bottom)
     zero = y(0)
@@ -67,6 +91,25 @@ def bar_line_chart(
         f'<line class="axis" x1="{MARGIN_LEFT}" x2="{WIDTH - MARGIN_RIGHT}" '
         f'y1="{zero:.1f}" y2="{zero:.1f}"/>',
     ]
+    # The value axis: a gridline and a formatted amount at each round step.
+    ticks = ['<g class="ticks">']
+    for value in range(high, low - 1, -step):
+        at = y(value)
+        ticks.append(
+            f'<line class="grid" x1="{MARGIN_LEFT}" x2="{WIDTH - MARGIN_RIGHT}" '
+            f'y1="{at:.1f}" y2="{at:.1f}"/>'
+            f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{at + 4:.1f}" '
+            f'text-anchor="end">{escape(fmt(value))}</text>'
+        )
+    ticks.append("</g>")
+    parts += ticks
+    parts.append(
+        f'<g class="legend"><rect class="bar swatch" x="{MARGIN_LEFT}" y="6" width="12" '
+        f'height="12"/><text class="label" x="{MARGIN_LEFT + 16}" y="16">{escape(bar_name)}</text>'
+        f'<line class="line swatch" x1="{MARGIN_LEFT + 90}" x2="{MARGIN_LEFT + 110}" y1="12" '
+        f'y2="12"/><text class="label" x="{MARGIN_LEFT + 114}" y="16">{escape(line_name)}</text>'
+        "</g>"
+    )
     line_points = []
     for n, point in enumerate(points):
         x = MARGIN_LEFT + n * slot + (slot - bar_width) / 2

@@ -91,3 +91,31 @@ def test_an_empty_series_and_all_zero_values_still_render() -> None:
     assert "<svg" in render([])
     svg = svg_of(render([Point("2026-10", 0, 0)]))
     assert svg.findall(f"{SVG}rect")[0].get("height") == "0.0"
+
+
+def test_the_value_axis_has_ticks_with_formatted_amounts_at_their_heights() -> None:
+    svg = svg_of(render(POINTS))
+    ticks = svg.findall(f"{SVG}g[@class='ticks']/{SVG}text")
+    labels = [t.text for t in ticks]
+    assert "$0.00" in labels
+    assert "$100.00" in labels or "$120.00" in labels  # the top reaches the largest bar
+    assert any(label and label.startswith("-$") for label in labels)  # below zero too
+    assert len(ticks) >= 3
+    # Ticks are evenly spaced, from the largest amount at the top down.
+    ys = [float(t.get("y", "0")) for t in ticks]
+    assert ys == sorted(ys)
+    gaps = {round(b - a, 1) for a, b in zip(ys, ys[1:], strict=False)}
+    assert len(gaps) == 1
+    axis = svg.find(f"{SVG}line")
+    assert axis is not None
+    zero_tick = ticks[labels.index("$0.00")]
+    assert abs(float(zero_tick.get("y", "0")) - float(axis.get("y1", "0"))) < 5
+
+
+def test_the_chart_has_a_legend_naming_both_series() -> None:
+    svg = svg_of(render(POINTS))
+    legend = svg.find(f"{SVG}g[@class='legend']")
+    assert legend is not None
+    assert [t.text for t in legend.findall(f"{SVG}text")] == ["Gross", "Net"]
+    assert legend.find(f"{SVG}rect[@class='bar swatch']") is not None
+    assert legend.find(f"{SVG}line[@class='line swatch']") is not None
