@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from itertools import pairwise
 
 from app.finance.charts import HEIGHT, MARGIN_BOTTOM, MARGIN_TOP, Point, bar_line_chart
 from app.money import format_money
@@ -104,7 +105,7 @@ def test_the_value_axis_has_ticks_with_formatted_amounts_at_their_heights() -> N
     # Ticks are evenly spaced, from the largest amount at the top down.
     ys = [float(t.get("y", "0")) for t in ticks]
     assert ys == sorted(ys)
-    gaps = {round(b - a, 1) for a, b in zip(ys, ys[1:], strict=False)}
+    gaps = {round(b - a) for a, b in pairwise(ys)}
     assert len(gaps) == 1
     axis = svg.find(f"{SVG}line")
     assert axis is not None
