@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, redirect, request, url_for
-from werkzeug.wrappers import Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wrappers import Response
 
 from app.extensions import database
 

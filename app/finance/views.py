@@ -47,8 +47,43 @@ def dashboard() -> Any:
     session = db_session()
     zone = area.zone()
     now = utcnow()
+    form = {k: request.args.get(k, "").strip() for k in ("period", "since", "until")}
+    error = None
+    try:
+        period = reports.choose_period(form["period"], form["since"], form["until"], now, zone)
+    except reports.ReportError as exc:
+        error = str(exc)
+        period = reports.choose_period(None, None, None, now, zone)
     months = reports.monthly_figures(session, zone, now)
-    currencies = sorted({c for month in months for c in month.figures})
+    if period.kind == "month":  # this month: already among the thirteen
+        figures, new_donors = months[-1].figures, months[-1].new_donors
+    else:
+        start, end = period.bounds(zone)
+        figures = reports.figures_between(session, start, end)
+        new_donors = reports.new_donor_counts(session, [start, end])[0]
+    latest = reports.latest_payments(session, LATEST_PAYMENTS)
+    page = render_template(
+        "finance/dashboard.html",
+        months=list(reversed(months)),
+        period=period,
+        period_figures=figures,
+        period_new_donors=new_donors,
+        periods=reports.PERIODS,
+        form=form,
+        error=error,
+        currencies=(currencies := sorted({c for month in months for c in month.figures})),
+        charts=monthly_charts(months, currencies),
+        members=reports.membership_stats(session, zone, now),
+        latest=latest,
+        notes=page_notes(latest),
+        health=reports.pipeline_health(session),
+        has_movements=reports.has_movements(session),
+    )
+    return (page, 400) if error else page
+
+
+def monthly_charts(months: list[reports.Month], currencies: list[str]) -> dict[str, Any]:
+    """A chart of monthly gross (bars) and net (line) per currency."""
     charts = {}
     for currency in currencies:
         points = [
@@ -67,19 +102,7 @@ def dashboard() -> Any:
             fmt=partial(money, currency=currency),
             chart_id=f"chart-{currency}",
         )
-    latest = reports.latest_payments(session, LATEST_PAYMENTS)
-    return render_template(
-        "finance/dashboard.html",
-        months=list(reversed(months)),
-        this_month=months[-1],
-        currencies=currencies,
-        charts=charts,
-        members=reports.membership_stats(session, zone, now),
-        latest=latest,
-        notes=page_notes(latest),
-        health=reports.pipeline_health(session),
-        has_movements=reports.has_movements(session),
-    )
+    return charts
 
 
 def page_notes(lines: list[reports.JournalLine]) -> dict[str, reports.DonorNote]:

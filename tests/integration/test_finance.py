@@ -651,3 +651,49 @@ def test_the_ledger_csv_stays_the_contracts_columns_only(
     body = finance.get("/ledger/export.csv").get_data(as_text=True)
     assert body.removeprefix(BOM).splitlines()[0] == ",".join(ledger.CSV_COLUMNS)
     assert "Grandma" not in body and "good work" not in body
+
+
+# -- the dashboard's period -------------------------------------------------------------
+
+PERIOD = re.compile(r'<section id="period".*?</section>', re.S)
+PERIOD_GROSS = re.compile(r'data-currency="usd".*?data-field="gross"[^>]*>([^<]+)<', re.S)
+PERIOD_DONORS = re.compile(r'data-field="new-donors">(\d+)<')
+
+
+@pytest.mark.parametrize(
+    ("query", "gross", "new_donors"),
+    [
+        ("", None, 0),  # October in New York: nothing has moved yet
+        ("?period=month", None, 0),
+        ("?period=quarter", None, 0),
+        ("?period=year", "$85.00", 3),
+        ("?period=custom&since=2026-09-01&until=2026-10-01", "$85.00", 3),
+        ("?period=custom&since=2026-09-30", "$50.00", 1),  # the late gift, 23:30 on the 30th
+    ],
+)
+def test_the_dashboard_shows_the_figures_of_the_chosen_period(
+    finance: FlaskClient, filled: ef.Scenario, query: str, gross: str | None, new_donors: int
+) -> None:
+    response = finance.get(f"/ledger/{query}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    section = PERIOD.search(page)
+    assert section
+    found = PERIOD_GROSS.search(section.group(0))
+    assert (found.group(1) if found else None) == gross
+    donors = PERIOD_DONORS.search(page)
+    assert donors and int(donors.group(1)) == new_donors
+    assert '<select name="period"' in page
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("?period=week", "'week' is not a period"), ("?period=custom&since=2026-13-01", "not a date")],
+)
+def test_a_bad_period_is_a_400_next_to_the_period_form(
+    finance: FlaskClient, query: str, message: str
+) -> None:
+    response = finance.get(f"/ledger/{query}")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True).replace("&#39;", "'")
+    assert re.search(r'class="filters".*?</form>\s*<p class="error-box"[^>]*>[^<]*' + re.escape(message), page, re.S)

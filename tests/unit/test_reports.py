@@ -380,3 +380,36 @@ def test_pipeline_health_counts_waiting_failed_and_dead_and_the_last_arrival(
         "evt_1",
         "evt_0",
     ]
+
+
+def test_the_dashboard_period_is_this_month_quarter_year_or_a_custom_range_of_days() -> None:
+    now = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)  # 1 December, 01:45 in Kathmandu
+    month = reports.choose_period(None, None, None, now, KATHMANDU)
+    assert (month.kind, month.first, month.end) == ("month", date(2026, 12, 1), date(2027, 1, 1))
+    quarter = reports.choose_period("quarter", "", "", now, KATHMANDU)
+    assert (quarter.first, quarter.end, quarter.label) == (
+        date(2026, 10, 1), date(2027, 1, 1), "Q4 2026"
+    )
+    year = reports.choose_period("year", None, None, now, KATHMANDU)
+    assert (year.first, year.end) == (date(2026, 1, 1), date(2027, 1, 1))
+    assert year.bounds(KATHMANDU)[0] == datetime(2025, 12, 31, 18, 15, tzinfo=UTC)
+    custom = reports.choose_period("custom", "2026-09-01", "2026-10-01", now, KATHMANDU)
+    assert (custom.first, custom.end) == (date(2026, 9, 1), date(2026, 10, 1))
+    open_ended = reports.choose_period("custom", "2026-11-01", "", now, KATHMANDU)
+    assert open_ended.end == date(2026, 12, 2)  # through today there
+
+
+@pytest.mark.parametrize(
+    ("kind", "since", "until", "message"),
+    [
+        ("week", "", "", "'week' is not a period"),
+        ("custom", "", "", "needs a start date"),
+        ("custom", "2026-09-31", "", "'2026-09-31' is not a date"),
+        ("custom", "2026-09-10", "2026-09-01", "after the start date"),
+    ],
+)
+def test_a_bad_period_is_a_report_error_naming_it(
+    kind: str, since: str, until: str, message: str
+) -> None:
+    with pytest.raises(reports.ReportError, match=message):
+        reports.choose_period(kind, since, until, datetime(2026, 11, 30, tzinfo=UTC), KATHMANDU)

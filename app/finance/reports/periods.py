@@ -7,7 +7,8 @@ sizes. Pure: never touches the database, Flask or `stripe`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.money import is_currency_code
@@ -90,3 +91,49 @@ def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
     if moment is None:
         return ""
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+# -- the dashboard's period ----------------------------------------------------------
+
+PERIODS = ("month", "quarter", "year", "custom")
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of reporting-zone days: `first` (inclusive) to `end` (exclusive)."""
+
+    kind: str
+    first: date
+    end: date
+    label: str
+
+    def bounds(self, zone: ZoneInfo) -> tuple[datetime, datetime]:
+        return day_start(self.first, zone), day_start(self.end, zone)
+
+
+def choose_period(
+    kind: str | None, since: str | None, until: str | None, now: datetime, zone: ZoneInfo
+) -> Period:
+    """This month, quarter or year in the reporting zone, or a custom range of
+    days (`since` inclusive; `until` exclusive, empty: through today). A bad
+    choice or date is a ReportError naming it."""
+    chosen = parse_choice(kind, PERIODS, "a period") or "month"
+    this_month = month_of(now, zone)
+    if chosen == "month":
+        return Period(chosen, this_month, add_months(this_month, 1), this_month.strftime("%B %Y"))
+    if chosen == "quarter":
+        first = this_month.replace(month=(this_month.month - 1) // 3 * 3 + 1)
+        label = f"Q{(first.month - 1) // 3 + 1} {first.year}"
+        return Period(chosen, first, add_months(first, 3), label)
+    if chosen == "year":
+        first = this_month.replace(month=1)
+        return Period(chosen, first, add_months(first, 12), str(first.year))
+    start, end = parse_day(since), parse_day(until)
+    if start is None:
+        raise ReportError("a custom period needs a start date (from)")
+    if end is None:
+        end = now.astimezone(zone).date() + timedelta(days=1)
+    if end <= start:
+        raise ReportError("the end date must be after the start date")
+    last = end - timedelta(days=1)
+    return Period(chosen, start, end, f"{start.isoformat()} to {last.isoformat()}")
