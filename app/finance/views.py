@@ -247,9 +247,7 @@ def donor(donor_id: int) -> Any:
     history = reports.donor_history(db_session(), donor_id)
     if history is None:
         abort(404)
-    return render_template(
-        "finance/donor.html", history=history, notes=page_notes(history.lines)
-    )
+    return render_template("finance/donor.html", history=history, notes=page_notes(history.lines))
 
 
 # -- memberships --------------------------------------------------------------------
