@@ -12,7 +12,7 @@ import logging
 from functools import partial
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from app import ledger
 from app.clock import utcnow
@@ -30,6 +30,7 @@ from app.finance.area import (
 )
 from app.finance.charts import Point, bar_line_chart
 from app.ledger import export as ledger_export
+from app.money import format_plain
 from app.staff.gate import audit, staff_required
 
 bp = Blueprint("finance", __name__, url_prefix="/ledger")
@@ -202,7 +203,9 @@ def journal_csv() -> Any:
     log.info("journal CSV exported")
     stamp = utcnow().astimezone(area.zone()).strftime("%Y-%m-%d")
     # The contract's columns, then what donors wrote (finance staff only).
-    chunks = reports.staff_csv_chunks(reports.journal_staff_csv_rows(session, filters), bom=True)
+    chunks = reports.staff_csv_chunks(
+        reports.JOURNAL_STAFF_COLUMNS, reports.journal_staff_csv_rows(session, filters)
+    )
     return csv_response(chunks, session, f"journal-{stamp}.csv")
 
 
@@ -233,13 +236,100 @@ def export_csv() -> Any:
 # -- donors -------------------------------------------------------------------------
 
 
+def _donor_list_choice() -> tuple[str, str, int, int]:
+    """(currency, sort, page, size) of the donor list from the query string."""
+    args = request.args
+    currency = reports.parse_currency(args.get("currency")) or current_app.config["CURRENCIES"][0]
+    sort = args.get("sort", "").strip() or "lifetime"
+    if sort not in reports.DONOR_SORTS:
+        raise reports.ReportError(
+            f"{sort!r} is not a sort order (one of {', '.join(reports.DONOR_SORTS)})"
+        )
+    numbers = []
+    for name, default in (("page", 1), ("size", reports.PAGE_SIZE)):
+        text = args.get(name, "").strip() or str(default)
+        if not text.isdigit() or len(text) > 6 or not 1 <= int(text) <= 10_000:
+            raise reports.ReportError(f"{name} must be a number from 1 to 10000")
+        numbers.append(int(text))
+    return currency, sort, numbers[0], min(numbers[1], 500)
+
+
 @bp.get("/donors")
 def donors() -> Any:
     text = request.args.get("q", "").strip()[:200]
+    form = {k: request.args.get(k, "").strip() for k in ("currency", "sort")}
     found: list[Donor] = []
     if text:
         found = reports.search_donors(db_session(), text, by_email=shows_contacts())
-    return render_template("finance/donors.html", q=text, donors=found)
+        return render_template("finance/donors.html", q=text, donors=found, form=form)
+    try:
+        currency, sort, page_number, size = _donor_list_choice()
+        ranked, more = reports.rank_donors(
+            db_session(), currency, sort, page=page_number, size=size
+        )
+    except reports.ReportError as exc:
+        return bad_filter(
+            "finance/donors.html",
+            str(exc),
+            q="",
+            donors=[],
+            form=form,
+            ranked=[],
+            sorts=reports.DONOR_SORTS,
+        )
+    query = {"currency": currency, "sort": sort, "size": size}
+    form = {"currency": currency, "sort": sort}
+    return render_template(
+        "finance/donors.html",
+        q="",
+        donors=[],
+        form=form,
+        ranked=ranked,
+        sorts=reports.DONOR_SORTS,
+        offset=(page_number - 1) * size,
+        next_url=url_for(".donors", **query, page=page_number + 1) if more else None,
+        previous_url=url_for(".donors", **query, page=page_number - 1) if page_number > 1 else None,
+        csv_url=url_for(".donors_csv", currency=currency, sort=sort),
+    )
+
+
+DONOR_CSV_COLUMNS = (
+    "donor_id",
+    "donor_email",
+    "donor_name",
+    "currency",
+    "lifetime_amount",
+    "payments",
+    "last_gift_at",
+)
+
+
+@bp.get("/donors.csv")
+@staff_required("finance")
+def donors_csv() -> Any:
+    try:
+        currency, sort, _page, _size = _donor_list_choice()
+    except reports.ReportError as exc:
+        abort(400, str(exc))
+    session = db_session()
+    audit("export", {"what": "donors", "currency": currency, "sort": sort})
+    session.commit()
+    log.info("donor list CSV exported")
+    stamp = utcnow().astimezone(area.zone()).strftime("%Y-%m-%d")
+    rows = (
+        [
+            str(d.donor_id),
+            d.email,
+            ledger.guard_formula(d.name),
+            d.currency,
+            format_plain(d.lifetime_minor, d.currency),
+            str(d.payments),
+            ledger.format_timestamp(d.last_gift_at),
+        ]
+        for d in reports.ranked_donor_rows(session, currency, sort)
+    )
+    chunks = reports.staff_csv_chunks(DONOR_CSV_COLUMNS, rows)
+    return csv_response(chunks, session, f"donors-{currency}-{stamp}.csv")
 
 
 @bp.get("/donors/<int:donor_id>")

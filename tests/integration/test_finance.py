@@ -697,3 +697,70 @@ def test_a_bad_period_is_a_400_next_to_the_period_form(
     assert response.status_code == 400
     page = response.get_data(as_text=True).replace("&#39;", "'")
     assert re.search(r'class="filters".*?</form>\s*<p class="error-box"[^>]*>[^<]*' + re.escape(message), page, re.S)
+
+
+# -- the donor list: by lifetime giving or last gift, per currency ------------------------
+
+RANKED = re.compile(r'<tr data-donor="(\d+)">')
+
+
+def test_the_donor_list_sorts_by_lifetime_giving_and_by_last_gift_per_currency(
+    finance: FlaskClient, filled: ef.Scenario, db: Session
+) -> None:
+    ids = {email: donor_id(db, f"{email}@example.org") for email in ("fin", "finm", "late")}
+    page = finance.get("/ledger/donors?sort=lifetime&currency=usd").get_data(as_text=True)
+    assert [int(i) for i in RANKED.findall(page)] == [ids["late"], ids["fin"], ids["finm"]]
+    assert "$50.00" in page and "$25.00" in page
+    page = finance.get("/ledger/donors?sort=last_gift&currency=usd").get_data(as_text=True)
+    assert [int(i) for i in RANKED.findall(page)] == [ids["late"], ids["finm"], ids["fin"]]
+    assert RANKED.findall(finance.get("/ledger/donors?currency=eur").get_data(as_text=True)) == []
+
+
+def test_the_donor_list_pages(finance: FlaskClient, filled: ef.Scenario, app: Flask) -> None:
+    first = finance.get("/ledger/donors?sort=lifetime&currency=usd&size=2").get_data(as_text=True)
+    assert len(RANKED.findall(first)) == 2
+    assert "page=2" in first
+    second = finance.get("/ledger/donors?sort=lifetime&currency=usd&size=2&page=2")
+    assert len(RANKED.findall(second.get_data(as_text=True))) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?sort=richest", "'richest' is not a sort order"),
+        ("?currency=dollars", "'dollars' is not a currency"),
+        ("?page=0", "page"),
+        ("?page=99999999999999999999999", "page"),
+    ],
+)
+def test_a_bad_donor_list_choice_is_a_400(finance: FlaskClient, query: str, message: str) -> None:
+    response = finance.get(f"/ledger/donors{query}")
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True).replace("&#39;", "'")
+
+
+def test_the_donor_list_csv_is_for_finance_only_and_audited(
+    finance: FlaskClient, viewer: FlaskClient, filled: ef.Scenario, db: Session
+) -> None:
+    assert viewer.get("/ledger/donors.csv?currency=usd").status_code == 403
+    response = finance.get("/ledger/donors.csv?sort=lifetime&currency=usd")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).removeprefix(BOM))))
+    assert rows[0] == [
+        "donor_id", "donor_email", "donor_name", "currency", "lifetime_amount", "payments",
+        "last_gift_at",
+    ]
+    assert [r[1] for r in rows[1:]] == ["late@example.org", "fin@example.org", "finm@example.org"]
+    assert rows[1][3:6] == ["usd", "50.00", "1"]
+    assert rows[1][6].endswith("Z")
+    audit = db.scalars(select(AuditEntry).where(AuditEntry.action == "export")).all()
+    assert [json.loads(a.detail)["what"] for a in audit] == ["donors"]
+
+
+def test_a_viewer_sees_the_donor_list_without_emails(
+    viewer: FlaskClient, filled: ef.Scenario
+) -> None:
+    page = viewer.get("/ledger/donors?currency=usd").get_data(as_text=True)
+    assert len(RANKED.findall(page)) == 3
+    assert "@example.org" not in page

@@ -21,7 +21,16 @@ from sqlalchemy import Index
 from app import ledger
 from app.donors import Donor
 from app.finance.reports.campaigns import CampaignLine, campaign_report
-from app.finance.reports.donors import DonorHistory, donor_history, find_donor_id, search_donors
+from app.finance.reports.donors import (
+    DONOR_SORTS,
+    DonorHistory,
+    RankedDonor,
+    donor_history,
+    find_donor_id,
+    rank_donors,
+    ranked_donor_rows,
+    search_donors,
+)
 from app.finance.reports.journal import (
     Cursor,
     JournalFilter,
@@ -43,6 +52,7 @@ from app.finance.reports.memberships import (
     monthly_amount,
 )
 from app.finance.reports.notes import (
+    JOURNAL_STAFF_COLUMNS,
     NOTE_COLUMNS,
     DonorNote,
     journal_staff_csv_rows,
@@ -84,7 +94,9 @@ from webhooks.inbox import StripeEvent
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "DONOR_SORTS",
     "EVENT_STATUSES",
+    "JOURNAL_STAFF_COLUMNS",
     "MEMBERSHIP_STATUSES",
     "MONTHS_ON_DASHBOARD",
     "NOTE_COLUMNS",
@@ -102,6 +114,7 @@ __all__ = [
     "Month",
     "Period",
     "PipelineHealth",
+    "RankedDonor",
     "ReportError",
     "add_months",
     "campaign_report",
@@ -132,6 +145,8 @@ __all__ = [
     "parse_day",
     "pipeline_health",
     "ranged_groups",
+    "rank_donors",
+    "ranked_donor_rows",
     "reporting_zone",
     "search_donors",
     "staff_csv_chunks",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,14 +136,19 @@ def journal_staff_csv_rows(session: Session, filters: JournalFilter) -> Iterator
         yield ledger.format_row(ledger.row_from(result)) + note.csv_cells()
 
 
-def staff_csv_chunks(rows: Iterable[list[str]], *, bom: bool = False) -> Iterator[bytes]:
-    """A CSV of the contract's columns plus NOTE_COLUMNS, written as the
-    ledger CSV is (same quoting and line ends), CHUNK_ROWS rows per chunk."""
+JOURNAL_STAFF_COLUMNS = (*ledger.CSV_COLUMNS, *NOTE_COLUMNS)
+
+
+def staff_csv_chunks(
+    header: Sequence[str], rows: Iterable[Sequence[str]], *, bom: bool = True
+) -> Iterator[bytes]:
+    """A staff CSV (the journal's with NOTE_COLUMNS, the donor list), written
+    as the ledger CSV is (same quoting and line ends), CHUNK_ROWS rows per chunk."""
     buffer = io.StringIO()
     if bom:
         buffer.write(ledger_export.CSV_BOM)
     writer = csv.writer(buffer, lineterminator=ledger_export.LINE_END)
-    writer.writerow([*ledger.CSV_COLUMNS, *NOTE_COLUMNS])
+    writer.writerow(header)
     for count, row in enumerate(rows, start=1):
         writer.writerow(row)
         if count % ledger_export.CHUNK_ROWS == 0:
