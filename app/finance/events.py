@@ -1,6 +1,8 @@
-"""The webhook events under /ledger/events: the inbox with its pipeline's
-health, and replay of one event or of every failed and dead one (admins),
-through the worker's own code, one transaction per event.
+"""What failed, under /ledger: the webhook events (/ledger/events: the inbox
+with its pipeline's health, and replay of one event or of every failed and
+dead one (admins), through the worker's own code, one transaction per event),
+and failed payments (/ledger/failed-payments: failed charges and invoices
+whose payment failed).
 
 Behind the staff login (viewer and up; replays admin); a replay is audited.
 """
@@ -54,6 +56,13 @@ def index() -> Any:
         query=query,
         next_url=url_for(".index", **query, before=next_before) if next_before else None,
         first_url=url_for(".index", **query) if before_id else None,
+    )
+
+
+@bp.get("/failed-payments")
+def failed_payments() -> Any:
+    return render_template(
+        "finance/failed_payments.html", failures=reports.failed_payments(db_session())
     )
 
 

@@ -27,6 +27,7 @@ from app.clock import frozen_at, utcnow
 from app.db import Database
 from app.donate.models import Checkout
 from app.donors import Donor, find_or_create_donor
+from app.ledger.records import Payment
 from app.staff import AuditEntry, create_staff
 from app.stripe_api import StripeApi
 from tests import event_factory as ef
@@ -764,3 +765,45 @@ def test_a_viewer_sees_the_donor_list_without_emails(
     page = viewer.get("/ledger/donors?currency=usd").get_data(as_text=True)
     assert len(RANKED.findall(page)) == 3
     assert "@example.org" not in page
+
+
+# -- failed payments ---------------------------------------------------------------------
+
+
+def test_failed_payments_lists_failed_charges_and_invoices_whose_payment_failed(
+    viewer: FlaskClient, finance: FlaskClient, database: Database, db: Session,
+    stripe_http: responses.RequestsMock,
+) -> None:
+    renewal = ef.failed_renewal_then_retry("fr", amount=1500)
+    declined_at = 1 + next(
+        n for n, e in enumerate(renewal.events) if e["type"] == "invoice.payment_failed"
+    )
+    # Everything up to the subscription going past due; the retry has not come yet.
+    partial = ef.Scenario(
+        events=renewal.events[: declined_at + 1], stubs=renewal.stubs, facts=renewal.facts
+    )
+    apply_scenario(database, partial, stripe_http)
+    gift = ef.one_time_donation("bounced", amount=4000)
+    apply_scenario(database, gift, stripe_http)
+    payment = db.scalar(select(Payment).where(Payment.stripe_charge_id == "ch_bounced"))
+    assert payment is not None
+    payment.status = "failed"  # a bank debit that failed after it had succeeded
+    db.commit()
+
+    page = finance.get("/ledger/failed-payments").get_data(as_text=True)
+    assert "in_fr_r" in page and "$15.00" in page and "open" in page
+    assert "ch_bounced" in page and "$40.00" in page
+    assert "fr@example.org" in page
+    hidden = viewer.get("/ledger/failed-payments").get_data(as_text=True)
+    assert "in_fr_r" in hidden and "ch_bounced" in hidden
+    assert "@example.org" not in hidden
+
+    # Paid on retry: no longer failing.
+    apply_scenario(database, ef.Scenario(events=renewal.events[declined_at + 1 :],
+                                          stubs=renewal.stubs, facts=renewal.facts), stripe_http)
+    assert "in_fr_r" not in finance.get("/ledger/failed-payments").get_data(as_text=True)
+
+
+def test_failed_payments_says_when_there_are_none(finance: FlaskClient) -> None:
+    page = finance.get("/ledger/failed-payments").get_data(as_text=True)
+    assert "No failed payments" in page

@@ -10,7 +10,7 @@ Flask, no `stripe`, no writes, no commits. Amounts of different currencies are
 never added together.
 
 This package re-exports every public name of its modules (periods, totals,
-journal, donors, notes, memberships, campaigns, pipeline) and declares the indexes
+journal, donors, notes, failures, memberships, campaigns, pipeline) and declares the indexes
 the pages need, so `import app.finance.reports` registers them (app.schema).
 """
 
@@ -31,6 +31,7 @@ from app.finance.reports.donors import (
     ranked_donor_rows,
     search_donors,
 )
+from app.finance.reports.failures import FailedPayment, failed_payments
 from app.finance.reports.journal import (
     Cursor,
     JournalFilter,
@@ -106,6 +107,7 @@ __all__ = [
     "Cursor",
     "DonorHistory",
     "DonorNote",
+    "FailedPayment",
     "Figures",
     "JournalFilter",
     "JournalLine",
@@ -122,6 +124,7 @@ __all__ = [
     "day_start",
     "donor_charge_ids",
     "donor_history",
+    "failed_payments",
     "figures_between",
     "find_donor_id",
     "has_movements",
