@@ -389,4 +389,5 @@ def campaigns() -> Any:
     except reports.ReportError as exc:
         return bad_filter("finance/campaigns.html", str(exc), lines=[], form=form)
     lines = reports.campaign_report(db_session(), since, until)
-    return render_template("finance/campaigns.html", lines=lines, form=form)
+    groups = reports.campaign_groups(lines)
+    return render_template("finance/campaigns.html", lines=lines, groups=groups, form=form)

@@ -807,3 +807,21 @@ def test_failed_payments_lists_failed_charges_and_invoices_whose_payment_failed(
 def test_failed_payments_says_when_there_are_none(finance: FlaskClient) -> None:
     page = finance.get("/ledger/failed-payments").get_data(as_text=True)
     assert "No failed payments" in page
+
+
+def test_campaigns_page_has_a_subtotal_per_campaign_and_currency(
+    finance: FlaskClient, filled: ef.Scenario, db: Session, database: Database,
+    stripe_http: responses.RequestsMock,
+) -> None:
+    add_checkout(db, "soc", campaign="spring", source="social", status="complete")
+    add_checkout(db, "eur", campaign="spring", source="social", status="complete")
+    apply_scenario(database, ef.one_time_donation("soc", amount=1200), stripe_http)
+    apply_scenario(database, ef.one_time_donation("eur", amount=700, currency="eur"), stripe_http)
+    page = finance.get("/ledger/campaigns").get_data(as_text=True)
+    subtotal = re.search(r'<tr class="subtotal" data-campaign="spring">(.*?)</tr>', page, re.S)
+    assert subtotal, page
+    cells = re.findall(r'<td class="num">(.*?)</td>', subtotal.group(1))
+    # Gross per currency, never added across: $25.00 + $12.00 in USD, €7.00 apart.
+    assert cells[0].split("<br>") == ["€7.00", "$37.00"]  # by currency code
+    assert cells[2].split("<br>") == ["1", "2"]
+    assert cells[3:6] == ["4", "3", "1"]  # checkouts created, completed, expired

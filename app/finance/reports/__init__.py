@@ -20,7 +20,12 @@ from sqlalchemy import Index
 
 from app import ledger
 from app.donors import Donor
-from app.finance.reports.campaigns import CampaignLine, campaign_report
+from app.finance.reports.campaigns import (
+    CampaignGroup,
+    CampaignLine,
+    campaign_groups,
+    campaign_report,
+)
 from app.finance.reports.donors import (
     DONOR_SORTS,
     DonorHistory,
@@ -103,6 +108,7 @@ __all__ = [
     "NOTE_COLUMNS",
     "PAGE_SIZE",
     "PERIODS",
+    "CampaignGroup",
     "CampaignLine",
     "Cursor",
     "DonorHistory",
@@ -119,6 +125,7 @@ __all__ = [
     "RankedDonor",
     "ReportError",
     "add_months",
+    "campaign_groups",
     "campaign_report",
     "choose_period",
     "day_start",

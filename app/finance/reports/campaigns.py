@@ -1,5 +1,6 @@
 """The campaign report: per (campaign, utm_source), the ledger's figures per
-currency and the Checkout Sessions created, completed and expired. Reads
+currency and the Checkout Sessions created, completed and expired, with a
+subtotal per campaign (per currency: never added across currencies). Reads
 only: never writes or commits.
 """
 
@@ -82,3 +83,34 @@ def campaign_report(
             x.utm_source or "",
         ),
     )
+
+
+@dataclass
+class CampaignGroup:
+    """A campaign's lines (one per utm_source) and their subtotal."""
+
+    campaign: str | None
+    lines: list[CampaignLine]
+    subtotal: CampaignLine
+
+
+def campaign_groups(lines: list[CampaignLine]) -> list[CampaignGroup]:
+    """The report's lines grouped by campaign, in order, each with the sum of
+    its lines per currency and of its checkouts (from the few report lines,
+    not from the ledger)."""
+    groups: list[CampaignGroup] = []
+    for line in lines:
+        if not groups or groups[-1].campaign != line.campaign:
+            groups.append(CampaignGroup(line.campaign, [], CampaignLine(line.campaign, None)))
+        group = groups[-1]
+        group.lines.append(line)
+        total = group.subtotal
+        for currency, figures in line.figures.items():
+            into = total.figures.setdefault(currency, Figures())
+            for name in ("gross", "fees", "refunds", "disputes", "other", "payouts", "payments"):
+                setattr(into, name, getattr(into, name) + getattr(figures, name))
+        total.figures = dict(sorted(total.figures.items()))
+        total.created += line.created
+        total.completed += line.completed
+        total.expired += line.expired
+    return groups
