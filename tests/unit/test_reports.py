@@ -213,14 +213,17 @@ def test_new_donors_are_those_whose_first_payment_falls_in_the_month_in_the_repo
 ) -> None:
     def pay(donor: Donor, charge: str, at: datetime, kind: str = "donation") -> None:
         ledger.recognise_payment(
-            db, charge_id=charge, kind=kind, currency="usd", amount_minor=1000,
-            occurred_at=at, donor_id=donor.id,
+            db,
+            charge_id=charge,
+            kind=kind,
+            currency="usd",
+            amount_minor=1000,
+            occurred_at=at,
+            donor_id=donor.id,
         )
 
     with frozen_at(datetime(2024, 1, 1, tzinfo=UTC)):
-        a, b, c, d, e, f = (
-            find_or_create_donor(db, f"{n}@example.org") for n in "abcdef"
-        )
+        a, b, c, d, e, f = (find_or_create_donor(db, f"{n}@example.org") for n in "abcdef")
     pay(a, "ch_a", datetime(2026, 9, 30, 18, 10, tzinfo=UTC))  # 23:55, 30 Sep there
     pay(b, "ch_b", datetime(2026, 9, 30, 18, 20, tzinfo=UTC))  # 00:05, 1 Oct there
     pay(c, "ch_c", datetime(2026, 10, 19, tzinfo=UTC), "membership_payment")
@@ -235,6 +238,14 @@ def test_new_donors_are_those_whose_first_payment_falls_in_the_month_in_the_repo
     months = reports.monthly_figures(db, KATHMANDU, datetime(2026, 10, 20, tzinfo=UTC))
     assert [m.new_donors for m in months][-2:] == [1, 2]
     assert sum(m.new_donors for m in months) == 3
+    october = [
+        datetime(2026, 9, 30, 18, 15, tzinfo=UTC),
+        datetime(2026, 10, 31, 18, 15, tzinfo=UTC),
+    ]
+    assert reports.new_donor_counts(db, october) == [2]  # one range: b and c
+    assert reports.new_donor_counts(
+        db, [datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC)]
+    ) == [0]
 
 
 def test_journal_totals_equal_the_sum_of_the_filtered_rows(
@@ -388,7 +399,9 @@ def test_the_dashboard_period_is_this_month_quarter_year_or_a_custom_range_of_da
     assert (month.kind, month.first, month.end) == ("month", date(2026, 12, 1), date(2027, 1, 1))
     quarter = reports.choose_period("quarter", "", "", now, KATHMANDU)
     assert (quarter.first, quarter.end, quarter.label) == (
-        date(2026, 10, 1), date(2027, 1, 1), "Q4 2026"
+        date(2026, 10, 1),
+        date(2027, 1, 1),
+        "Q4 2026",
     )
     year = reports.choose_period("year", None, None, now, KATHMANDU)
     assert (year.first, year.end) == (date(2026, 1, 1), date(2027, 1, 1))

@@ -15,7 +15,7 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from app import ledger
@@ -235,7 +235,9 @@ def ranged_groups(
             .where(or_(*in_piece))
             .subquery("r")
         )
-        grouped = _only(grouped_figures(rows, rows.c.piece), rows.c.kind, rows.c.currency, kind, currency)
+        grouped = _only(
+            grouped_figures(rows, rows.c.piece), rows.c.kind, rows.c.currency, kind, currency
+        )
         for piece, cur, knd, amount, fee, n in session.execute(grouped):
             piece_sums[int(piece)].append((cur, knd, amount, fee, n))
     for number, part in enumerate(piece_part):
@@ -297,28 +299,56 @@ def monthly_figures(
 
 def new_donor_counts(session: Session, bounds: Sequence[datetime]) -> list[int]:
     """For each range between consecutive `bounds` (ascending instants), the
-    donors whose first payment (a donation or membership_payment row, the
-    row's donor as the CSV has it) falls in it. A donor who only opened a
-    checkout is not new: they have not given yet. One grouped query over the
-    payment entries before the last bound."""
+    donors whose first payment (a donation or membership_payment row) falls
+    in it. A donor who only opened a checkout is not new: they have not given.
+
+    Read without walking the whole ledger: the payments inside the ranges
+    whose entry names its donor, less the donors with an entry-named payment
+    before the first bound (one probe each on the entries' donor index), plus
+    the few payments posted before their donor was known, whose donor comes
+    from the payment or membership record as in the CSV's rows."""
     if len(bounds) < 2:
         return []
+    start, end = bounds[0], bounds[-1]
     entry = aliased(ledger.JournalEntry, name="e")
-    donor_id = func.coalesce(Payment.donor_id, Membership.donor_id, entry.donor_id)
-    first = (
-        select(donor_id.label("donor_id"), func.min(entry.occurred_at).label("first_at"))
-        .select_from(entry)
-        .outerjoin(Payment, Payment.stripe_charge_id == entry.stripe_charge_id)
+    named = select(entry.donor_id.label("donor_id"), entry.occurred_at.label("at")).where(
+        entry.kind.in_(ledger.PAYMENT_KINDS),
+        entry.donor_id.is_not(None),
+        entry.occurred_at >= start,
+        entry.occurred_at < end,
+    )
+    late = aliased(ledger.JournalEntry, name="l")
+    unnamed = (
+        select(
+            func.coalesce(Payment.donor_id, Membership.donor_id).label("donor_id"),
+            late.occurred_at.label("at"),
+        )
+        .select_from(late)
+        .join(Payment, Payment.stripe_charge_id == late.stripe_charge_id)
         .outerjoin(Membership, Membership.stripe_subscription_id == Payment.stripe_subscription_id)
-        .where(entry.kind.in_(ledger.PAYMENT_KINDS), entry.occurred_at < bounds[-1])
-        .group_by(donor_id)
-        .having(func.min(entry.occurred_at) >= bounds[0])
+        .where(late.kind.in_(ledger.PAYMENT_KINDS), late.donor_id.is_(None), late.occurred_at < end)
+    )
+    payments = union_all(named, unnamed).subquery("p")
+    earlier = aliased(ledger.JournalEntry, name="b")
+    gave_before = (
+        select(earlier.id)
+        .where(
+            earlier.donor_id == payments.c.donor_id,
+            earlier.kind.in_(ledger.PAYMENT_KINDS),
+            earlier.occurred_at < start,
+        )
+        .exists()
+    )
+    first = (
+        select(payments.c.donor_id, func.min(payments.c.at).label("first_at"))
+        .where(payments.c.donor_id.is_not(None), ~gave_before)
+        .group_by(payments.c.donor_id)
+        .having(func.min(payments.c.at) >= start)
         .subquery("f")
     )
     part = _tag(first.c.first_at, list(bounds[1:-1])).label("part")
     counts = [0] * (len(bounds) - 1)
-    query = select(part, func.count()).where(first.c.donor_id.is_not(None)).group_by(part)
-    for index, n in session.execute(query):
+    for index, n in session.execute(select(part, func.count()).select_from(first).group_by(part)):
         counts[int(index)] = int(n)
     return counts
 
