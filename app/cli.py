@@ -29,7 +29,9 @@ from app.settings import ConfigError
 GROUPS = {
     "dev": "app.seed.cli:dev",
     "events": "webhooks.cli:events",
+    "jobs": "webhooks.cli:jobs",
     "ledger": "app.ledger.cli:ledger",
+    "receipts": "app.receipts.cli:receipts",
     "sandbox": "app.sandbox.cli:sandbox",
     "staff": "app.staff.cli:staff",
     "stripe": "app.reconcile.cli:stripe",

@@ -139,6 +139,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.finance import events as finance_events
     from app.finance import views as finance
     from app.reconcile import views as reconcile
+    from app.receipts import views as receipts
     from app.sandbox import views as sandbox
     from app.staff import admin as staff_admin
     from app.staff import views as staff_login
@@ -155,6 +156,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(finance.bp)
     app.register_blueprint(finance_events.bp)
     app.register_blueprint(reconcile.bp)
+    app.register_blueprint(receipts.bp)
 
 
 def _choose_payments(app: Flask) -> Any:

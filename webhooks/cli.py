@@ -1,4 +1,5 @@
-"""`donations worker [--once]` and `donations events ...` (replay, failed).
+"""`donations worker [--once]`, `donations events ...` (replay, failed) and
+`donations jobs ...` (the outbox's failed and dead jobs, replay).
 
 Each command owns its transactions; bad input is a one-line error and exit
 status 2.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 from functools import partial
 from types import FrameType
 from typing import Any, NoReturn
@@ -18,9 +20,11 @@ from flask.cli import with_appcontext
 
 from app.clock import utcnow
 from app.db import Database
+from app.outbox.queue import find_jobs, list_failed_jobs, reset_jobs_for_replay
+from app.outbox.runner import JobOutcome
 from app.reconcile.schedule import run_due
 from webhooks.inbox import find_events, list_failed, reset_for_replay
-from webhooks.worker import Outcome, RetryPolicy, drain, process_next, run
+from webhooks.worker import Jobs, Outcome, RetryPolicy, drain, process_next, run
 
 
 def _fail(message: str) -> NoReturn:
@@ -37,7 +41,11 @@ def _payments() -> Any:
     return current_app.extensions.get("donations.payments")
 
 
-def _summary(outcomes: list[Outcome]) -> str:
+def _jobs() -> Jobs:
+    return Jobs.from_settings(current_app.config, _payments())
+
+
+def _summary(outcomes: Sequence[Outcome | JobOutcome]) -> str:
     counts = {status: 0 for status in ("processed", "failed", "dead")}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
@@ -48,11 +56,13 @@ def _summary(outcomes: list[Outcome]) -> str:
 @click.option("--once", is_flag=True, help="Process every due event, then exit.")
 @with_appcontext
 def worker(once: bool) -> None:
-    """Apply stored Stripe events to the ledger (several workers may share the work)."""
+    """Apply stored Stripe events to the ledger and run outbox jobs (several
+    workers may share the work)."""
     policy = RetryPolicy.from_settings(current_app.config)
     if once:
-        outcomes = drain(_database(), _payments(), policy)
-        click.echo(f"events: {_summary(outcomes)}")
+        outcomes = drain(_database(), _payments(), policy, jobs=_jobs())
+        click.echo(f"events: {_summary([o for o in outcomes if isinstance(o, Outcome)])}")
+        click.echo(f"jobs: {_summary([o for o in outcomes if isinstance(o, JobOutcome)])}")
         return
     stop = threading.Event()
 
@@ -71,6 +81,7 @@ def worker(once: bool) -> None:
         stop=stop,
         idle_seconds=float(config["WORKER_IDLE_SECONDS"]),
         when_idle=partial(run_due, _database(), _payments(), config),
+        jobs=_jobs(),
     )
     click.echo("worker: stopped", err=True)
 
@@ -148,3 +159,69 @@ def show_failed() -> None:
             )
     finally:
         session.close()
+
+
+@click.group()
+def jobs() -> None:
+    """Outbox jobs (receipts, notices, statements) the worker runs."""
+
+
+@jobs.command("failed")
+@with_appcontext
+def show_failed_jobs() -> None:
+    """List failed and dead jobs with their last error (never an address)."""
+    session = _database().session()
+    try:
+        for job in list_failed_jobs(session):
+            click.echo(
+                f"{job.key}\t{job.kind}\t{job.status}\t"
+                f"attempts={job.attempts}\t{job.last_error or ''}"
+            )
+    finally:
+        session.close()
+
+
+@jobs.command("replay")
+@click.argument("keys", nargs=-1)
+@click.option("--failed", "failed", is_flag=True, help="Replay every failed and dead job.")
+@with_appcontext
+def replay_jobs(keys: tuple[str, ...], failed: bool) -> None:
+    """Run failed or dead jobs again now (KEY... or --failed), each with a
+    fresh retry budget. A job that is done is never run again."""
+    if bool(keys) == failed:
+        _fail("give job keys or --failed (one of them)")
+    database = _database()
+    session = database.session()
+    try:
+        with session.begin():
+            if failed:
+                chosen = list_failed_jobs(session)
+            else:
+                found = {job.key: job for job in find_jobs(session, keys)}
+                unknown = [key for key in keys if key not in found]
+                if unknown:
+                    _fail(f"no job {', '.join(unknown)}")
+                done = [key for key in keys if found[key].status == "done"]
+                if done:
+                    _fail(f"{', '.join(done)} done already, not run again")
+                chosen = [found[key] for key in dict.fromkeys(keys)]
+            reset_jobs_for_replay(session, chosen, utcnow())
+            chosen_keys = [job.key for job in chosen]
+    finally:
+        session.close()
+    if not chosen_keys:
+        click.echo("no failed or dead jobs")
+        return
+    work = _jobs()
+    outcomes: list[JobOutcome] = []
+    for key in chosen_keys:
+        outcome = work.run_next(database, key=key)
+        if outcome is None:  # another worker took it after the reset
+            click.echo(f"{key}: taken by another worker")
+            continue
+        outcomes.append(outcome)
+        line = f"{outcome.key} {outcome.kind}: {outcome.status}"
+        click.echo(line + (f" ({outcome.error})" if outcome.error else ""))
+    click.echo(f"replayed: {_summary(outcomes)}")
+    if any(outcome.status != "processed" for outcome in outcomes):
+        raise click.exceptions.Exit(1)

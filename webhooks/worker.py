@@ -1,7 +1,9 @@
 """The worker: claims stored events one at a time and applies each to the
 ledger in one transaction, retrying failures with exponential backoff and
 marking an event dead after the last attempt (or at once when Stripe says the
-object it needs does not exist).
+object it needs does not exist). Between events it runs the outbox's due jobs
+(receipts, notices: app.outbox.runner, the kinds in JOB_RUNNERS) when given
+`jobs`.
 
 Knows no Flask; the CLI hands it the database, the payments provider and the
 retry policy. Each event's transaction is committed here, the edge.
@@ -13,18 +15,25 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import StatementError
 
+from app import receipts
 from app.clock import utcnow
 from app.db import Database
+from app.outbox.mail import MailSettings
+from app.outbox.runner import JobContext, JobOutcome, JobPolicy, Runner, run_next_job
 from app.payments import PaymentsError, StripeLookup
+from app.settings import ROOT
 from webhooks.handlers import apply_event
 from webhooks.inbox import claim_event, mark_processed, record_failure
 
 log = logging.getLogger(__name__)
+
+# Every kind of outbox job the worker runs, by kind.
+JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,24 @@ class RetryPolicy:
             base_delay_seconds=float(settings["WEBHOOK_RETRY_BASE_SECONDS"]),
             max_delay_seconds=float(settings["WEBHOOK_RETRY_MAX_SECONDS"]),
         )
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """The outbox work a worker does between events: the runners by kind,
+    what they may use, and their retry policy."""
+
+    context: JobContext
+    policy: JobPolicy
+    runners: Mapping[str, Runner] = field(default_factory=lambda: JOB_RUNNERS)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], payments: StripeLookup | None) -> Jobs:
+        mail = MailSettings.from_settings(settings, ROOT)
+        return cls(JobContext(settings, mail, payments), JobPolicy.from_settings(settings))
+
+    def run_next(self, database: Database, *, key: str | None = None) -> JobOutcome | None:
+        return run_next_job(database, self.runners, self.context, self.policy, key=key)
 
 
 @dataclass(frozen=True)
@@ -120,13 +147,19 @@ def process_next(
         session.close()
 
 
-def drain(database: Database, payments: StripeLookup, policy: RetryPolicy) -> list[Outcome]:
-    """Process every due event until none is left. A failed event is not due
-    again before its backoff, so this ends."""
-    outcomes: list[Outcome] = []
-    while (outcome := process_next(database, payments, policy)) is not None:
-        outcomes.append(outcome)
-    return outcomes
+def drain(
+    database: Database, payments: StripeLookup, policy: RetryPolicy, *, jobs: Jobs | None = None
+) -> list[Outcome | JobOutcome]:
+    """Process every due event (and, with `jobs`, every due outbox job, one of
+    each in turn: an event may queue a job) until none is left. A failure is
+    not due again before its backoff, so this ends."""
+    outcomes: list[Outcome | JobOutcome] = []
+    while True:
+        outcome = process_next(database, payments, policy)
+        job = jobs.run_next(database) if jobs is not None else None
+        outcomes.extend(o for o in (outcome, job) if o is not None)
+        if outcome is None and job is None:
+            return outcomes
 
 
 def run(
@@ -137,18 +170,26 @@ def run(
     stop: threading.Event,
     idle_seconds: float = 1.0,
     when_idle: Callable[[], object] | None = None,
+    jobs: Jobs | None = None,
 ) -> None:
-    """Process events until `stop` is set, sleeping `idle_seconds` when there is
-    nothing due (after `when_idle`, the scheduled work, if given). The event in
-    hand is always finished before stopping. A database outage is logged and
-    waited out, not fatal."""
+    """Process events (and, with `jobs`, outbox jobs, one of each in turn)
+    until `stop` is set, sleeping `idle_seconds` when nothing is due (after
+    `when_idle`, the scheduled work, if given). The event or job in hand is
+    always finished before stopping. A database outage is logged and waited
+    out, not fatal."""
     while not stop.is_set():
         try:
             outcome = process_next(database, payments, policy)
         except Exception as exc:
             log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
             outcome = None
-        if outcome is None:
+        job = None
+        if jobs is not None and not stop.is_set():
+            try:
+                job = jobs.run_next(database)
+            except Exception as exc:
+                log.error("worker: cannot claim jobs (%s); retrying", type(exc).__name__)
+        if outcome is None and job is None:
             if when_idle is not None:
                 try:
                     when_idle()

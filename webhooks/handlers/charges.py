@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app import ledger
+from app import ledger, receipts
 from app.ledger.records import (
     Invoice,
     InvoicePayment,
@@ -187,7 +187,7 @@ def record_charge(ctx: Context, facts: ChargeFacts, *, checkout_id: str | None =
             stripe_created_at=facts.created_at,
         )
     fill_payment(ctx, payment, facts, checkout_id=checkout_id)
-    ledger.recognise_payment(
+    if ledger.recognise_payment(
         session,
         charge_id=facts.id,
         kind="donation" if payment.kind == "once" else "membership_payment",
@@ -195,7 +195,8 @@ def record_charge(ctx: Context, facts: ChargeFacts, *, checkout_id: str | None =
         amount_minor=facts.amount_minor,
         occurred_at=facts.created_at,
         donor_id=payment.donor_id,
-    )
+    ):
+        receipts.queue_receipt(session, charge_id=facts.id)
     settle_charge(ctx, facts, payment)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app import receipts
 from app.ledger.records import Invoice, Payment, get_or_insert, membership_by_subscription
 from webhooks import mapping
 from webhooks.handlers.charges import fill_subscription, link_invoice
@@ -35,6 +36,8 @@ def handle_invoice(ctx: Context) -> None:
     record.stripe_customer_id = record.stripe_customer_id or facts.customer_id
     if record.status != "paid" and facts.status:
         record.status = facts.status
+    if ctx.type == "invoice.payment_failed" and record.stripe_subscription_id:
+        receipts.queue_payment_failed(session, invoice_id=facts.id)
     if facts.old_shape and (facts.charge_id or facts.payment_intent_id):
         link_invoice(
             ctx,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app import ledger
+from app import ledger, receipts
 from app.ledger.checks import posted_refunds
 from app.ledger.records import Refund, get_or_insert, payment_by_charge
 from webhooks import mapping
@@ -55,7 +55,7 @@ def record_refund(ctx: Context, facts: RefundFacts) -> None:
     # reversal of an authorisation's uncaptured amount (a released hold, the
     # rest of a partial capture), which "succeeds" without any money.
     if facts.balance_transaction is not None:
-        ledger.recognise_refund(
+        posted = ledger.recognise_refund(
             session,
             refund_id=facts.id,
             charge_id=facts.charge_id,
@@ -64,6 +64,8 @@ def record_refund(ctx: Context, facts: RefundFacts) -> None:
             occurred_at=facts.created_at,
             donor_id=donor_id,
         )
+        if posted:
+            receipts.queue_refund_note(session, refund_id=facts.id)
     ref = facts.balance_transaction
     if ref is not None and not ledger.entry_exists(session, f"balance_transaction:{ref.id}"):
         ledger.settle(
