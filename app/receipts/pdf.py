@@ -72,7 +72,10 @@ def statement_pdf(
     line(f"{gettext(locale, 'Donor number')}: {statement.donor_id}", 9, 5)
     pdf.ln(4)
     for totals in statement.totals:
-        money = lambda minor, cur=totals.currency: format_money(minor, cur, locale)  # noqa: E731
+
+        def money(minor: int, currency: str = totals.currency) -> str:
+            return format_money(minor, currency, locale)
+
         line(f"{totals.currency.upper()}", 11, 7)
         line(f"{gettext(locale, 'Gifts')} ({totals.payments}): {money(totals.gifts_minor)}")
         if totals.refunds_minor:

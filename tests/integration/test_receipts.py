@@ -49,7 +49,7 @@ class Mailbox:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.controller: Controller | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.received.append(message)
@@ -116,9 +116,7 @@ def deliver(client: FlaskClient, events: list[dict[str, Any]]) -> None:
 
 def parts(message: EmailMessage) -> tuple[str, str]:
     """The plain text and the HTML of a multipart/alternative message."""
-    alternative = next(
-        p for p in message.walk() if p.get_content_type() == "multipart/alternative"
-    )
+    alternative = next(p for p in message.walk() if p.get_content_type() == "multipart/alternative")
     kinds = [p.get_content_type() for p in alternative.iter_parts()]
     assert kinds == ["text/plain", "text/html"]
     text = alternative.get_body(("plain",))
@@ -168,8 +166,9 @@ def test_every_payment_gets_exactly_one_receipt_however_its_events_repeat_or_reo
     member = ef.membership("rcptm", amount=1000, renewals=1, start=ef.T0 + 100)
     scenario = once + member
     scenario.stub(stripe_http)
-    add_checkout(db, "co_rcpt", once.facts["email"], dedication_kind="memory",
-                 dedication_name="Grandma Jo")
+    add_checkout(
+        db, "co_rcpt", once.facts["email"], dedication_kind="memory", dedication_name="Grandma Jo"
+    )
     events = list(reversed(scenario.events))
     # The same charge in an event of its own (Stripe sends an object in
     # several events), besides the redelivery of every event.
