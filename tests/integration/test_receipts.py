@@ -451,11 +451,13 @@ def test_the_statement_pdf_is_for_finance_staff_and_403_for_viewers(
     viewer = login(app, db, "viewer")
     url = f"/ledger/donors/{donor_id}/statement/2026.pdf"
 
+    page = finance.get(f"/ledger/donors/{donor_id}").get_data(as_text=True)
     got = finance.get(url)
     refused = viewer.get(url)
     missing = finance.get(f"/ledger/donors/{donor_id + 99}/statement/2026.pdf")
     anonymous = app.test_client().get(url)
 
+    assert f'href="{url}"' in page  # linked from the donor page
     assert got.status_code == 200
     assert got.mimetype == "application/pdf"
     assert got.data.startswith(b"%PDF")
