@@ -49,6 +49,15 @@ SUBJECTS = {
 }
 
 
+FREQUENCIES = {
+    "once": _("One-time gift"),
+    "month": _("Monthly membership"),
+    "year": _("Annual membership"),
+    None: _("Membership payment"),
+}
+DEDICATIONS = {"memory": _("In memory of %(name)s"), "honour": _("In honour of %(name)s")}
+
+
 @cache
 def translations_for(locale: str) -> NullTranslations:
     found = Translations.load(str(TRANSLATIONS), [locale, locale.split("_")[0]], "messages")
@@ -74,6 +83,19 @@ def gettext(locale: str, text: str, **values: Any) -> str:
     return translated % values if values else translated
 
 
+def frequency_label(locale: str, kind: str, interval: str | None) -> str:
+    text = FREQUENCIES["once"] if kind == "donation" else FREQUENCIES.get(interval)
+    return gettext(locale, text or FREQUENCIES[None])
+
+
+def dedication_label(locale: str, kind: str | None, name: str | None) -> str:
+    """What a donor typed, inside a translated sentence: a plain string, which
+    the HTML templates escape like any other value."""
+    if not name:
+        return ""
+    return gettext(locale, DEDICATIONS["memory" if kind == "memory" else "honour"], name=name)
+
+
 def local_date(moment: datetime, zone: ZoneInfo, locale: str) -> str:
     return format_date(moment.astimezone(zone).date(), format="long", locale=locale)
 
@@ -83,6 +105,8 @@ def render(name: str, locale: str, **context: Any) -> tuple[str, str]:
     env = environment(locale)
     helpers = {
         "money": lambda minor, currency: format_money(minor, currency, locale),
+        "frequency": lambda r: frequency_label(locale, r.kind, r.interval),
+        "dedication": lambda r: dedication_label(locale, r.dedication_kind, r.dedication_name),
         "locale": locale,
     }
     text = env.get_template(f"email/{name}.txt").render(**helpers, **context)

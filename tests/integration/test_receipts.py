@@ -167,7 +167,7 @@ def test_every_payment_gets_exactly_one_receipt_however_its_events_repeat_or_reo
     scenario = once + member
     scenario.stub(stripe_http)
     add_checkout(
-        db, "co_rcpt", once.facts["email"], dedication_kind="memory", dedication_name="Grandma Jo"
+        db, "co_rcpt", once.facts["email"], dedication_kind="memory", dedication_name="Grandma <Jo>"
     )
     events = list(reversed(scenario.events))
     # The same charge in an event of its own (Stripe sends an object in
@@ -194,12 +194,13 @@ def test_every_payment_gets_exactly_one_receipt_however_its_events_repeat_or_reo
     for body in (text, html):
         assert "$25.00" in body
         assert "One-time gift" in body
-        assert "In memory of Grandma Jo" in body
         assert "1 Press Row, Springfield" in body
         assert "EIN 12-3456789" in body
         assert "members@newsroom.test" in body
         assert f"{BASE}/manage" in body
         assert "September 21, 2026" in body
+    assert "In memory of Grandma <Jo>" in text  # what the donor typed, escaped in HTML
+    assert "In memory of Grandma &lt;Jo&gt;" in html and "<Jo>" not in html
     number = next(line for line in text.splitlines() if line.startswith("Receipt number"))
     assert number.startswith("Receipt number: R-000000")
     renewal = receipts[f"<receipt.{member.facts['charges'][1]}@donate.test>"]
