@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from fpdf import FPDF
-
 from app.money import format_money
 from app.receipts.letters import Organisation
 from app.receipts.messages import gettext, local_date
@@ -36,6 +34,10 @@ KIND_LABELS = {
 def statement_pdf(
     statement: Statement, org: Organisation, *, locale: str, zone: ZoneInfo, font_path: str
 ) -> bytes:
+    # Loaded here, not at the top: fpdf2 (with fontTools and Pillow) would add
+    # a quarter to every process's start-up, and only statements need it.
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_title(gettext(locale, "Giving statement %(year)s", year=statement.year))
     pdf.set_author(org.name)
