@@ -138,8 +138,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.donate import views as donate
     from app.finance import events as finance_events
     from app.finance import views as finance
-    from app.reconcile import views as reconcile
     from app.receipts import views as receipts
+    from app.reconcile import views as reconcile
     from app.sandbox import views as sandbox
     from app.staff import admin as staff_admin
     from app.staff import views as staff_login

@@ -11,8 +11,8 @@ import app.donors
 import app.finance.reports  # indexes the finance views need (migration 0006)
 import app.ledger
 import app.ledger.records
-import app.reconcile.models
 import app.outbox.models
+import app.reconcile.models
 import app.sandbox.models
 import app.staff
 import webhooks.inbox

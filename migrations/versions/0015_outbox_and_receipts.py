@@ -2,7 +2,7 @@
 in the transaction of the ledger change that causes it, once per key
 
 Revision ID: 0015
-Revises: 0011 (chained after main's latest; the task gave 0009)
+Revises: 0016 (chained after main's latest; the task gave 0009)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic import op
 import app.db
 
 revision: str = "0015"
-down_revision: str | None = "0011"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
