@@ -9,6 +9,7 @@ transaction. No Flask, no `stripe`, no commits here.
 
 from app.receipts.jobs import (
     RUNNERS,
+    is_news,
     queue_payment_failed,
     queue_receipt,
     queue_refund_note,
@@ -17,6 +18,7 @@ from app.receipts.jobs import (
 
 __all__ = [
     "RUNNERS",
+    "is_news",
     "queue_payment_failed",
     "queue_receipt",
     "queue_refund_note",

@@ -11,6 +11,7 @@ never commits (app.outbox.runner does).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,18 @@ from app.receipts.pdf import statement_pdf
 from app.receipts.statements import statement_for
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+# A payment (or refund) that happened longer than this before the event that
+# told us is history, recovered by `donations stripe sync` (whose events are
+# dated when it runs): no receipt is mailed for it years later.
+NEWS_FOR = timedelta(days=7)
+
+
+def is_news(happened_at: datetime, told_at: datetime) -> bool:
+    """Whether a donor should still hear of something that happened at
+    `happened_at`, learnt from an event of `told_at`."""
+    return told_at - happened_at <= NEWS_FOR
 
 
 def queue_receipt(session: Session, *, charge_id: str) -> bool:

@@ -24,6 +24,7 @@ from app import create_app, ledger
 from app.cli import main
 from app.db import Database
 from app.migrate import upgrade
+from app.outbox.models import OutboxJob
 from app.reconcile.models import SyncCursor, SyncRequest, SyncRun
 from app.reconcile.schedule import run_due
 from tests import event_factory as ef
@@ -153,6 +154,10 @@ def test_one_sync_makes_a_ledger_that_missed_a_week_of_webhooks_whole(
     assert verified.exit_code == 0, verified.output
     # Fees came with the lists (expanded): no balance transaction was fetched alone.
     assert not [c for c in fake.calls if c.startswith("/v1/balance_transactions/")]
+
+    # History recovered by a sync mails no receipt months later.
+    with app.extensions["donations.db"].session() as session:
+        assert session.scalars(select(OutboxJob.key)).all() == []
 
     before = journal(app)
     code, again = sync(runner)

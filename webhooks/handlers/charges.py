@@ -195,7 +195,7 @@ def record_charge(ctx: Context, facts: ChargeFacts, *, checkout_id: str | None =
         amount_minor=facts.amount_minor,
         occurred_at=facts.created_at,
         donor_id=payment.donor_id,
-    ):
+    ) and receipts.is_news(facts.created_at, ctx.created):
         receipts.queue_receipt(session, charge_id=facts.id)
     settle_charge(ctx, facts, payment)
 

@@ -64,7 +64,7 @@ def record_refund(ctx: Context, facts: RefundFacts) -> None:
             occurred_at=facts.created_at,
             donor_id=donor_id,
         )
-        if posted:
+        if posted and receipts.is_news(facts.created_at, ctx.created):
             receipts.queue_refund_note(session, refund_id=facts.id)
     ref = facts.balance_transaction
     if ref is not None and not ledger.entry_exists(session, f"balance_transaction:{ref.id}"):
