@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g
+from flask import current_app, g, has_request_context, request
 from flask_babel import Babel
 from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
@@ -30,7 +30,10 @@ def db_session() -> Session:
     """The session of this request (or CLI command); closed at teardown, never
     committed here: the view that writes commits once."""
     if "db_session" not in g:
-        g.db_session = database().session()
+        # A page that only reads (GET, HEAD) must not hold SQLite's write lock
+        # while it streams: a slow CSV download would stop the webhooks.
+        reading = has_request_context() and request.method in ("GET", "HEAD")
+        g.db_session = database().session(immediate=not reading)
     session: Session = g.db_session
     return session
 
