@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from app.clock import backoff
 from app.db import Base, insert_for, one_of
 
 STATUSES = ("pending", "processed", "failed", "dead", "skipped")
@@ -183,12 +184,6 @@ def mark_processed(session: Session, event: StripeEvent, now: datetime) -> None:
     session.flush()
 
 
-def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> timedelta:
-    """Exponential backoff after the `attempts`-th failure: base, 2*base, 4*base,
-    ... capped at max_seconds, and never under one second."""
-    seconds = base_seconds * 2 ** max(attempts - 1, 0)
-    return timedelta(seconds=max(1.0, min(seconds, max_seconds)))
-
 
 def record_failure(
     session: Session,
@@ -211,7 +206,7 @@ def record_failure(
     dead = dead_at_once or attempts >= max_attempts
     status = "dead" if dead else "failed"
     next_attempt_at = (
-        None if dead else now + retry_delay(attempts, base_delay_seconds, max_delay_seconds)
+        None if dead else now + backoff(attempts, base_delay_seconds, max_delay_seconds)
     )
     result = session.execute(
         update(StripeEvent)

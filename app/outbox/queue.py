@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.clock import utcnow
+from app.clock import backoff, utcnow
 from app.db import insert_for
 from app.outbox.models import DUE_STATUSES, OutboxJob
 
@@ -87,12 +87,6 @@ def mark_done(session: Session, job: OutboxJob, now: datetime, note: str | None 
     job.note = note[:255] if note else None
     session.flush()
 
-
-def backoff(attempts: int, base_seconds: float, max_seconds: float) -> timedelta:
-    """After the `attempts`-th failure: base, 2*base, 4*base, ... capped, never
-    under one second (the webhook inbox's rule)."""
-    seconds = base_seconds * 2 ** max(attempts - 1, 0)
-    return timedelta(seconds=max(1.0, min(seconds, max_seconds)))
 
 
 def record_job_failure(
