@@ -183,8 +183,7 @@ def _post_missing(
         return ledger.post_other_balance_transaction(session, txn)
 
 
-def _compare_page(report: Report, session: Session, txns: list[ledger.BalanceTxn]) -> None:
-    entries = _entries_for(session, [t.id for t in txns])
+def _compare_page(report: Report, entries: dict[str, Any], txns: list[ledger.BalanceTxn]) -> None:
     for txn in txns:
         report.stripe[txn.currency].add(
             txn_kind(txn), txn.amount_minor, txn.fee_minor, txn.net_minor
@@ -358,14 +357,17 @@ def reconcile(
     count = 0
     for objects, _after in pacer.each("balance_transactions", params):
         txns = [mapping.balance_txn(obj) for obj in objects]
-        if post:
-            with database.session() as session:
-                known = _entries_for(session, [t.id for t in txns])
-            for raw, txn in zip(objects, txns, strict=True):
-                if txn.id not in known and _post_missing(database, lookup, raw, api_version):
-                    report.posted += 1
+        ids = [t.id for t in txns]
         with database.session() as session:
-            _compare_page(report, session, txns)
+            entries = _entries_for(session, ids)
+        missing = [raw for raw, t in zip(objects, txns, strict=True) if t.id not in entries]
+        if post and missing:  # read again only when this page had something to post
+            for raw in missing:
+                if _post_missing(database, lookup, raw, api_version):
+                    report.posted += 1
+            with database.session() as session:
+                entries = _entries_for(session, ids)
+        _compare_page(report, entries, txns)
         seen.update(t.id for t in txns)
         count += len(txns)
         progress("balance_transactions", count)
