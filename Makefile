@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test test-slow lint typecheck clean bench
+.PHONY: run test test-slow lint typecheck clean bench catalogs translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,18 +23,32 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # DEV_HOST/DEV_PORT tell the app where it is served, so Checkout's return URLs
 # and the sandbox's webhook deliveries follow PORT= (unless PUBLIC_BASE_URL is set).
 DEV_ENV = DEV_HOST=$(HOST) DEV_PORT=$(PORT)
-run: $(VENV)/.installed
+# Message catalogs: translations/<lang>/LC_MESSAGES/messages.po is the source,
+# its .mo is compiled here (never committed; tests/conftest.py compiles too).
+catalogs: $(VENV)/.installed
+	$(BIN)/pybabel -q compile -d translations
+
+# After changing donor-facing text: extract it again (babel.cfg says from where)
+# and merge it into every language's .po; then translate what is new or fuzzy
+# (tests/unit/test_translations.py fails until every string is translated).
+translations: $(VENV)/.installed
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -k N_ --add-location=file \
+		--sort-output --no-wrap --project=donations -o translations/messages.pot .
+	$(BIN)/pybabel -q update -i translations/messages.pot -d translations --no-wrap \
+		--ignore-pot-creation-date --ignore-obsolete
+
+run: $(VENV)/.installed catalogs
 	$(BIN)/donations db upgrade
 	$(DEV_ENV) $(BIN)/donations worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(DEV_ENV) $(BIN)/donations run --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test catalogs
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-slow: $(VENV)/.installed-test
+test-slow: $(VENV)/.installed-test catalogs
 	SLOW_TESTS=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 # The benchmarks on PostgreSQL (127.0.0.1:5432); see bench/README.md: posting

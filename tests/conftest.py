@@ -27,12 +27,19 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app import schema as _schema  # noqa: F401  (every table, for truncation and the schema check)
 from app.db import Base, Database
+from app.i18n.catalogs import compile_catalogs
 from app.migrate import upgrade
 
 IN_CI = bool(os.environ.get("CI"))
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRIPE_TEST_KEY = "sk_test_donations_suite"
 WEBHOOK_SECRET = "whsec_test_donations_suite"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The .mo files are built from the committed .po (as `make` does), so a
+    bare `pytest` in a fresh clone sees every language."""
+    compile_catalogs()
 
 
 def _postgres_reachable() -> str | None:
