@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 from flask_babel import Babel
+from flask_limiter import Limiter
 from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
 from sqlalchemy.orm import Session
@@ -19,6 +20,34 @@ from app.db import Database
 csrf = CSRFProtect()
 babel = Babel()
 talisman = Talisman()  # security headers; configured in app.factory
+
+
+def client_address() -> str:
+    """The client's address: behind `TRUSTED_PROXY_HOPS` proxies, the one
+    ProxyFix took from X-Forwarded-For (a hop the client wrote is never it)."""
+    return request.remote_addr or "unknown"
+
+
+def init_limiter(app: Flask) -> Limiter:
+    """The app's one Flask-Limiter: Redis (shared by every instance) when
+    REDIS_URL is set, memory otherwise, falling back to memory if Redis goes
+    away. A moving window, so no burst doubles a cap at a window's edge."""
+    redis_url = app.config.get("REDIS_URL")
+    limiter = Limiter(
+        client_address,
+        app=app,
+        storage_uri=redis_url or "memory://",
+        strategy="moving-window",
+        key_prefix=str(app.config["RATE_LIMIT_KEY_PREFIX"]),
+        in_memory_fallback_enabled=bool(redis_url),
+    )
+    app.extensions["donations.limiter"] = limiter
+    return limiter
+
+
+def limiter() -> Limiter:
+    found: Limiter = current_app.extensions["donations.limiter"]
+    return found
 
 
 def database() -> Database:

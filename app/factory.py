@@ -23,6 +23,7 @@ from werkzeug.routing import IntegerConverter
 
 from app import extensions
 from app.db import Database
+from app.guard import gate as guard_gate
 from app.money import format_money, format_plain, format_short
 from app.sandbox import SandboxPayments, sandbox_allowed
 from app.settings import ROOT, load_settings
@@ -102,6 +103,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     _register_blueprints(app)
     staff_gate.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
+    guard_gate.init_app(app)  # the donor forms' caps (same limiter), honeypot, CAPTCHA, 429 page
 
     app.jinja_env.globals.update(
         get_locale=get_locale,

@@ -33,6 +33,7 @@ from app.migrate import upgrade
 IN_CI = bool(os.environ.get("CI"))
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRIPE_TEST_KEY = "sk_test_donations_suite"
+REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own; only a run's prefix is touched
 WEBHOOK_SECRET = "whsec_test_donations_suite"
 
 
@@ -158,3 +159,22 @@ def stripe_http() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(re.compile(r"http://(127\.0\.0\.1|localhost)(:\d+)?/"))
         yield mock
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis (RATE_LIMIT_KEY_PREFIX),
+    its keys deleted afterwards. Skips without Redis, except in CI."""
+    redis = pytest.importorskip("redis")
+    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"CI requires Redis at 127.0.0.1:6379: {exc}")
+        pytest.skip(f"Redis is not reachable at 127.0.0.1:6379: {exc}")
+    prefix = f"donations-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    for key in connection.scan_iter(match=f"*{prefix}*"):
+        connection.delete(key)
+    connection.close()

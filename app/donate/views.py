@@ -38,6 +38,7 @@ from app.donate.forms import (
 )
 from app.donate.models import Checkout
 from app.extensions import db_session
+from app.guard.gate import screen_submission
 from app.money import (
     FeeCover,
     MoneyError,
@@ -217,8 +218,14 @@ def form() -> tuple[str, int]:
 @bp.post("/donate")
 def submit() -> Response | tuple[str, int]:
     donation_form = DonationForm(config=current_app.config)
+    screening = screen_submission()  # app.guard: the honeypot, the CAPTCHA thresholds
+    if screening.bot:  # quietly: the same form again, nothing written, nobody called
+        donation_form.validate()
+        return _render_form(donation_form, 200, notice="check")
     if not donation_form.validate():
         return _render_form(donation_form, 400)
+    if not screening.captcha_passed():  # before any Stripe call
+        return _render_form(donation_form, 400, notice="captcha")
     payments = _payments()
     if payments is None:
         return _render_form(donation_form, 503, notice="not_configured")

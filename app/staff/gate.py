@@ -14,11 +14,10 @@ from typing import Any, TypeVar
 
 from cryptography.fernet import MultiFernet
 from flask import Blueprint, Flask, abort, current_app, g, redirect, request, session, url_for
-from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from app.extensions import db_session
+from app.extensions import client_address, db_session, init_limiter
 from app.staff import (
     HashCost,
     LoginPolicy,
@@ -50,11 +49,6 @@ def current_staff() -> Staff | None:
 def current_staff_session() -> StaffSession | None:
     row: StaffSession | None = g.get("staff_session")
     return row
-
-
-def client_address() -> str:
-    """The client's address (behind trusted proxies: see TRUSTED_PROXY_HOPS)."""
-    return request.remote_addr or "unknown"
 
 
 def public(view: View) -> View:
@@ -231,16 +225,7 @@ def init_app(app: Flask) -> None:
         ip_max_delay=timedelta(seconds=float(config["LOGIN_IP_MAX_DELAY_SECONDS"])),
     )
     app.extensions["donations.secret_cipher"] = make_cipher(config["DATA_ENCRYPTION_KEYS"])
-    # One limiter per app: Redis (shared by every instance) when REDIS_URL is
-    # set, memory otherwise; it falls back to memory if Redis goes away.
-    limiter = Limiter(
-        client_address,
-        app=app,
-        storage_uri=config.get("REDIS_URL") or "memory://",
-        key_prefix=str(config["RATE_LIMIT_KEY_PREFIX"]),
-        in_memory_fallback_enabled=bool(config.get("REDIS_URL")),
-    )
-    app.extensions["donations.limiter"] = limiter
+    limiter = init_limiter(app)  # the app's one limiter; app.guard adds the donor forms' caps
     for endpoint in ("auth.login", "auth.login_code"):
         app.view_functions[endpoint] = limiter.limit(
             str(config["LOGIN_RATE_LIMIT"]), methods=["POST"]

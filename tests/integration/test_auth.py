@@ -7,9 +7,7 @@ app.clock.frozen_at; CSRF is on, tokens come from the rendered pages.
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +31,7 @@ from app.staff import (
     throttle_state,
 )
 from app.staff.gate import required_role
+from tests.conftest import REDIS_URL
 
 PASSWORD = "correct horse battery staple"
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -489,26 +488,6 @@ def test_login_posts_are_rate_limited_per_address(app: Flask, db: Session) -> No
     )
     assert other.status_code == 401
     assert client.get("/login", environ_base={"REMOTE_ADDR": "203.0.113.5"}).status_code == 200
-
-
-REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own; only our prefix is touched
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    redis = pytest.importorskip("redis")
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI requires Redis at 127.0.0.1:6379: {exc}")
-        pytest.skip(f"Redis is not reachable at 127.0.0.1:6379: {exc}")
-    prefix = f"donations-test-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    for key in connection.scan_iter(match=f"*{prefix}*"):
-        connection.delete(key)
-    connection.close()
 
 
 def test_the_login_rate_limit_lives_in_redis_and_is_shared_by_instances(
