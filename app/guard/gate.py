@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, current_app, g, render_template, request
 from flask_limiter import RateLimitExceeded
@@ -52,8 +53,7 @@ def turnstile_settings() -> Turnstile | None:
 
 
 def donor_form_limits() -> DonorFormLimits:
-    caps: DonorFormLimits = current_app.extensions["donations.donor_form_limits"]
-    return caps
+    return donor_form_limits_of(current_app)
 
 
 def screen_submission() -> Screening:
@@ -138,7 +138,7 @@ def _too_many(exc: RateLimitExceeded) -> tuple[str, int, dict[str, str]]:
     log.info("guard: %s limited (%s)", request.endpoint, exc.limit.limit)
     staff = (request.endpoint or "").startswith("auth.")
     page = render_template(
-        "errors/429.html", minutes=max(1, math.ceil(seconds / 60)), staff=staff, status=429
+        "errors/429.html", minutes=max(1, round(seconds / 60)), staff=staff, status=429
     )
     return page, 429, {"Retry-After": str(seconds)}
 
@@ -159,26 +159,43 @@ def _allow_widget_script(response: Response) -> Response:
     return response
 
 
+def limit_donor_form(app: Flask, endpoint: str) -> bool:
+    """Put the donor-form caps (per address, per email, site-wide) on the POSTs
+    of `endpoint`; init_app does it for every endpoint in donor_form_endpoints
+    that is registered. False when the app has no such endpoint."""
+    view: Any = app.view_functions.get(endpoint)
+    if view is None:
+        return False
+    if getattr(view, "guard_limited", False):  # once: a second wrap would count twice
+        return True
+    caps = donor_form_limits_of(app)
+    shared = app.extensions["donations.limiter"]
+    if caps.per_address:
+        view = shared.limit(caps.per_address, key_func=client_address, methods=["POST"])(view)
+    if caps.per_email:
+        view = shared.limit(caps.per_email, key_func=_email_key, methods=["POST"])(view)
+    if caps.site:
+        view = shared.limit(
+            caps.site, key_func=_site_key, methods=["POST"], deduct_when=_counts_site_wide
+        )(view)
+    view.guard_limited = True
+    app.view_functions[endpoint] = view
+    return True
+
+
+def donor_form_limits_of(app: Flask) -> DonorFormLimits:
+    caps: DonorFormLimits = app.extensions["donations.donor_form_limits"]
+    return caps
+
+
 def init_app(app: Flask) -> None:
-    """After every blueprint: caps on the donor forms that exist in this app
-    (an endpoint in `donor_form_endpoints` that is not registered is skipped)."""
-    caps = DonorFormLimits.from_config(app.config)
-    app.extensions["donations.donor_form_limits"] = caps
+    """After every blueprint (and the staff gate, which makes the limiter)."""
+    app.extensions["donations.donor_form_limits"] = DonorFormLimits.from_config(app.config)
     app.extensions["donations.turnstile"] = Turnstile.from_config(app.config)
-    shared = app.extensions.get("donations.limiter") or init_limiter(app)
-    for endpoint in caps.endpoints:
-        view = app.view_functions.get(endpoint)
-        if view is None:
-            continue
-        if caps.per_address:
-            view = shared.limit(caps.per_address, key_func=client_address, methods=["POST"])(view)
-        if caps.per_email:
-            view = shared.limit(caps.per_email, key_func=_email_key, methods=["POST"])(view)
-        if caps.site:
-            view = shared.limit(
-                caps.site, key_func=_site_key, methods=["POST"], deduct_when=_counts_site_wide
-            )(view)
-        app.view_functions[endpoint] = view
+    if "donations.limiter" not in app.extensions:
+        init_limiter(app)
+    for endpoint in donor_form_limits_of(app).endpoints:
+        limit_donor_form(app, endpoint)
     app.register_error_handler(RateLimitExceeded, _too_many)
     # Flask runs after_request hooks last-registered first; this one must see
     # the header Talisman writes, so it goes to the front of the list.
