@@ -440,7 +440,10 @@ def test_the_429_page_explains_says_when_to_come_back_and_links_to_the_form(
         "/donate", data=gift(token, 3), headers={"Accept-Language": "ru-RU,ru;q=0.9"}
     )
     assert russian.status_code == 429
-    assert '<html lang="ru">' in russian.get_data(as_text=True)
+    russian_page = russian.get_data(as_text=True)
+    assert '<html lang="ru">' in russian_page
+    assert "Слишком много попыток" in russian_page and "Деньги не списаны." in russian_page
+    assert "Подождите 60 минут и попробуйте ещё раз." in russian_page
     assert client.get("/donate").status_code == 200  # the form itself stays open
 
 
