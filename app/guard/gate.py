@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import client_address, init_limiter, limiter
 from app.guard.captcha import SCRIPT_ORIGIN, TOKEN_FIELD, Turnstile
-from app.guard.limits import DonorFormLimits, email_key
+from app.guard.limits import DonorFormLimits, address_key, email_key
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _threshold_keys() -> list[tuple[RateLimitItem, list[str]]]:
     caps = donor_form_limits()
     prefix = str(current_app.config["RATE_LIMIT_KEY_PREFIX"])
     address = [
-        (item, [prefix, THRESHOLD_SCOPE, "address", client_address()])
+        (item, [prefix, THRESHOLD_SCOPE, "address", _address_key()])
         for item in caps.captcha_after_per_address
     ]
     site = [(item, [prefix, THRESHOLD_SCOPE, "site"]) for item in caps.captcha_after_site]
@@ -107,6 +107,10 @@ def _past_threshold(*, count: bool) -> bool:
     except Exception as exc:  # a storage error must not let a bot through unasked
         log.warning("guard: threshold store failed: %s", type(exc).__name__)
         return True
+
+
+def _address_key() -> str:
+    return address_key(client_address())
 
 
 def _email_key() -> str:
@@ -171,7 +175,7 @@ def limit_donor_form(app: Flask, endpoint: str) -> bool:
     caps = donor_form_limits_of(app)
     shared = app.extensions["donations.limiter"]
     if caps.per_address:
-        view = shared.limit(caps.per_address, key_func=client_address, methods=["POST"])(view)
+        view = shared.limit(caps.per_address, key_func=_address_key, methods=["POST"])(view)
     if caps.per_email:
         view = shared.limit(caps.per_email, key_func=_email_key, methods=["POST"])(view)
     if caps.site:

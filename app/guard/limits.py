@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,3 +77,17 @@ def email_key(email: str, secret: str) -> str:
         secret.encode(), f"rate-limit-email:{normalise_email(email)}".encode(), hashlib.sha256
     )
     return f"email:{digest.hexdigest()[:32]}"
+
+
+def address_key(address: str) -> str:
+    """The key a per-address cap counts under: the IPv4 address, or the /64 an
+    IPv6 address is in (one subscriber holds a whole /64 and can rotate in it)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -485,3 +485,12 @@ def test_another_donor_form_gets_the_same_caps_by_its_endpoint_name(
         assert statuses == [200, 200, 429, 429]
     finally:
         app.extensions["donations.db"].dispose()
+
+
+def test_addresses_in_one_ipv6_slash_64_share_the_address_cap(
+    client: FlaskClient, sessions: list[str]
+) -> None:
+    statuses = burst(client, 100, lambda n: {"REMOTE_ADDR": f"2001:db8:5:7:{n:x}::1"})
+    assert len(sessions) == 5 and statuses[429] == 95
+    other = burst(client, 1, lambda n: {"REMOTE_ADDR": "2001:db8:5:8::1"})
+    assert other == {303: 1}
