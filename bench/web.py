@@ -1,0 +1,564 @@
+"""The web benchmarks (issue 12): the real app under gunicorn
+(config/gunicorn.conf.py) on PostgreSQL, loaded by wrk on loopback, each
+against a reference measured in the same run on the same gunicorn settings.
+
+    python bench/web.py [--runs 3] [--seconds 8] [--json PATH]
+
+- webhook ingest: signed events/s acknowledged, p50/p99, vs a bare Flask
+  endpoint answering 200 (bench/bare.py);
+- GET /donate: pages/s and p99 vs a bare render of the same HTML;
+- checkout: our overhead per POST /donate with a stub Stripe on loopback
+  that answers in 150 ms, and what a donor sees when Stripe answers 429.
+
+Uses its own database (donations_bench_web, dropped and made afresh) and
+never anything but 127.0.0.1. Needs wrk (Debian's package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.migrate import upgrade  # noqa: E402
+from tests.stripe_helpers import stripe_object  # noqa: E402
+
+WEBHOOK_SECRET = "whsec_bench_" + "0" * 24  # noqa: S105 (a throwaway loopback secret)
+STUB_LATENCY = 0.150
+RESULT_MARK = "BENCHJSON "
+
+# wrk's Lua: each thread sends its share of pre-signed events in turn and
+# prints the summary as one JSON line at the end.
+WEBHOOK_LUA = r"""
+local events = {}
+local index = 1
+local counter = 0
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+end
+function init(args)
+  local threads = tonumber(os.getenv("BENCH_THREADS"))
+  local n = 0
+  local sig = nil
+  for line in io.lines(os.getenv("BENCH_EVENTS")) do
+    if sig == nil then
+      sig = line
+    else
+      if n % threads == tid then
+        table.insert(events, wrk.format("POST", "/webhooks/stripe",
+          {["Content-Type"] = "application/json", ["Stripe-Signature"] = sig}, line))
+      end
+      n = n + 1
+      sig = nil
+    end
+  end
+end
+function request()
+  local r = events[index]
+  index = index + 1
+  if index > #events then index = 1 end
+  return r
+end
+"""
+DONE_LUA = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def row(
+    name: str, value: float, unit: str, target: str, reference: str, met: bool | None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "target": target,
+        "reference": reference,
+        "met": met,
+        **extra,
+    }
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = re.sub(r"/[^/]*$", f"/{name}", admin_url)
+    upgrade(url)
+    return url
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def gunicorn(app_spec: str, env: dict[str, str], log: Path, *, chdir: Path = ROOT) -> Iterator[str]:
+    port = free_port()
+    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
+    full_env.pop("WEB_BIND", None)
+    with log.open("ab") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "config" / "gunicorn.conf.py"),
+                "--chdir",
+                str(chdir),
+                app_spec,
+            ],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if requests.get(f"{base}/donate", timeout=10).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"bench: {app_spec} did not start; see {log}")
+                time.sleep(0.3)
+            # Every worker warm (imports, pools): a burst wider than the workers.
+            for _ in range(40):
+                requests.get(f"{base}/donate", timeout=10)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def wrk(base: str, path: str, seconds: float, connections: int, script: str, env: dict[str, str]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script + DONE_LUA)
+        lua = f.name
+    try:
+        load_before = os.getloadavg()[0]
+        out = subprocess.run(  # noqa: S603
+            [
+                "wrk",
+                "-t",
+                env.get("BENCH_THREADS", "1"),
+                "-c",
+                str(connections),
+                "-d",
+                f"{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                lua,
+                f"{base}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=seconds + 60,
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"bench: wrk failed: {out.stderr.strip()[:500]}")
+        text = out.stdout
+    finally:
+        os.unlink(lua)
+    line = next(x for x in text.splitlines() if x.startswith(RESULT_MARK))
+    found: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARK))
+    found["rate"] = found["requests"] / (found["duration_us"] / 1e6)
+    found["load"] = round((load_before + os.getloadavg()[0]) / 2, 2)
+    return found
+
+
+def signed_events(path: Path, count: int) -> None:
+    """`count` distinct charge.succeeded events (Stripe's own example charge,
+    about the size of a real one), each as its signature line and body line."""
+    charge = stripe_object("charge")
+    now = int(time.time())
+    with path.open("w") as out:
+        for _ in range(count):
+            tag = uuid.uuid4().hex
+            charge["id"] = f"ch_{tag[:24]}"
+            event = {
+                "id": f"evt_{tag}",
+                "object": "event",
+                "api_version": "2026-10-28.endive",
+                "created": now,
+                "livemode": False,
+                "pending_webhooks": 1,
+                "request": {"id": None, "idempotency_key": None},
+                "type": "charge.succeeded",
+                "data": {"object": charge},
+            }
+            body = json.dumps(event, separators=(",", ":"))
+            mac = hmac.new(
+                WEBHOOK_SECRET.encode(), f"{now}.{body}".encode(), hashlib.sha256
+            ).hexdigest()
+            out.write(f"t={now},v1={mac}\n{body}\n")
+
+
+def stored_events(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT count(*) FROM stripe_events").fetchone()
+    return int(found[0]) if found else 0
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+# -- the stub Stripe -------------------------------------------------------
+
+
+class StubStripe:
+    """Checkout Sessions on loopback, each answered after 150 ms; in `rate_limited`
+    mode a 429 like Stripe's. Counts requests and sessions per idempotency key."""
+
+    def __init__(self) -> None:
+        self.rate_limited = False
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.server_seconds: list[float] = []
+        self.sessions: dict[str, str] = {}  # idempotency key -> session id
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                started = time.perf_counter()
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = self.headers.get("Idempotency-Key") or uuid.uuid4().hex
+                time.sleep(STUB_LATENCY)
+                with stub.lock:
+                    stub.requests += 1
+                    if stub.rate_limited:
+                        status, body = 429, {
+                            "error": {
+                                "type": "invalid_request_error",
+                                "code": "rate_limit",
+                                "message": "Too many requests hit the API too quickly.",
+                            }
+                        }
+                    else:
+                        session_id = stub.sessions.setdefault(
+                            key, f"cs_test_{uuid.uuid4().hex}"
+                        )
+                        status, body = 200, stripe_object(
+                            "checkout.session",
+                            id=session_id,
+                            url=f"https://checkout.stripe.com/c/pay/{session_id}",
+                            livemode=False,
+                            expires_at=int(time.time()) + 86400,
+                        )
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Request-Id", f"req_{uuid.uuid4().hex[:14]}")
+                self.end_headers()
+                self.wfile.write(data)
+                with stub.lock:
+                    stub.server_seconds.append(time.perf_counter() - started)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}"[^>]*value="([^"]*)"', html) or re.search(
+        rf'value="([^"]*)"[^>]*name="{name}"', html
+    )
+    if not match:
+        raise SystemExit(f"bench: no {name} on /donate")
+    return match.group(1)
+
+
+def donation_form(client: requests.Session, base: str) -> dict[str, str]:
+    html = client.get(f"{base}/donate", timeout=30).text
+    return {
+        "csrf_token": hidden(html, "csrf_token"),
+        "nonce": hidden(html, "nonce"),
+        "frequency": "once",
+        "currency": "usd",
+        "amount": "25",
+        "email": "bench.reader@example.org",
+        "name": "Bench Reader",
+    }
+
+
+def measure_checkout(base: str, stub: StubStripe, url: str, count: int) -> list[dict[str, Any]]:
+    client = requests.Session()
+    overheads: list[float] = []
+    totals: list[float] = []
+    for _ in range(count):
+        data = donation_form(client, base)
+        before = len(stub.server_seconds)
+        started = time.perf_counter()
+        answer = client.post(f"{base}/donate", data=data, allow_redirects=False, timeout=30)
+        total = time.perf_counter() - started
+        if answer.status_code != 303 or len(stub.server_seconds) != before + 1:
+            raise SystemExit(f"bench: POST /donate answered {answer.status_code}")
+        totals.append(total * 1000)
+        overheads.append((total - stub.server_seconds[-1]) * 1000)
+    overhead = statistics.median(overheads)
+    rows = [
+        row(
+            "checkout: our overhead per POST /donate",
+            round(overhead, 1),
+            "ms",
+            "< 5 ms",
+            f"stub Stripe {STUB_LATENCY * 1000:.0f} ms; whole POST median {statistics.median(totals):.1f} ms",
+            overhead < 5,
+            runs=count,
+            p95=round(sorted(overheads)[int(0.95 * (len(overheads) - 1))], 1),
+            load=round(os.getloadavg()[0], 2),
+        )
+    ]
+    # Stripe answers 429: the donor gets the form back with a notice to retry;
+    # once Stripe recovers, the same submission (and a double click) makes one
+    # session, because the idempotency key is derived from the submission.
+    stub.rate_limited = True
+    data = donation_form(client, base)
+    refused = client.post(f"{base}/donate", data=data, allow_redirects=False, timeout=30)
+    stub.rate_limited = False
+    keys_before = len(stub.sessions)
+    again = client.post(f"{base}/donate", data=data, allow_redirects=False, timeout=30)
+    twice = client.post(f"{base}/donate", data=data, allow_redirects=False, timeout=30)
+    new_sessions = len(stub.sessions) - keys_before
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM checkouts WHERE stripe_checkout_session_id = %s",
+            (again.headers.get("Location", "").rsplit("/", 1)[-1],),
+        ).fetchone()
+    rows_for_it = int(found[0]) if found else -1
+    retry_page = refused.status_code == 503 and "form" in refused.text
+    same = again.headers.get("Location") == twice.headers.get("Location")
+    ok = retry_page and new_sessions == 1 and same and rows_for_it == 1
+    rows.append(
+        row(
+            "checkout: Stripe 429",
+            refused.status_code,
+            "HTTP status",
+            "a retry page; no duplicate session",
+            f"retry page {'shown' if retry_page else 'NOT shown'}; after recovery the same "
+            f"submission twice -> {again.status_code}/{twice.status_code}, "
+            f"{new_sessions} session(s) at Stripe, {rows_for_it} checkout row(s)",
+            ok,
+        )
+    )
+    return rows
+
+
+# -- the runs -------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_WEB_RUNS", "3")))
+    parser.add_argument(
+        "--seconds", type=float, default=float(os.environ.get("BENCH_WEB_SECONDS", "8"))
+    )
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--checkouts", type=int, default=40)
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument("--database", default="donations_bench_web")
+    parser.add_argument("--only", choices=["webhook", "donate", "checkout"], action="append")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is missing (Debian: apt-get install wrk)")
+    only = set(args.only or ["webhook", "donate", "checkout"])
+
+    url = fresh_database(args.admin_url, args.database)
+    work = Path(tempfile.mkdtemp(prefix="donations-bench-web-"))
+    log = work / "gunicorn.log"
+    workers = os.environ.get("WEB_WORKERS") or str(os.cpu_count() or 1)
+    web_env = {
+        "APP_ENV": "development",
+        "DATABASE_URL": url,
+        "SECRET_KEY": "bench-web-secret-key-of-a-decent-length",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEB_WORKERS": workers,
+        "BENCH_DONATE_HTML": str(work / "donate.html"),
+        # POST /donate's rate limit (helper "defences") must not cap the bench.
+        "DONATE_RATE_LIMIT": "1000000 per minute",
+        "DONATE_IP_RATE_LIMIT": "1000000 per minute",
+    }
+    rows: list[dict[str, Any]] = []
+    settings = (
+        f"gunicorn {os.environ.get('WEB_WORKER_CLASS', 'sync')} x{workers}"
+        f" (threads {os.environ.get('WEB_THREADS', '1')}), wrk 1 thread {args.connections} connections"
+    )
+    print(f"web benchmarks: {settings}, {args.runs} runs of {args.seconds:g} s", flush=True)
+    try:
+        with gunicorn("app:create_app()", web_env, log) as app_base:
+            (work / "donate.html").write_text(requests.get(f"{app_base}/donate", timeout=10).text)
+            with gunicorn("bare:create_app()", web_env, log, chdir=ROOT / "bench") as bare_base:
+                if "webhook" in only:
+                    rows += bench_webhooks(args, app_base, bare_base, work, url, settings)
+                if "donate" in only:
+                    rows += bench_donate(args, app_base, bare_base, settings)
+        if "checkout" in only:
+            stub = StubStripe()
+            try:
+                env = {**web_env, "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_API_BASE": stub.base}
+                with gunicorn("app:create_app()", env, log) as base:
+                    rows += measure_checkout(base, stub, url, args.checkouts)
+            finally:
+                stub.close()
+    finally:
+        drop_database(args.admin_url, args.database)
+    for r in rows:
+        print(f"  {r['name']}: {r['value']} {r['unit']} (target {r['target']}; {r['reference']})")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(r["met"] is not False for r in rows) else 1
+
+
+def bench_webhooks(
+    args: argparse.Namespace, app_base: str, bare_base: str, work: Path, url: str, settings: str
+) -> list[dict[str, Any]]:
+    events = work / "events.txt"
+    ours: list[dict[str, Any]] = []
+    bare: list[dict[str, Any]] = []
+    for number in range(args.runs):
+        signed_events(events, int(args.seconds * 4000))
+        env = {"BENCH_EVENTS": str(events), "BENCH_THREADS": "1"}
+        before = stored_events(url)
+        bare.append(wrk(bare_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env))
+        ours.append(wrk(app_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env))
+        ours[-1]["stored"] = stored_events(url) - before
+        print(
+            f"  webhook run {number + 1}: {ours[-1]['rate']:,.0f}/s (stored {ours[-1]['stored']:,},"
+            f" non-2xx {ours[-1]['non2xx']}) vs bare {bare[-1]['rate']:,.0f}/s, load {ours[-1]['load']}",
+            flush=True,
+        )
+    rate, reference = median_of(ours, "rate"), median_of(bare, "rate")
+    ratio = rate / reference
+    failures = sum(r["non2xx"] + r["socket_errors"] for r in ours)
+    return [
+        row(
+            "webhook ingest: signed events/s acknowledged",
+            round(rate),
+            "events/s",
+            ">= 1,000/s and >= 0.5 x reference",
+            f"bare Flask 200: {reference:,.0f}/s; ratio {ratio:.2f}",
+            rate >= 1000 and ratio >= 0.5 and failures == 0,
+            ratio=round(ratio, 3),
+            runs=[round(r["rate"]) for r in ours],
+            reference_runs=[round(r["rate"]) for r in bare],
+            stored=[r["stored"] for r in ours],
+            failures=failures,
+            load=[r["load"] for r in ours],
+            settings=settings,
+        ),
+        row(
+            "webhook ingest: p50 / p99 latency",
+            round(median_of(ours, "p50_us") / 1000, 1),
+            "ms (p50)",
+            "-",
+            f"p99 {median_of(ours, 'p99_us') / 1000:.1f} ms; bare p50 "
+            f"{median_of(bare, 'p50_us') / 1000:.1f} / p99 {median_of(bare, 'p99_us') / 1000:.1f} ms",
+            None,
+            p99_ms=round(median_of(ours, "p99_us") / 1000, 1),
+        ),
+    ]
+
+
+def bench_donate(
+    args: argparse.Namespace, app_base: str, bare_base: str, settings: str
+) -> list[dict[str, Any]]:
+    ours: list[dict[str, Any]] = []
+    bare: list[dict[str, Any]] = []
+    for number in range(args.runs):
+        bare.append(wrk(bare_base, "/donate", args.seconds, args.connections, "", {}))
+        ours.append(wrk(app_base, "/donate", args.seconds, args.connections, "", {}))
+        print(
+            f"  donate run {number + 1}: {ours[-1]['rate']:,.0f}/s vs bare {bare[-1]['rate']:,.0f}/s,"
+            f" load {ours[-1]['load']}",
+            flush=True,
+        )
+    rate, reference = median_of(ours, "rate"), median_of(bare, "rate")
+    ratio = rate / reference
+    failures = sum(r["non2xx"] + r["socket_errors"] for r in ours)
+    return [
+        row(
+            "GET /donate: pages/s",
+            round(rate),
+            "pages/s",
+            ">= 0.6 x reference",
+            f"bare render of the same HTML: {reference:,.0f}/s; ratio {ratio:.2f}; p99 "
+            f"{median_of(ours, 'p99_us') / 1000:.1f} ms vs {median_of(bare, 'p99_us') / 1000:.1f} ms",
+            ratio >= 0.6 and failures == 0,
+            ratio=round(ratio, 3),
+            runs=[round(r["rate"]) for r in ours],
+            reference_runs=[round(r["rate"]) for r in bare],
+            p99_ms=round(median_of(ours, "p99_us") / 1000, 1),
+            failures=failures,
+            load=[r["load"] for r in ours],
+            settings=settings,
+        )
+    ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
