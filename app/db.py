@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -36,9 +36,15 @@ def one_of(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+def dialect_of(target: Session | Connection) -> str:
+    """"postgresql" or "sqlite": the database behind a session or a connection."""
+    bind = target.get_bind() if isinstance(target, Session) else target
+    return str(bind.dialect.name)
+
+
 def insert_for(session: Session) -> Any:
     """The dialect's INSERT (with ON CONFLICT) for this session's database."""
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,10 +24,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import backoff
-from app.db import Base, insert_for, one_of
+from app.db import Base, dialect_of, one_of
 
 STATUSES = ("pending", "processed", "failed", "dead", "skipped")
 DUE_STATUSES = ("pending", "failed")
@@ -128,9 +132,15 @@ def read_event(payload: str, data: Any) -> IncomingEvent:
     )
 
 
-def store_event(session: Session, incoming: IncomingEvent, *, skipped: bool, now: datetime) -> bool:
+def store_event(
+    target: Session | Connection, incoming: IncomingEvent, *, skipped: bool, now: datetime
+) -> bool:
     """Insert the event unless its Stripe id is already stored (also when another
-    request inserts it at the same moment). True when this call stored it."""
+    request inserts it at the same moment). True when this call stored it.
+
+    One statement, one round trip: INSERT ... ON CONFLICT DO NOTHING RETURNING id
+    (a row back means ours; rowcount is not relied on). `target` is a Session
+    or, for the webhook route, a bare Connection (no ORM unit of work)."""
     values = {
         "stripe_event_id": incoming.stripe_event_id,
         "type": incoming.type,
@@ -144,13 +154,19 @@ def store_event(session: Session, incoming: IncomingEvent, *, skipped: bool, now
         "next_attempt_at": None if skipped else now,
         "received_at": now,
     }
-    statement = (
-        insert_for(session)(StripeEvent)
-        .values(**values)
+    return target.execute(_store_statement(dialect_of(target)), values).first() is not None
+
+
+@cache
+def _store_statement(dialect: str) -> Any:
+    """Built once per dialect; the values come as parameters."""
+    table = StripeEvent.__table__
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(table)
         .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+        .returning(table.c.id)
     )
-    result = session.execute(statement)
-    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def claim_event(

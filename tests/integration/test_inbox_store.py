@@ -1,0 +1,71 @@
+"""Storing an event says truthfully whether this call stored it, on SQLite and
+PostgreSQL, through an ORM session and through the bare connection the
+webhook route uses (INSERT ... ON CONFLICT DO NOTHING RETURNING: a duplicate
+returns no row, whatever the driver reports as rowcount)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.db import Database
+from tests.stripe_helpers import make_event, stripe_object
+from webhooks.inbox import IncomingEvent, StripeEvent, read_event, store_event
+
+
+def incoming(event_id: str) -> IncomingEvent:
+    event = make_event("charge.succeeded", stripe_object("charge"), event_id=event_id)
+    payload = json.dumps(event)
+    return read_event(payload, json.loads(payload))
+
+
+def test_store_event_is_true_once_then_false_for_the_same_id_through_a_session(
+    app: Flask, db: Session
+) -> None:
+    first = store_event(db, incoming("evt_fresh_1"), skipped=False, now=utcnow())
+    again = store_event(db, incoming("evt_fresh_1"), skipped=False, now=utcnow())
+    other = store_event(db, incoming("evt_fresh_2"), skipped=True, now=utcnow())
+    db.commit()
+    assert (first, again, other) == (True, False, True)
+    assert db.scalar(select(func.count()).select_from(StripeEvent)) == 2
+
+
+def test_store_event_through_a_connection_tells_a_duplicate_from_a_new_event(
+    app: Flask, db: Session
+) -> None:
+    database: Database = app.extensions["donations.db"]
+    answers = []
+    for event_id in ("evt_conn_1", "evt_conn_1", "evt_conn_2"):
+        with database.engine.connect() as connection:
+            answers.append(store_event(connection, incoming(event_id), skipped=False, now=utcnow()))
+            connection.commit()
+    assert answers == [True, False, True]
+    assert db.scalar(select(func.count()).select_from(StripeEvent)) == 2
+
+
+def test_of_many_concurrent_stores_of_one_event_exactly_one_says_it_stored_it(
+    app: Flask, db: Session
+) -> None:
+    database: Database = app.extensions["donations.db"]
+    event = incoming("evt_race_1")
+    answers: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def store() -> None:
+        barrier.wait()
+        with database.engine.connect() as connection:
+            answers.append(store_event(connection, event, skipped=False, now=utcnow()))
+            connection.commit()
+
+    threads = [threading.Thread(target=store) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(answers) == [False] * 5 + [True]
+    assert db.scalar(select(func.count()).select_from(StripeEvent)) == 1
