@@ -25,6 +25,8 @@ from app import extensions
 from app.db import Database
 from app.guard import gate as guard_gate
 from app.money import format_money, format_plain, format_short
+from app.observe import views as observe
+from app.observe.logs import configure_logging
 from app.sandbox import SandboxPayments, sandbox_allowed
 from app.settings import ROOT, load_settings
 from app.staff import gate as staff_gate
@@ -95,7 +97,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["donations.db"] = Database(app.config["DATABASE_URL"])
     app.extensions["donations.payments"] = _choose_payments(app)
     app.teardown_appcontext(extensions.close_db_session)
+    if app.config.get("LOG_FORMAT"):
+        configure_logging(str(app.config["LOG_FORMAT"]), str(app.config.get("LOG_LEVEL") or "INFO"))
 
+    observe.init_app(app)  # first: the request id and the latency clock wrap everything
     app.before_request(refuse_hostile_input)  # before CSRF: its error page reads the form
     extensions.csrf.init_app(app)
     _init_security_headers(app)

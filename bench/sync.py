@@ -170,7 +170,9 @@ def main() -> None:
     per_100 = calls / (int(count) / PAGE) if int(count) else 0
     print(f"| measure | target | median of {args.runs} |")
     print("| --- | --- | --- |")
-    print(f"| sync --report-only over {int(count):,} balance transactions | < 60 s at 1M | {seconds:.1f} s ({int(count) / seconds:,.0f} txns/s) |")
+    print(
+        f"| sync --report-only over {int(count):,} balance transactions | < 60 s at 1M | {seconds:.1f} s ({int(count) / seconds:,.0f} txns/s) |"
+    )
     print(f"| its peak RSS | < 300 MB | {rss:.0f} MB |")
     print(f"| Stripe list calls per 100 transactions | 1 | {per_100:.2f} ({calls} calls) |")
     print(f"| differences found (a matching ledger) | 0 | {results[0]['differences']} |")

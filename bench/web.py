@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from app.migrate import upgrade  # noqa: E402
 from tests.stripe_helpers import stripe_object  # noqa: E402
 
-WEBHOOK_SECRET = "whsec_bench_" + "0" * 24  # noqa: S105 (a throwaway loopback secret)
+WEBHOOK_SECRET = "whsec_bench_" + "0" * 24
 STUB_LATENCY = 0.150
 RESULT_MARK = "BENCHJSON "
 
@@ -118,7 +118,9 @@ def row(
 
 def fresh_database(admin_url: str, name: str) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = re.sub(r"/[^/]*$", f"/{name}", admin_url)
     upgrade(url)
@@ -127,7 +129,9 @@ def fresh_database(admin_url: str, name: str) -> str:
 
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @contextmanager
@@ -136,7 +140,7 @@ def gunicorn(app_spec: str, env: dict[str, str], log: Path, *, chdir: Path = ROO
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
     full_env.pop("WEB_BIND", None)
     with log.open("ab") as out:
-        server = subprocess.Popen(
+        server = subprocess.Popen(  # noqa: S603 (our own interpreter and config)
             [
                 sys.executable,
                 "-m",
@@ -176,15 +180,17 @@ def gunicorn(app_spec: str, env: dict[str, str], log: Path, *, chdir: Path = ROO
                 server.wait()
 
 
-def wrk(base: str, path: str, seconds: float, connections: int, script: str, env: dict[str, str]) -> dict[str, Any]:
+def wrk(
+    base: str, path: str, seconds: float, connections: int, script: str, env: dict[str, str]
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + DONE_LUA)
         lua = f.name
     try:
         load_before = os.getloadavg()[0]
-        out = subprocess.run(  # noqa: S603
+        out = subprocess.run(  # noqa: S603 (wrk, on loopback)
             [
-                "wrk",
+                shutil.which("wrk") or "wrk",
                 "-t",
                 env.get("BENCH_THREADS", "1"),
                 "-c",
@@ -280,23 +286,27 @@ class StubStripe:
                 with stub.lock:
                     stub.requests += 1
                     if stub.rate_limited:
-                        status, body = 429, {
-                            "error": {
-                                "type": "invalid_request_error",
-                                "code": "rate_limit",
-                                "message": "Too many requests hit the API too quickly.",
-                            }
-                        }
-                    else:
-                        session_id = stub.sessions.setdefault(
-                            key, f"cs_test_{uuid.uuid4().hex}"
+                        status, body = (
+                            429,
+                            {
+                                "error": {
+                                    "type": "invalid_request_error",
+                                    "code": "rate_limit",
+                                    "message": "Too many requests hit the API too quickly.",
+                                }
+                            },
                         )
-                        status, body = 200, stripe_object(
-                            "checkout.session",
-                            id=session_id,
-                            url=f"https://checkout.stripe.com/c/pay/{session_id}",
-                            livemode=False,
-                            expires_at=int(time.time()) + 86400,
+                    else:
+                        session_id = stub.sessions.setdefault(key, f"cs_test_{uuid.uuid4().hex}")
+                        status, body = (
+                            200,
+                            stripe_object(
+                                "checkout.session",
+                                id=session_id,
+                                url=f"https://checkout.stripe.com/c/pay/{session_id}",
+                                livemode=False,
+                                expires_at=int(time.time()) + 86400,
+                            ),
                         )
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -459,7 +469,11 @@ def main(argv: list[str] | None = None) -> int:
         if "checkout" in only:
             stub = StubStripe()
             try:
-                env = {**web_env, "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_API_BASE": stub.base}
+                env = {
+                    **web_env,
+                    "STRIPE_SECRET_KEY": "sk_test_bench",
+                    "STRIPE_API_BASE": stub.base,
+                }
                 with gunicorn("app:create_app()", env, log) as base:
                     rows += measure_checkout(base, stub, url, args.checkouts)
             finally:
@@ -484,8 +498,12 @@ def bench_webhooks(
         signed_events(events, int(args.seconds * 4000))
         env = {"BENCH_EVENTS": str(events), "BENCH_THREADS": "1"}
         before = stored_events(url)
-        bare.append(wrk(bare_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env))
-        ours.append(wrk(app_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env))
+        bare.append(
+            wrk(bare_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env)
+        )
+        ours.append(
+            wrk(app_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env)
+        )
         ours[-1]["stored"] = stored_events(url) - before
         print(
             f"  webhook run {number + 1}: {ours[-1]['rate']:,.0f}/s (stored {ours[-1]['stored']:,},"

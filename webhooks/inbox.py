@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -198,7 +198,6 @@ def mark_processed(session: Session, event: StripeEvent, now: datetime) -> None:
     event.next_attempt_at = None
     event.last_error = None
     session.flush()
-
 
 
 def record_failure(

@@ -18,6 +18,7 @@ from flask.typing import ResponseReturnValue
 
 from app.clock import utcnow
 from app.extensions import database
+from app.observe.metrics import WEBHOOK_DELIVERIES
 from webhooks.inbox import NotAnEvent, read_event, store_event
 
 bp = Blueprint("webhooks", __name__)
@@ -58,6 +59,7 @@ def signature_problem(body: bytes, header: str | None, secrets: list[str], now: 
 
 def _refuse(status: int, reason: str) -> tuple[dict[str, str], int]:
     log.warning("webhook refused (%s): %s", status, reason)
+    WEBHOOK_DELIVERIES.labels("refused").inc()
     return {"error": reason}, status
 
 
@@ -107,4 +109,5 @@ def receive_stripe_event() -> ResponseReturnValue:
     else:
         outcome = "stored"
     log.info("webhook %s %s: %s", incoming.stripe_event_id, incoming.type, outcome)
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
     return {"received": outcome}, 200

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+import threading
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +27,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
@@ -50,11 +54,40 @@ from app.money import (
     format_short,
     parse_plain,
 )
+from app.observe.metrics import CHECKOUT_ERRORS
 from app.payments import Payments, PaymentsError
 from app.settings import FREQUENCIES
 
 bp = Blueprint("donate", __name__)
 log = logging.getLogger(__name__)
+
+# Placeholders in a cached form page (letters and digits: nothing escapes them).
+NONCE_MARK = "nonce" + secrets.token_hex(16)
+CSRF_MARK = "csrf" + secrets.token_hex(16)
+PAGES_KEPT = 256  # distinct (language, link) pages kept per process
+
+
+class FormPages:
+    """Rendered form pages by (language, prefill, link), the oldest dropped first."""
+
+    def __init__(self, size: int = PAGES_KEPT) -> None:
+        self.size = size
+        self.pages: OrderedDict[Any, str] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Any) -> str | None:
+        with self.lock:
+            page = self.pages.get(key)
+            if page is not None:
+                self.pages.move_to_end(key)
+            return page
+
+    def put(self, key: Any, page: str) -> None:
+        with self.lock:
+            self.pages[key] = page
+            while len(self.pages) > self.size:
+                self.pages.popitem(last=False)
+
 
 SESSION_ID = re.compile(r"cs_(test|live)_[A-Za-z0-9_]{1,250}", re.ASCII)
 
@@ -211,8 +244,33 @@ def _render_form(form: DonationForm, status: int = 200, **extra: Any) -> tuple[s
 
 @bp.get("/donate")
 def form() -> tuple[str, int]:
-    donation_form = DonationForm(data=_prefill(), config=current_app.config, formdata=None)
-    return _render_form(donation_form)
+    """The same language and link give the same page but for the nonce and the
+    CSRF token: it is rendered once with placeholders (profiled: Babel's
+    formatting of every preset and WTForms' widgets were nine tenths of the
+    request) and each request fills in its own."""
+    data = _prefill()
+    key = (
+        _locale(),
+        tuple(sorted((k, str(v)) for k, v in data.items() if k != "nonce")),
+        tuple(
+            sorted(
+                (k, v)
+                for k, v in request.args.items()
+                if k in ATTRIBUTION_FIELDS or k.startswith("utm_")
+            )
+        ),
+    )
+    pages: FormPages = current_app.extensions.setdefault("donations.donate_pages", FormPages())
+    page = pages.get(key)
+    if page is None:
+        donation_form = DonationForm(
+            data={**data, "nonce": NONCE_MARK}, config=current_app.config, formdata=None
+        )
+        page = render_template(
+            "donate/form.html", **_form_context(donation_form), csrf_token=lambda: CSRF_MARK
+        )
+        pages.put(key, page)
+    return page.replace(NONCE_MARK, new_nonce()).replace(CSRF_MARK, generate_csrf()), 200
 
 
 @bp.post("/donate")
@@ -241,6 +299,7 @@ def submit() -> Response | tuple[str, int]:
     except PaymentsError as exc:
         session.rollback()
         log.warning("checkout not started: provider error kind=%s", exc.kind)
+        CHECKOUT_ERRORS.labels(exc.kind).inc()
         status = 503 if exc.retryable else 502
         return _render_form(donation_form, status, notice="provider_error")
     except IntegrityError:

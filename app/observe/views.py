@@ -1,0 +1,79 @@
+"""GET /metrics for Prometheus (loopback only, or anyone with the configured
+bearer token), and the hooks every request passes: its request id (taken
+from X-Request-Id or made, echoed in the response) and its latency, counted
+per endpoint.
+
+Never labels a metric with a URL or a value; never logs a query string.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from flask import Blueprint, Flask, Response, abort, current_app, g, request
+
+from app.clock import utcnow
+from app.extensions import database
+from app.observe.logs import REQUEST_ID, request_id_from
+from app.observe.metrics import CONTENT_TYPE, REQUEST_SECONDS, exposition
+
+bp = Blueprint("observe", __name__)
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+PROXY_HEADERS = ("X-Forwarded-For", "X-Real-Ip", "Forwarded")
+
+
+def metrics_allowed() -> bool:
+    """With a METRICS_TOKEN, exactly its bearer; without, a direct loopback
+    client only (a request a proxy forwarded is refused: it came from afar)."""
+    token = str(current_app.config.get("METRICS_TOKEN") or "")
+    if token:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
+    return (request.environ.get("REMOTE_ADDR") or "") in LOOPBACK
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if not metrics_allowed():
+        abort(404)  # the operator's page does not announce itself
+    session = database().session(immediate=False)
+    try:
+        body = exposition(session, utcnow())
+    finally:
+        session.close()
+    return Response(body, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+
+def start_request() -> None:
+    g.request_started = time.perf_counter()
+    g.request_id = request_id_from(request.headers.get("X-Request-Id"))
+    g.request_id_token = REQUEST_ID.set(g.request_id)
+
+
+def finish_request(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.get("request_id") or request_id_from(None)
+    started = g.get("request_started")
+    if started is not None:
+        REQUEST_SECONDS.labels(
+            request.endpoint or "unmatched", request.method, str(response.status_code)
+        ).observe(time.perf_counter() - started)
+    return response
+
+
+def forget_request(_exc: BaseException | None = None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        REQUEST_ID.reset(token)
+
+
+def init_app(app: Flask) -> None:
+    """Before every other hook: the id and the clock start first and the
+    latency is taken last (after_request runs in reverse order)."""
+    app.before_request(start_request)
+    app.after_request(finish_request)
+    app.teardown_request(forget_request)
+    app.register_blueprint(bp)
