@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     select,
     update,
@@ -160,7 +161,7 @@ def store_event(
 @cache
 def _store_statement(dialect: str) -> Any:
     """Built once per dialect; the values come as parameters."""
-    table = StripeEvent.__table__
+    table = cast(Table, StripeEvent.__table__)
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
         insert(table)

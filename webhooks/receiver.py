@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.clock import utcnow
 from app.extensions import database
@@ -97,11 +98,26 @@ def receive_stripe_event() -> ResponseReturnValue:
     # One connection, one statement, no ORM session: on PostgreSQL the INSERT
     # runs in autocommit, so it is committed (and, with synchronous_commit on,
     # flushed to disk) before we answer 200: an acknowledged event is durable.
-    with database().engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-        stored = store_event(connection, incoming, skipped=skipped, now=utcnow())
-        connection.commit()  # SQLite's transaction; nothing left to do on PostgreSQL
+    # No pre-ping: a connection the database dropped fails the INSERT, which is
+    # then tried once more on a fresh one (it is idempotent); a database that
+    # is down is a 503, so Stripe delivers again later.
+    engine = database().single_statement_engine
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execution_options(isolation_level="AUTOCOMMIT")
+                stored = store_event(connection, incoming, skipped=skipped, now=utcnow())
+                connection.commit()  # SQLite's transaction; nothing left on PostgreSQL
+            break
+        except DBAPIError as exc:
+            if attempt == 1 and exc.connection_invalidated:
+                continue
+            if isinstance(exc, OperationalError):
+                log.warning("webhook %s not stored: database unavailable", incoming.stripe_event_id)
+                WEBHOOK_DELIVERIES.labels("unavailable").inc()
+                return {"error": "storage unavailable; deliver again"}, 503
+            raise
     if not stored:
         outcome = "duplicate"
     elif skipped:

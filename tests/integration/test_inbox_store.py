@@ -12,9 +12,12 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import create_app
 from app.clock import utcnow
 from app.db import Database
-from tests.stripe_helpers import make_event, stripe_object
+from tests.conftest import WEBHOOK_SECRET
+from tests.servers import free_port
+from tests.stripe_helpers import make_event, post_event, stripe_object
 from webhooks.inbox import IncomingEvent, StripeEvent, read_event, store_event
 
 
@@ -69,3 +72,20 @@ def test_of_many_concurrent_stores_of_one_event_exactly_one_says_it_stored_it(
         thread.join(timeout=60)
     assert sorted(answers) == [False] * 5 + [True]
     assert db.scalar(select(func.count()).select_from(StripeEvent)) == 1
+
+
+def test_a_webhook_while_the_database_is_unreachable_is_a_503_so_stripe_retries() -> None:
+    app = create_app(
+        {
+            "APP_ENV": "test",
+            "TESTING": True,
+            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
+            "SECRET_KEY": "test-secret-key",
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+    )
+    event = make_event("charge.succeeded", stripe_object("charge"))
+    answer = post_event(app.test_client(), event, WEBHOOK_SECRET)
+    assert answer.status_code == 503
+    assert answer.get_json() == {"error": "storage unavailable; deliver again"}
+    app.extensions["donations.db"].dispose()
