@@ -51,16 +51,23 @@ test: $(VENV)/.installed-test catalogs
 test-slow: $(VENV)/.installed-test catalogs
 	SLOW_TESTS=1 $(BIN)/pytest $(PYTEST_ARGS)
 
-# The benchmarks on PostgreSQL (127.0.0.1:5432); see bench/README.md: posting
-# (BENCH_CHARGES charges recognised and settled through app.ledger, database
-# donations_bench_posting, made afresh), then the finance area (database
-# donations_bench, seeded once per BENCH_PAYMENTS and reused). They need only
-# the app itself: no test or load tools. Fails if either misses a target.
-BENCH_PAYMENTS ?= 100000
+# The benchmarks (see README "Speed" and bench/README.md): bench/all.py runs
+# each on loopback within a time budget and prints one table (also
+# bench-results/all.json): the web stack under gunicorn loaded by wrk (each
+# speed beside a bare Flask reference measured in the same run), posting, the
+# worker, stripe sync, and the finance area at BENCH_PAYMENTS (seeded once in
+# its own database and reused; BENCH_PAYMENTS=100000 for a quick run). wrk is
+# Debian's package, installed here when missing and possible; without it the
+# web step says so. Fails if a target is missed.
+BENCH_PAYMENTS ?= 1000000
 BENCH_CHARGES ?= 20000
 bench: $(VENV)/.installed
-	$(BIN)/python bench/posting.py --charges $(BENCH_CHARGES); posting=$$?; \
-	$(BIN)/python bench/run.py --payments $(BENCH_PAYMENTS) && exit $$posting
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } \
+	      || echo "bench: could not install wrk; the web benchmarks will say so"; \
+	  else echo "bench: wrk is missing (apt-get install wrk); the web benchmarks will say so"; fi; }
+	BENCH_PAYMENTS=$(BENCH_PAYMENTS) BENCH_CHARGES=$(BENCH_CHARGES) $(BIN)/python bench/all.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

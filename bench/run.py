@@ -331,6 +331,18 @@ def measure(args: argparse.Namespace, url: str) -> list[Result]:
     return results
 
 
+def as_row(result: Result, payments: int) -> dict[str, Any]:
+    """bench/all.py's shape: {name, value, unit, target, reference, met}."""
+    return {
+        "name": f"ledger at {payments:,} payments: {result.name}",
+        "value": result.median,
+        "unit": result.unit,
+        "target": result.target,
+        "reference": f"median of {result.runs}; p95 {result.p95:,} {result.unit}; {result.detail}",
+        "met": result.passed,
+    }
+
+
 def table(results: list[Result]) -> str:
     head = f"| {'measure':<34} | {'target':<18} | {'median':>12} | {'p95':>12} | runs | pass |"
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
@@ -364,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE", "donations_bench"))
     parser.add_argument("--reseed", action="store_true", help="Seed again even if it matches.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument("--json", type=Path, help="also write rows for bench/all.py here")
     args = parser.parse_args(argv)
 
     url, seed_seconds = ensure_database(args)
@@ -390,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / f"{stamp}-{args.payments}.json").write_text(json.dumps(payload, indent=2))
     (args.out / "latest.md").write_text(f"{header}\n\n{report}\n")
+    if args.json:
+        args.json.write_text(json.dumps([as_row(r, args.payments) for r in results], indent=2))
     return 0 if all(r.passed for r in results) else 1
 
 
