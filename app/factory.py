@@ -55,6 +55,11 @@ CONTENT_SECURITY_POLICY = {
     "frame-ancestors": "'none'",
 }
 RAW_BODY_ENDPOINTS = frozenset({"webhooks.receive_stripe_event"})  # reads its own bytes
+# Requests no rate limit may ever apply to, so Flask-Limiter does not even look
+# (its look-up was a quarter of a GET /donate, profiled): Stripe's signed
+# deliveries (a 429 would only make Stripe retry) and the form page itself.
+# POST /donate and the login stay limited.
+NEVER_LIMITED = frozenset({("POST", "webhooks.receive_stripe_event"), ("GET", "donate.form")})
 
 
 class BadInput(BadRequest):
@@ -109,6 +114,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     staff_gate.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
     guard_gate.init_app(app)  # the donor forms' caps (same limiter), honeypot, CAPTCHA, 429 page
+    app.extensions["donations.limiter"].request_filter(never_limited)
 
     app.jinja_env.globals.update(
         get_locale=get_locale,
@@ -175,6 +181,10 @@ def _choose_payments(app: Flask) -> Any:
             app.extensions["donations.db"], app.config, extensions.db_session
         )
     return chosen
+
+
+def never_limited() -> bool:
+    return (request.method, request.endpoint) in NEVER_LIMITED
 
 
 def _select_locale() -> str | None:

@@ -42,7 +42,7 @@ from app.donate.forms import (
 )
 from app.donate.models import Checkout
 from app.extensions import db_session
-from app.guard.gate import screen_submission
+from app.guard.gate import captcha_site_key, screen_submission
 from app.money import (
     FeeCover,
     MoneyError,
@@ -244,12 +244,13 @@ def _render_form(form: DonationForm, status: int = 200, **extra: Any) -> tuple[s
 
 @bp.get("/donate")
 def form() -> tuple[str, int]:
-    """The same language and link give the same page but for the nonce and the
-    CSRF token: it is rendered once with placeholders (profiled: Babel's
+    """The same language, link and CAPTCHA choice give the same page but for the
+    nonce and the CSRF token: it is rendered once with placeholders (profiled: Babel's
     formatting of every preset and WTForms' widgets were nine tenths of the
     request) and each request fills in its own."""
     data = _prefill()
     key = (
+        captcha_site_key(),  # app.guard: the CAPTCHA widget, when this address needs it
         _locale(),
         tuple(sorted((k, str(v)) for k, v in data.items() if k != "nonce")),
         tuple(
