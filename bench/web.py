@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     url = fresh_database(args.admin_url, args.database)
     work = Path(tempfile.mkdtemp(prefix="donations-bench-web-"))
     log = work / "gunicorn.log"
-    workers = os.environ.get("WEB_WORKERS") or str(os.cpu_count() or 1)
+    workers = os.environ.get("WEB_WORKERS") or str(os.cpu_count() or 1)  # the config's default
     web_env = {
         "APP_ENV": "development",
         "DATABASE_URL": url,
@@ -454,8 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows: list[dict[str, Any]] = []
     settings = (
-        f"gunicorn {os.environ.get('WEB_WORKER_CLASS', 'sync')} x{workers}"
-        f" (threads {os.environ.get('WEB_THREADS', '1')}), wrk 1 thread {args.connections} connections"
+        f"gunicorn {os.environ.get('WEB_WORKER_CLASS', 'gthread')} x{workers}"
+        f" (threads {os.environ.get('WEB_THREADS', '8')}), wrk 1 thread {args.connections} connections"
     )
     print(f"web benchmarks: {settings}, {args.runs} runs of {args.seconds:g} s", flush=True)
     try:

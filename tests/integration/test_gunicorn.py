@@ -52,6 +52,11 @@ def test_gunicorn_serves_the_app_and_logs_no_query_string(tmp_path: Path) -> Non
             assert health.status_code == 200
             page = requests.get(f"{base}/donate?utm_source=reader%40example.org", timeout=30)
             assert page.status_code == 200
+            # /metrics adds up every worker's counters (prometheus multiprocess files)
+            metrics = requests.get(f"{base}/metrics", timeout=30)
+            assert metrics.status_code == 200
+            assert 'endpoint="donate.form"' in metrics.text
+            assert "donations_webhook_events" in metrics.text
         finally:
             server.terminate()
             server.wait(timeout=20)
