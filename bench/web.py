@@ -449,8 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         "WEB_WORKERS": workers,
         "BENCH_DONATE_HTML": str(work / "donate.html"),
         # POST /donate's rate limit (helper "defences") must not cap the bench.
-        "DONATE_RATE_LIMIT": "1000000 per minute",
-        "DONATE_IP_RATE_LIMIT": "1000000 per minute",
+        "DONOR_FORM_LIMIT_PER_ADDRESS": "1000000 per minute",
+        "DONOR_FORM_LIMIT_PER_EMAIL": "1000000 per minute",
+        "DONOR_FORM_LIMIT_SITE": "1000000 per minute",
     }
     rows: list[dict[str, Any]] = []
     settings = (
