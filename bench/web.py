@@ -274,6 +274,9 @@ class StubStripe:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes: without TCP_NODELAY the
+            # body waits for the client's delayed ACK (40 ms), the stub's cost.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
