@@ -148,6 +148,8 @@ def _register_blueprints(app: Flask) -> None:
     """Every feature's blueprint. Their modules are imported here, not at the
     top: `app` imports the web side (and `webhooks`) only inside create_app."""
     from app import health
+    from app.appeals import admin as appeals_admin
+    from app.appeals import views as appeals
     from app.donate import views as donate
     from app.finance import events as finance_events
     from app.finance import views as finance
@@ -170,6 +172,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(finance_events.bp)
     app.register_blueprint(reconcile.bp)
     app.register_blueprint(receipts.bp)
+    app.register_blueprint(appeals.bp)
+    app.register_blueprint(appeals_admin.bp)
 
 
 def _choose_payments(app: Flask) -> Any:

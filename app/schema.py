@@ -6,6 +6,7 @@ Add a module here when it defines tables. No Flask, no `stripe`.
 
 from __future__ import annotations
 
+import app.appeals.models
 import app.donate.models
 import app.donors
 import app.finance.reports  # indexes the finance views need (migration 0006)

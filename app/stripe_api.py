@@ -160,9 +160,7 @@ class StripeApi:
         )
         # The invoice expanded: whether a subscription is behind it, without a call.
         params["expand"] = ["data.invoice"]
-        return self._list_all(
-            "invoice payment list", self._sdk.v1.invoice_payments.list, params
-        )
+        return self._list_all("invoice payment list", self._sdk.v1.invoice_payments.list, params)
 
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
         return self._call("charge retrieve", self._sdk.v1.charges.retrieve, charge_id)
@@ -175,6 +173,7 @@ class StripeApi:
 
     def retrieve_refund(self, refund_id: str) -> dict[str, Any]:
         return self._call("refund retrieve", self._sdk.v1.refunds.retrieve, refund_id)
+
     # -- one page of a list, for `donations stripe sync` (StripeLists) ---------
 
     def list_page(self, resource: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Gift:
     utm_medium: str | None
     utm_content: str | None
     utm_term: str | None
+    nudge: str | None = None  # app.appeals: "switch" or "invite"
 
     @property
     def total_minor(self) -> int:
@@ -220,6 +221,7 @@ def start_checkout(
         livemode=bool(created.get("livemode", payments.livemode)),
         status="open",
         expires_at=datetime.fromtimestamp(expires_at, UTC) if expires_at else None,
+        nudge=gift.nudge,
         **gift.attribution,
     )
     session.add(checkout)

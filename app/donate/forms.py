@@ -104,6 +104,7 @@ class DonationForm(FlaskForm):
     utm_medium = HiddenField(validators=[Length(max=100)])
     utm_content = HiddenField(validators=[Length(max=100)])
     utm_term = HiddenField(validators=[Length(max=100)])
+    nudge = HiddenField(validators=[Optional(), Regexp(r"^(switch|invite)$")])
 
     def __init__(self, *args: Any, config: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -194,4 +195,5 @@ class DonationForm(FlaskForm):
             utm_medium=text(self.utm_medium.data),
             utm_content=text(self.utm_content.data),
             utm_term=text(self.utm_term.data),
+            nudge=text(self.nudge.data),
         )

@@ -50,6 +50,9 @@ class Checkout(Base):
     utm_medium: Mapped[str | None] = mapped_column(String(100))
     utm_content: Mapped[str | None] = mapped_column(String(100))
     utm_term: Mapped[str | None] = mapped_column(String(100))
+    # "switch": the form's nudge made this gift monthly; "invite": the thanks
+    # page's invitation to become a member (app.appeals measures both).
+    nudge: Mapped[str | None] = mapped_column(String(8))
     dedication_kind: Mapped[str | None] = mapped_column(String(8))
     dedication_name: Mapped[str | None] = mapped_column(String(200))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)

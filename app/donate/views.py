@@ -242,6 +242,12 @@ def _render_form(form: DonationForm, status: int = 200, **extra: Any) -> tuple[s
     return render_template("donate/form.html", **_form_context(form, **extra)), status
 
 
+def render_donation_form(form: DonationForm, status: int = 200, **extra: Any) -> tuple[str, int]:
+    """The donation form as filled in `form`, for another feature's route
+    (app.appeals: the nudge's switch to monthly)."""
+    return _render_form(form, status, **extra)
+
+
 @bp.get("/donate")
 def form() -> tuple[str, int]:
     """The same language, link and CAPTCHA choice give the same page but for the

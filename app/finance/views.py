@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from app import ledger
+from app.appeals.funnel import appeal_funnel
 from app.clock import utcnow
 from app.donors import Donor
 from app.extensions import db_session
@@ -390,4 +391,7 @@ def campaigns() -> Any:
         return bad_filter("finance/campaigns.html", str(exc), lines=[], form=form)
     lines = reports.campaign_report(db_session(), since, until)
     groups = reports.campaign_groups(lines)
-    return render_template("finance/campaigns.html", lines=lines, groups=groups, form=form)
+    funnel = appeal_funnel(db_session(), since, until)
+    return render_template(
+        "finance/campaigns.html", lines=lines, groups=groups, form=form, funnel=funnel
+    )

@@ -88,7 +88,6 @@ def mark_done(session: Session, job: OutboxJob, now: datetime, note: str | None 
     session.flush()
 
 
-
 def record_job_failure(
     session: Session,
     job_id: int,

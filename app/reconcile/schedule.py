@@ -107,7 +107,9 @@ def one_at_a_time(database: Database) -> Iterator[bool]:
 
 def last_run(database: Database) -> SyncRun | None:
     with database.session() as session:
-        return session.scalars(select(SyncRun).order_by(SyncRun.finished_at.desc()).limit(1)).first()
+        return session.scalars(
+            select(SyncRun).order_by(SyncRun.finished_at.desc()).limit(1)
+        ).first()
 
 
 def run_due(database: Database, stripe: Any, config: Mapping[str, Any]) -> SyncRun | None:

@@ -1,0 +1,32 @@
+"""Counting appeal events without personal data: one row per (appeal,
+variant, UTC day, event) holding a number, raised by an upsert, so a
+million impressions are a few rows and nothing about any reader.
+
+No Flask; never commits (the view does).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from app.appeals.models import COUNTER_EVENTS, AppealCounter
+from app.db import insert_for
+
+
+def count_event(
+    session: Session, appeal: str, variant: str, event: str, day: date, by: int = 1
+) -> None:
+    """Add `by` to the counter of (appeal, variant, day, event)."""
+    if event not in COUNTER_EVENTS:
+        raise ValueError(f"unknown appeal event {event!r}")
+    table = AppealCounter.__table__
+    statement = insert_for(session)(table).values(
+        appeal=appeal[:40], variant=variant[:20], day=day, event=event, count=by
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["appeal", "variant", "day", "event"],
+        set_={"count": table.c.count + statement.excluded.count},
+    )
+    session.execute(statement)

@@ -1,0 +1,373 @@
+"""Reader-facing appeal routes: the embed (GET /embed/appeals/<slug>), its
+impression beacon, the loader script (/embed/appeals.js), the nudge's switch
+to monthly (POST /donate/monthly), the nudge and member invitation shown by
+the donation pages' partials, and the count of clicks arriving on /donate.
+
+The embed is framable only by `embed_allowed_origins`, sets no cookie, makes
+no third-party request and is the same for every view of its URL (cacheable).
+Counters are upserts in their own short transaction; nothing about a reader
+is stored. Never renders the donation form's CSRF token into the embed.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    render_template,
+    request,
+    send_from_directory,
+)
+from flask.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSessionInterface
+from flask_babel import force_locale
+
+from app import extensions
+from app.appeals.counters import count_event
+from app.appeals.definitions import (
+    SLUG,
+    VARIANT_KEY,
+    Appeal,
+    AppealError,
+    Rules,
+    current_appeals,
+    load_configured,
+)
+from app.appeals.links import donate_query, normalise_article
+from app.appeals.markup import render_markdown
+from app.appeals.nudge import monthly_equivalent
+from app.clock import utcnow
+from app.donate.forms import DonationForm, page_locale
+from app.donate.views import render_donation_form
+from app.money import MoneyError, format_input, format_plain, format_short
+from app.settings import ROOT, ConfigError
+
+bp = Blueprint("appeals", __name__)
+
+EMBED_PREFIX = "/embed/"
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+FREQUENCIES = ("once", "month", "year")
+
+
+class EmbedSessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie session, except under /embed/: there no session is
+    opened, so nothing can set a cookie or add `Vary: Cookie`, and every
+    view of an embed URL gets the same, cacheable answer."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if request.path.startswith(EMBED_PREFIX):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+def allowed_origins(config: dict[str, Any]) -> list[str]:
+    """`embed_allowed_origins`, checked: scheme://host[:port], nothing more."""
+    raw = config.get("EMBED_ALLOWED_ORIGINS") or []
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    origins = []
+    for origin in raw:
+        if not isinstance(origin, str) or not ORIGIN.fullmatch(origin.rstrip("/")):
+            raise ConfigError(
+                f"EMBED_ALLOWED_ORIGINS: {origin!r} is not an origin (https://host[:port])"
+            )
+        origins.append(origin.rstrip("/"))
+    return origins
+
+
+def set_up(state: BlueprintSetupState) -> None:
+    """Per app: the configured appeals (a bad one stops the start), the
+    embed's framing policy, the beacon's CSRF exemption, the session rule."""
+    app: Flask = state.app  # type: ignore[assignment]
+    rules = Rules.from_config(app.config)
+    path = ROOT / str(app.config.get("APPEALS_FILE") or "config/appeals.toml")
+    try:
+        app.extensions["donations.appeals"] = load_configured(path, rules)
+    except AppealError as exc:
+        raise ConfigError(f"APPEALS_FILE: {exc}") from exc
+    origins = allowed_origins(app.config)
+    policy = dict(extensions.talisman.content_security_policy or {})
+    policy["frame-ancestors"] = origins or "'none'"
+    view = app.view_functions["appeals.embed"]
+
+    @functools.wraps(view)
+    def framable(**kwargs: Any) -> Any:
+        return view(**kwargs)
+
+    # Flask-Talisman's per-view options, on this app's own copy of the view.
+    framable.talisman_view_options = {  # type: ignore[attr-defined]
+        "frame_options": None,
+        "content_security_policy": policy,
+    }
+    app.view_functions["appeals.embed"] = framable
+    extensions.csrf.exempt(seen)  # a beacon from any page: it carries no session
+    app.session_interface = EmbedSessionInterface()
+
+
+def rules() -> Rules:
+    return Rules.from_config(current_app.config)
+
+
+def appeals() -> dict[str, Appeal]:
+    return current_appeals(
+        extensions.db_session(), current_app.extensions["donations.appeals"], rules()
+    )
+
+
+def record(appeal: str, variant: str, event: str) -> None:
+    """One counter up, in its own short write (the page's session may be a
+    read-only one); the view's edge, so it commits."""
+    day = utcnow().date()
+    mine = g.get("db_session")
+    if mine is not None and request.method not in ("GET", "HEAD"):
+        # This request's session already holds the write lock (SQLite): a
+        # second connection would wait for it.
+        count_event(mine, appeal, variant, event, day)
+        mine.commit()
+        return
+    session = extensions.database().session()
+    try:
+        count_event(session, appeal, variant, event, day)
+        session.commit()
+    finally:
+        session.close()
+
+
+def _language(raw: str | None) -> str:
+    languages = rules().languages
+    wanted = (raw or "").split("-")[0].strip().lower()
+    return wanted if wanted in languages else current_app.config["LANGUAGES"][0]
+
+
+def _cacheable(response: Response) -> Response:
+    max_age = int(current_app.config.get("EMBED_MAX_AGE_SECONDS", 300))
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    response.add_etag()
+    response.make_conditional(request)
+    return response
+
+
+@bp.get("/embed/appeals/<slug>")
+def embed(slug: str) -> Response:
+    config = current_app.config
+    found = appeals().get(slug) if SLUG.fullmatch(slug) else None
+    if found is None:
+        return Response("", status=404, mimetype="text/plain")
+    language = _language(request.args.get("lang"))
+    layout = "banner" if request.args.get("layout") == "banner" else "appeal"
+    article = normalise_article(request.args.get("article"))
+    currency = (request.args.get("currency") or "").strip().lower()
+    if currency not in config["CURRENCIES"]:
+        currency = config["CURRENCIES"][0]
+    source = (request.args.get("utm_source") or "").strip()[:100] or None
+    variants = []
+    for variant in found.variants:
+        texts = variant.text(language, config["LANGUAGES"][0])
+        sets = {}
+        for frequency in FREQUENCIES:
+            sets[frequency] = [
+                {
+                    "label": format_short(minor, currency, language),
+                    "href": "/donate?"
+                    + donate_query(
+                        slug,
+                        variant.key,
+                        article,
+                        currency=currency,
+                        frequency=frequency,
+                        amount_minor=minor,
+                        source=source,
+                    ),
+                }
+                for minor in found.amounts_for(variant, currency, frequency, config["PRESETS"])
+            ]
+        other = {
+            frequency: "/donate?"
+            + donate_query(
+                slug, variant.key, article, currency=currency, frequency=frequency, source=source
+            )
+            for frequency in FREQUENCIES
+        }
+        variants.append(
+            {
+                "key": variant.key,
+                "headline": texts.headline,
+                "body": render_markdown(texts.body),
+                "banner": texts.banner or texts.headline,
+                "sets": sets,
+                "other": other,
+            }
+        )
+    with force_locale(language):  # the URL decides, never Accept-Language
+        page = render_template(
+            "appeals/embed.html",
+            appeal=found,
+            live=found.live_on(utcnow().date()),
+            variants=variants,
+            layout=layout,
+            language=language,
+            beacon=f"/embed/appeals/{slug}/seen",
+        )
+    return _cacheable(Response(page, mimetype="text/html"))
+
+
+@bp.route("/embed/appeals/<slug>/seen", methods=["GET", "POST"])
+def seen(slug: str) -> Response:
+    """The impression beacon: one counter up for (appeal, variant, today).
+    Unknown appeals and variants count nothing (no rows made up by anyone)."""
+    variant = request.args.get("v", "")
+    found = appeals().get(slug) if SLUG.fullmatch(slug) else None
+    if found is not None and VARIANT_KEY.fullmatch(variant) and found.variant(variant):
+        record(slug, variant, "seen")
+    response = Response(status=204)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/embed/appeals.js")
+def loader() -> Response:
+    """The loader script for newsrooms that prefer a <script> tag."""
+    response = send_from_directory(
+        ROOT / "static", "appeals-loader.js", mimetype="text/javascript", conditional=True
+    )
+    max_age = int(current_app.config.get("EMBED_MAX_AGE_SECONDS", 300))
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    return response
+
+
+# -- clicks arriving on /donate -----------------------------------------------------
+
+
+@bp.before_app_request
+def count_arrival() -> None:
+    """A reader arriving on the form from an appeal (utm_medium=appeal) or
+    from the thanks page's invitation (nudge=invite): one counter up."""
+    if request.endpoint != "donate.form":
+        return
+    args = request.args
+    if args.get("nudge") == "invite" and current_app.config.get("APPEALS_MEMBER_INVITE", True):
+        record(_known_appeal(args.get("campaign")), "", "invite_click")
+    if args.get("utm_medium") != "appeal":
+        return
+    slug = args.get("campaign") or ""
+    variant = args.get("utm_term") or ""
+    found = appeals().get(slug) if SLUG.fullmatch(slug) else None
+    if found is not None and (not variant or found.variant(variant)):
+        record(slug, variant, "click")
+
+
+def _known_appeal(slug: str | None) -> str:
+    slug = slug or ""
+    return slug if SLUG.fullmatch(slug) and slug in appeals() else ""
+
+
+# -- the nudge to recurring ---------------------------------------------------------
+
+
+def _monthly_for(currency: str, once_minor: int) -> int | None:
+    config = current_app.config
+    return monthly_equivalent(
+        once_minor,
+        int(config.get("NUDGE_MONTHLY_DIVISOR", 3)),
+        config["CURRENCY_LIMITS"][currency],
+        list(config["PRESETS"][currency].get("month", [])),
+    )
+
+
+def nudge_offer(form: DonationForm, currency: str, frequency: str) -> dict[str, Any] | None:
+    """What the form's one-line nudge says ("$30 once, or $10 every month?"),
+    or None when it is off. Hidden unless the gift is a one-time one; its
+    figures are empty until an amount is chosen (static/nudge.js fills them)."""
+    config = current_app.config
+    if not config.get("APPEALS_NUDGE", True):
+        return None
+    locale = page_locale(config)
+    try:
+        once = form.chosen_amount(currency, locale)
+    except MoneyError:
+        once = None
+    monthly = _monthly_for(currency, once) if once else None
+    visible = frequency == "once" and monthly is not None
+    if visible and request.method == "GET":
+        appeal = _known_appeal(form.campaign.data) if form.utm_medium.data == "appeal" else ""
+        record(appeal, "", "nudge_shown")
+    return {
+        "visible": visible,
+        "once": format_short(once, currency, locale) if once else "",
+        "monthly": format_short(monthly, currency, locale) if monthly else "",
+        "divisor": int(config.get("NUDGE_MONTHLY_DIVISOR", 3)),
+        "mark": form.nudge.data or ("invite" if request.args.get("nudge") == "invite" else ""),
+    }
+
+
+def member_invite(checkout: Any, state: str) -> dict[str, Any] | None:
+    """After a paid one-time gift: the invitation to give its monthly
+    equivalent, as a link to the form pre-filled (nudge=invite)."""
+    config = current_app.config
+    if not config.get("APPEALS_MEMBER_INVITE", True) or checkout is None:
+        return None
+    if state != "paid" or checkout.frequency != "once":
+        return None
+    monthly = _monthly_for(checkout.currency, checkout.amount_minor)
+    if monthly is None:
+        return None
+    query = {
+        "amount": format_plain(monthly, checkout.currency),
+        "currency": checkout.currency,
+        "frequency": "month",
+        "nudge": "invite",
+    }
+    for name in ("campaign", "utm_source", "utm_medium", "utm_content", "utm_term"):
+        value = getattr(checkout, name)
+        if value:
+            query[name] = value
+    record(_known_appeal(checkout.campaign), "", "invite_shown")
+    return {
+        "amount": format_short(monthly, checkout.currency, page_locale(config)),
+        "href": "/donate?" + urlencode(query),
+    }
+
+
+@bp.app_context_processor
+def template_helpers() -> dict[str, Any]:
+    return {"nudge_offer": nudge_offer, "member_invite": member_invite}
+
+
+@bp.post("/donate/monthly")
+def switch_to_monthly() -> tuple[str, int]:
+    """The nudge's one-click switch (a submit button, so no JavaScript is
+    needed): the form again, as it was filled in, but monthly, with the
+    monthly equivalent of the one-time amount."""
+    config = current_app.config
+    form = DonationForm(config=config)
+    locale = page_locale(config)
+    currency = form.currency.data if form.currency.data in config["CURRENCIES"] else None
+    monthly = None
+    if currency is not None:
+        try:
+            monthly = _monthly_for(currency, form.chosen_amount(currency, locale))
+        except MoneyError:
+            monthly = None
+    if currency is None or monthly is None:
+        form.validate()
+        return render_donation_form(form, 400)
+    form.frequency.data = "month"
+    if monthly in config["PRESETS"][currency].get("month", []):
+        form.preset.data, form.amount.data = format_plain(monthly, currency), ""
+    else:
+        form.preset.data, form.amount.data = "", format_input(monthly, currency, locale)
+    form.nudge.data = "switch"
+    appeal = _known_appeal(form.campaign.data) if form.utm_medium.data == "appeal" else ""
+    record(appeal, "", "nudge_switch")
+    return render_donation_form(form)
+
+
+bp.record_once(set_up)  # after the routes above, so the embed's view exists
