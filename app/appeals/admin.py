@@ -24,7 +24,7 @@ from app.appeals.forms import AppealSourceForm, LinkForm
 from app.appeals.funnel import appeal_funnel
 from app.appeals.links import embed_snippets, tracked_url
 from app.appeals.models import AppealOverride
-from app.appeals.views import rules
+from app.appeals.views import forget_appeals, rules
 from app.clock import utcnow
 from app.extensions import db_session
 from app.finance import reports
@@ -162,6 +162,7 @@ def edit(slug: str | None = None) -> Any:
         row.source, row.updated_by = source, me.id if me else None
     audit("appeal_saved", {"slug": chosen})
     session.commit()
+    forget_appeals()
     flash(f"Appeal {chosen} saved. Embeds show it once their cached copy expires.")
     return redirect(url_for("appeals_admin.appeal_list"), 303)
 
@@ -176,5 +177,6 @@ def revert(slug: str) -> Any:
     session.delete(row)
     audit("appeal_reverted", {"slug": slug})
     session.commit()
+    forget_appeals()
     flash(f"Appeal {slug}: the admin's version is removed; config/appeals.toml applies.")
     return redirect(url_for("appeals_admin.appeal_list"), 303)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.appeals.models import COUNTER_EVENTS, AppealCounter
@@ -16,11 +17,23 @@ from app.db import insert_for
 
 
 def count_event(
-    session: Session, appeal: str, variant: str, event: str, day: date, by: int = 1
+    session: Session,
+    appeal: str,
+    variant: str,
+    event: str,
+    day: date,
+    by: int = 1,
+    *,
+    durable: bool = True,
 ) -> None:
-    """Add `by` to the counter of (appeal, variant, day, event)."""
+    """Add `by` to the counter of (appeal, variant, day, event). With
+    `durable=False` (impressions and clicks) PostgreSQL may acknowledge the
+    commit before it reaches the disk: a crash can lose the last few counts,
+    never money, and a burst of beacons does not wait on a flush each."""
     if event not in COUNTER_EVENTS:
         raise ValueError(f"unknown appeal event {event!r}")
+    if not durable and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     table = AppealCounter.__table__
     statement = insert_for(session)(table).values(
         appeal=appeal[:40], variant=variant[:20], day=day, event=event, count=by

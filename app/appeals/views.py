@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -55,6 +56,7 @@ bp = Blueprint("appeals", __name__)
 EMBED_PREFIX = "/embed/"
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 FREQUENCIES = ("once", "month", "year")
+KNOWN_FOR = 10.0  # seconds the beacon trusts its last reading of the appeals
 
 
 class EmbedSessionInterface(SecureCookieSessionInterface):
@@ -117,9 +119,28 @@ def rules() -> Rules:
 
 
 def appeals() -> dict[str, Appeal]:
-    return current_appeals(
+    """The appeals as they are now (the configured ones, admins' on top)."""
+    found = current_appeals(
         extensions.db_session(), current_app.extensions["donations.appeals"], rules()
     )
+    current_app.extensions["donations.appeals_seen"] = (time.monotonic() + KNOWN_FOR, found)
+    return found
+
+
+def known_appeals() -> dict[str, Appeal]:
+    """The appeals for counting (the beacon, clicks): as read at most
+    KNOWN_FOR seconds ago in this process, so a burst of impressions costs
+    one write each and no read."""
+    until, found = current_app.extensions.get("donations.appeals_seen", (0.0, {}))
+    if time.monotonic() < until:
+        return found  # type: ignore[no-any-return]
+    return appeals()
+
+
+def forget_appeals() -> None:
+    """After an admin saved or reverted an appeal (this process; others
+    within KNOWN_FOR seconds)."""
+    current_app.extensions.pop("donations.appeals_seen", None)
 
 
 def record(appeal: str, variant: str, event: str) -> None:
@@ -130,12 +151,12 @@ def record(appeal: str, variant: str, event: str) -> None:
     if mine is not None and request.method not in ("GET", "HEAD"):
         # This request's session already holds the write lock (SQLite): a
         # second connection would wait for it.
-        count_event(mine, appeal, variant, event, day)
+        count_event(mine, appeal, variant, event, day, durable=False)
         mine.commit()
         return
     session = extensions.database().session()
     try:
-        count_event(session, appeal, variant, event, day)
+        count_event(session, appeal, variant, event, day, durable=False)
         session.commit()
     finally:
         session.close()
@@ -224,7 +245,7 @@ def seen(slug: str) -> Response:
     """The impression beacon: one counter up for (appeal, variant, today).
     Unknown appeals and variants count nothing (no rows made up by anyone)."""
     variant = request.args.get("v", "")
-    found = appeals().get(slug) if SLUG.fullmatch(slug) else None
+    found = known_appeals().get(slug) if SLUG.fullmatch(slug) else None
     if found is not None and VARIANT_KEY.fullmatch(variant) and found.variant(variant):
         record(slug, variant, "seen")
     response = Response(status=204)
@@ -259,14 +280,14 @@ def count_arrival() -> None:
         return
     slug = args.get("campaign") or ""
     variant = args.get("utm_term") or ""
-    found = appeals().get(slug) if SLUG.fullmatch(slug) else None
+    found = known_appeals().get(slug) if SLUG.fullmatch(slug) else None
     if found is not None and (not variant or found.variant(variant)):
         record(slug, variant, "click")
 
 
 def _known_appeal(slug: str | None) -> str:
     slug = slug or ""
-    return slug if SLUG.fullmatch(slug) and slug in appeals() else ""
+    return slug if SLUG.fullmatch(slug) and slug in known_appeals() else ""
 
 
 # -- the nudge to recurring ---------------------------------------------------------
