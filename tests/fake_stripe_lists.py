@@ -66,8 +66,13 @@ class FakeStripeLists:
         if len(parts) == 2:
             found = self.find(parts[1])
             if found is None:
-                return 404, {}, json.dumps({"error": {"type": "invalid_request_error",
-                                                      "message": "No such object"}})
+                return (
+                    404,
+                    {},
+                    json.dumps(
+                        {"error": {"type": "invalid_request_error", "message": "No such object"}}
+                    ),
+                )
             return 200, {}, json.dumps(found)
         items = list(self.objects[parts[0]])
         if "created[gte]" in query:
@@ -81,8 +86,10 @@ class FakeStripeLists:
             items = [o for o in items if o.get("charge") == query["charge"]]
         if "payment[payment_intent]" in query:
             items = [
-                o for o in items
-                if (o.get("payment") or {}).get("payment_intent") == query["payment[payment_intent]"]
+                o
+                for o in items
+                if (o.get("payment") or {}).get("payment_intent")
+                == query["payment[payment_intent]"]
             ]
         if "starting_after" in query:
             ids = [o["id"] for o in items]
@@ -90,6 +97,5 @@ class FakeStripeLists:
             items = items[start:]
         limit = int(query.get("limit", "10"))
         page = items[:limit]
-        body = {"object": "list", "data": page, "has_more": len(items) > limit,
-                "url": url.path}
+        body = {"object": "list", "data": page, "has_more": len(items) > limit, "url": url.path}
         return 200, {}, json.dumps(body)

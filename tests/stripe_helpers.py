@@ -73,7 +73,9 @@ def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-def post_event(client: Any, event: dict[str, Any], secret: str, timestamp: int | None = None) -> Any:
+def post_event(
+    client: Any, event: dict[str, Any], secret: str, timestamp: int | None = None
+) -> Any:
     """POST a signed event to /webhooks/stripe through the Flask test client."""
     body = encode(event)
     return client.post(

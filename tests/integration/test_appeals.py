@@ -362,10 +362,8 @@ def test_a_viewer_sees_appeals_and_builds_links_but_cannot_edit(app: Flask, db: 
     assert listing.status_code == 200
     text = listing.get_data(as_text=True)
     assert (
-        ("/embed/appeals.js" in text
-        and "data-appeal=&#34;support&#34;" in text)
-        or "data-appeal" in text
-    )
+        "/embed/appeals.js" in text and "data-appeal=&#34;support&#34;" in text
+    ) or "data-appeal" in text
     assert viewer.get("/ledger/appeals/support/edit").status_code == 403
     built = viewer.get(
         "/ledger/appeals/links?campaign=spring&source=newsletter&medium=email&content=dec-issue"

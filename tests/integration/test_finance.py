@@ -363,7 +363,9 @@ def test_the_journal_csv_holds_exactly_the_filtered_rows_and_is_audited(
     assert response.headers["Content-Disposition"].startswith("attachment;")
     body = response.get_data(as_text=True)
     assert body.startswith(BOM)
-    rows = [row[: len(ledger.CSV_COLUMNS)] for row in csv.reader(io.StringIO(body.removeprefix(BOM)))]
+    rows = [
+        row[: len(ledger.CSV_COLUMNS)] for row in csv.reader(io.StringIO(body.removeprefix(BOM)))
+    ]
     assert tuple(rows[0]) == ledger.CSV_COLUMNS
     exported = runner.invoke(
         main, ["ledger", "export", "--since", "2026-09-01", "--until", "2026-10-01"]
@@ -636,7 +638,10 @@ def test_the_journal_csv_appends_what_the_donor_wrote_after_the_contracts_column
     assert rows[0][width:] == ["dedication_kind", "dedication_name", "comment", "anonymous"]
     by_id = {row[16]: row for row in rows[1:]}
     assert by_id["ch_fin"][width:] == [
-        "memory", "Grandma Ada", "'=HYPERLINK(keep up the good work)", "yes"
+        "memory",
+        "Grandma Ada",
+        "'=HYPERLINK(keep up the good work)",
+        "yes",
     ]
     assert by_id["ch_late"][width:] == ["", "", "", ""]
     # The contract's columns are the ledger CSV's, row for row.
@@ -697,7 +702,11 @@ def test_a_bad_period_is_a_400_next_to_the_period_form(
     response = finance.get(f"/ledger/{query}")
     assert response.status_code == 400
     page = response.get_data(as_text=True).replace("&#39;", "'")
-    assert re.search(r'class="filters".*?</form>\s*<p class="error-box"[^>]*>[^<]*' + re.escape(message), page, re.S)
+    assert re.search(
+        r'class="filters".*?</form>\s*<p class="error-box"[^>]*>[^<]*' + re.escape(message),
+        page,
+        re.S,
+    )
 
 
 # -- the donor list: by lifetime giving or last gift, per currency ------------------------
@@ -753,7 +762,12 @@ def test_the_donor_list_csv_is_for_finance_only_and_audited(
     assert response.headers["Content-Disposition"].startswith("attachment;")
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).removeprefix(BOM))))
     assert rows[0] == [
-        "donor_id", "donor_email", "donor_name", "currency", "lifetime_amount", "payments",
+        "donor_id",
+        "donor_email",
+        "donor_name",
+        "currency",
+        "lifetime_amount",
+        "payments",
         "last_gift_at",
     ]
     assert [r[1] for r in rows[1:]] == ["late@example.org", "fin@example.org", "finm@example.org"]
@@ -775,7 +789,10 @@ def test_a_viewer_sees_the_donor_list_without_emails(
 
 
 def test_failed_payments_lists_failed_charges_and_invoices_whose_payment_failed(
-    viewer: FlaskClient, finance: FlaskClient, database: Database, db: Session,
+    viewer: FlaskClient,
+    finance: FlaskClient,
+    database: Database,
+    db: Session,
     stripe_http: responses.RequestsMock,
 ) -> None:
     renewal = ef.failed_renewal_then_retry("fr", amount=1500)
@@ -803,8 +820,13 @@ def test_failed_payments_lists_failed_charges_and_invoices_whose_payment_failed(
     assert "@example.org" not in hidden
 
     # Paid on retry: no longer failing.
-    apply_scenario(database, ef.Scenario(events=renewal.events[declined_at + 1 :],
-                                          stubs=renewal.stubs, facts=renewal.facts), stripe_http)
+    apply_scenario(
+        database,
+        ef.Scenario(
+            events=renewal.events[declined_at + 1 :], stubs=renewal.stubs, facts=renewal.facts
+        ),
+        stripe_http,
+    )
     assert "in_fr_r" not in finance.get("/ledger/failed-payments").get_data(as_text=True)
 
 
@@ -814,7 +836,10 @@ def test_failed_payments_says_when_there_are_none(finance: FlaskClient) -> None:
 
 
 def test_campaigns_page_has_a_subtotal_per_campaign_and_currency(
-    finance: FlaskClient, filled: ef.Scenario, db: Session, database: Database,
+    finance: FlaskClient,
+    filled: ef.Scenario,
+    db: Session,
+    database: Database,
     stripe_http: responses.RequestsMock,
 ) -> None:
     add_checkout(db, "soc", campaign="spring", source="social", status="complete")

@@ -85,18 +85,38 @@ def run(
 
 def rows_of(database: Database) -> list[dict[str, str]]:
     with database.session() as session:
-        return [dict(zip(ledger.CSV_COLUMNS, row, strict=True)) for row in ledger.export_rows(session)]
+        return [
+            dict(zip(ledger.CSV_COLUMNS, row, strict=True)) for row in ledger.export_rows(session)
+        ]
 
 
-def add_checkout(session: Session, checkout_id: str, email: str, *, frequency: str = "once",
-                 amount: int = 2500, session_id: str | None = None,
-                 campaign: str | None = "autumn") -> Checkout:
+def add_checkout(
+    session: Session,
+    checkout_id: str,
+    email: str,
+    *,
+    frequency: str = "once",
+    amount: int = 2500,
+    session_id: str | None = None,
+    campaign: str | None = "autumn",
+) -> Checkout:
     donor = find_or_create_donor(session, email, "Ada Reader")
     checkout = Checkout(
-        id=checkout_id, donor_id=donor.id, email=email, name="Ada Reader", frequency=frequency,
-        currency="usd", amount_minor=amount, fee_cover_minor=0, total_minor=amount,
-        campaign=campaign, utm_source="newsletter", utm_medium="email", utm_content="story-1",
-        utm_term="b", stripe_checkout_session_id=session_id or f"cs_{checkout_id[3:]}",
+        id=checkout_id,
+        donor_id=donor.id,
+        email=email,
+        name="Ada Reader",
+        frequency=frequency,
+        currency="usd",
+        amount_minor=amount,
+        fee_cover_minor=0,
+        total_minor=amount,
+        campaign=campaign,
+        utm_source="newsletter",
+        utm_medium="email",
+        utm_content="story-1",
+        utm_term="b",
+        stripe_checkout_session_id=session_id or f"cs_{checkout_id[3:]}",
     )
     session.add(checkout)
     session.flush()
@@ -131,12 +151,23 @@ def test_a_one_time_donation_is_recognised_once_and_settled_with_its_fee(
     )
     [row] = rows_of(database)
     assert row == {
-        "occurred_at": "2026-09-21T14:13:30Z", "kind": "donation",
-        "donor_email": "once1@example.org", "donor_name": "Ada Reader", "currency": "usd",
-        "amount": "25.00", "fee": "1.03", "net": "23.97", "donor_currency": "usd",
-        "donor_amount": "25.00", "frequency": "once", "campaign": "autumn",
-        "utm_source": "newsletter", "utm_medium": "email", "utm_content": "story-1",
-        "utm_term": "b", "stripe_id": "ch_once1",
+        "occurred_at": "2026-09-21T14:13:30Z",
+        "kind": "donation",
+        "donor_email": "once1@example.org",
+        "donor_name": "Ada Reader",
+        "currency": "usd",
+        "amount": "25.00",
+        "fee": "1.03",
+        "net": "23.97",
+        "donor_currency": "usd",
+        "donor_amount": "25.00",
+        "frequency": "once",
+        "campaign": "autumn",
+        "utm_source": "newsletter",
+        "utm_medium": "email",
+        "utm_content": "story-1",
+        "utm_term": "b",
+        "stripe_id": "ch_once1",
     }
     # The balance transaction was fetched once; the form's metadata said
     # "once", so nobody asked which invoice the charge paid.
@@ -146,8 +177,12 @@ def test_a_one_time_donation_is_recognised_once_and_settled_with_its_fee(
     db.refresh(checkout)
     assert checkout.status == "complete"
     assert checkout.stripe_customer_id == "cus_once1"
-    assert db.scalar(select(StripeCustomer.donor_id).where(
-        StripeCustomer.stripe_customer_id == "cus_once1")) == checkout.donor_id
+    assert (
+        db.scalar(
+            select(StripeCustomer.donor_id).where(StripeCustomer.stripe_customer_id == "cus_once1")
+        )
+        == checkout.donor_id
+    )
 
 
 def test_a_donation_before_its_balance_transaction_shows_no_fee_yet(
@@ -183,7 +218,12 @@ def test_a_payment_not_from_our_form_is_recorded_with_a_donor_from_its_email(
 
     [row] = rows_of(database)
     assert (row["kind"], row["donor_email"], row["amount"], row["fee"], row["frequency"]) == (
-        "donation", "dash@example.org", "50.00", "1.75", "once")
+        "donation",
+        "dash@example.org",
+        "50.00",
+        "1.75",
+        "once",
+    )
     assert row["campaign"] == ""
     # One question to Stripe: did this payment pay an invoice? (No.)
     assert called(stripe_http, "/v1/invoice_payments") == 1
@@ -204,9 +244,14 @@ def test_a_payment_without_an_email_finds_its_donor_through_the_customer(
 def test_a_charge_in_another_settlement_currency_balances_through_fx_conversion(
     database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
 ) -> None:
-    scenario = ef.one_time_donation("fx", amount=2000, currency="eur",
-                                    settlement_currency="usd", settled_amount=2180,
-                                    exchange_rate=1.09)
+    scenario = ef.one_time_donation(
+        "fx",
+        amount=2000,
+        currency="eur",
+        settlement_currency="usd",
+        settled_amount=2180,
+        exchange_rate=1.09,
+    )
 
     entries = run(database, scenario, stripe, stripe_http)
 
@@ -215,7 +260,11 @@ def test_a_charge_in_another_settlement_currency_balances_through_fx_conversion(
     assert ("fx_conversion", "usd", -2180) in postings
     [row] = rows_of(database)
     assert (row["currency"], row["amount"], row["fee"], row["net"]) == (
-        "usd", "21.80", "0.93", "20.87")
+        "usd",
+        "21.80",
+        "0.93",
+        "20.87",
+    )
     assert (row["donor_currency"], row["donor_amount"]) == ("eur", "20.00")
 
 
@@ -232,16 +281,20 @@ def test_a_membership_and_its_renewal_are_two_membership_payments(
     run(database, scenario, stripe, stripe_http)
 
     rows = rows_of(database)
-    assert [(r["kind"], r["amount"], r["fee"], r["frequency"], r["donor_email"], r["campaign"])
-            for r in rows] == [
+    assert [
+        (r["kind"], r["amount"], r["fee"], r["frequency"], r["donor_email"], r["campaign"])
+        for r in rows
+    ] == [
         ("membership_payment", "10.00", "0.59", "month", "mem@example.org", "autumn"),
         ("membership_payment", "10.00", "0.59", "month", "mem@example.org", "autumn"),
     ]
     membership = db.scalars(select(Membership)).one()
     assert (membership.status, membership.interval, membership.amount_minor) == (
-        "active", "month", 1000)
-    assert membership.current_period_end == datetime.fromtimestamp(
-        ef.T0 + 60 * ef.DAY, UTC)
+        "active",
+        "month",
+        1000,
+    )
+    assert membership.current_period_end == datetime.fromtimestamp(ef.T0 + 60 * ef.DAY, UTC)
     assert membership.donor_id == db.get(Checkout, "co_mem").donor_id
     # invoice.paid, invoice.payment_succeeded and invoice_payment.paid all
     # name the same charge: each payment is counted once.
@@ -262,8 +315,9 @@ def test_a_failed_renewal_then_a_successful_retry_is_one_payment(
     kinds = [r["kind"] for r in rows_of(database)]
     assert kinds == ["membership_payment", "membership_payment"]
     assert db.scalars(select(Payment.stripe_charge_id).order_by(Payment.id)).all() == [
-        "ch_retry_0", "ch_retry_r_ok"] or set(db.scalars(select(Payment.stripe_charge_id))) == {
-        "ch_retry_0", "ch_retry_r_ok"}
+        "ch_retry_0",
+        "ch_retry_r_ok",
+    ] or set(db.scalars(select(Payment.stripe_charge_id))) == {"ch_retry_0", "ch_retry_r_ok"}
     assert db.scalars(select(Membership.status)).one() == "active"
 
 
@@ -282,15 +336,26 @@ def test_membership_state_never_goes_back_to_an_older_event(
 def test_events_of_the_same_second_ask_stripe_for_the_subscription(
     database: Database, db: Session, stripe: StripeApi, stripe_http: responses.RequestsMock
 ) -> None:
-    base = ef.subscription("sub_tie", customer="cus_tie", created=ef.T0, status="active",
-                           amount=1000, period_end=ef.T0 + 30 * ef.DAY)
+    base = ef.subscription(
+        "sub_tie",
+        customer="cus_tie",
+        created=ef.T0,
+        status="active",
+        amount=1000,
+        period_end=ef.T0 + 30 * ef.DAY,
+    )
     past_due = {**base, "status": "past_due"}
     stripe_http.get(f"{ef.API}/subscriptions/sub_tie", json=past_due)
-    apply_all(database, [
-        make_event("customer.subscription.updated", base, created=ef.T0 + 5),
-        make_event("customer.subscription.updated", {**base, "status": "incomplete"},
-                   created=ef.T0 + 5),
-    ], stripe)
+    apply_all(
+        database,
+        [
+            make_event("customer.subscription.updated", base, created=ef.T0 + 5),
+            make_event(
+                "customer.subscription.updated", {**base, "status": "incomplete"}, created=ef.T0 + 5
+            ),
+        ],
+        stripe,
+    )
 
     assert db.scalars(select(Membership.status)).one() == "past_due"
     assert called(stripe_http, "/v1/subscriptions/sub_tie") == 1
@@ -325,7 +390,12 @@ def test_old_version_membership_shapes_are_counted_once_per_charge(
 
     [row] = rows_of(database)
     assert (row["kind"], row["amount"], row["fee"], row["frequency"], row["donor_email"]) == (
-        "membership_payment", "10.00", "0.59", "month", "legacy@example.org")
+        "membership_payment",
+        "10.00",
+        "0.59",
+        "month",
+        "legacy@example.org",
+    )
     assert called(stripe_http, "/v1/invoice_payments") == 0
 
 
@@ -366,16 +436,24 @@ def test_a_dashboard_refund_before_its_charge_is_known_still_posts(
 ) -> None:
     once = ef.payment_not_from_our_form("dref")
     refund = ef.partial_refunds(
-        ef.charge("ch_dref", amount=5000, created=ef.T0, payment_intent="pi_dref",
-                  customer="cus_dref", email="dref@example.org", balance_transaction="txn_dref"),
-        [5000], start=ef.T0 + ef.DAY)
+        ef.charge(
+            "ch_dref",
+            amount=5000,
+            created=ef.T0,
+            payment_intent="pi_dref",
+            customer="cus_dref",
+            email="dref@example.org",
+            balance_transaction="txn_dref",
+        ),
+        [5000],
+        start=ef.T0 + ef.DAY,
+    )
     scenario = refund + once  # the refund's events first
 
     run(database, scenario, stripe, stripe_http)
 
     rows = rows_of(database)
-    assert [(r["kind"], r["amount"]) for r in rows] == [("donation", "50.00"),
-                                                       ("refund", "-50.00")]
+    assert [(r["kind"], r["amount"]) for r in rows] == [("donation", "50.00"), ("refund", "-50.00")]
     assert rows[1]["donor_email"] == "dref@example.org"
 
 
@@ -389,8 +467,10 @@ def test_a_failed_refund_gives_the_money_back(
 
     rows = rows_of(database)
     assert [(r["kind"], r["amount"], r["net"]) for r in rows] == [
-        ("donation", "25.00", "23.97"), ("refund", "-25.00", "-25.00"),
-        ("refund_failure", "25.00", "25.00")]
+        ("donation", "25.00", "23.97"),
+        ("refund", "-25.00", "-25.00"),
+        ("refund_failure", "25.00", "25.00"),
+    ]
     assert db.scalars(select(Refund.status)).one() == "failed"
 
 
@@ -403,11 +483,17 @@ def test_a_lost_dispute_withdraws_the_amount_and_the_dispute_fee(
     entries = run(database, once + lost, stripe, stripe_http)
 
     assert entries["balance_transaction:txn_du_dl_w"][2] == (
-        ("chargebacks", "usd", 2500), ("fees_dispute", "usd", 1500),
-        ("stripe_balance", "usd", -4000))
+        ("chargebacks", "usd", 2500),
+        ("fees_dispute", "usd", 1500),
+        ("stripe_balance", "usd", -4000),
+    )
     rows = rows_of(database)
     assert [(r["kind"], r["amount"], r["fee"], r["net"]) for r in rows][1] == (
-        "dispute", "-25.00", "15.00", "-40.00")
+        "dispute",
+        "-25.00",
+        "15.00",
+        "-40.00",
+    )
     dispute = db.scalars(select(Dispute)).one()
     assert (dispute.status, dispute.outcome, dispute.reason) == ("lost", "lost", "fraudulent")
     with database.session() as session:
@@ -443,7 +529,9 @@ def test_a_payout_and_the_stripe_fee_listed_in_it_are_posted_once(
 
     rows = rows_of(database)
     assert sorted((r["kind"], r["amount"], r["frequency"]) for r in rows) == [
-        ("payout", "-10.00", ""), ("stripe_fee", "-2.00", "")]
+        ("payout", "-10.00", ""),
+        ("stripe_fee", "-2.00", ""),
+    ]
     assert db.scalars(select(Payout.status)).one() == "paid"
     with database.session() as session:
         usd = ledger.summary(session)["currencies"]["usd"]
@@ -456,8 +544,10 @@ def test_a_failed_payout_returns_the_money(
     run(database, ef.payout_failed("pf", 1000, start=ef.T0), stripe, stripe_http)
 
     rows = rows_of(database)
-    assert [(r["kind"], r["amount"]) for r in rows] == [("payout", "-10.00"),
-                                                       ("payout_failure", "10.00")]
+    assert [(r["kind"], r["amount"]) for r in rows] == [
+        ("payout", "-10.00"),
+        ("payout_failure", "10.00"),
+    ]
     assert db.scalars(select(Payout.status)).one() == "failed"
 
 
@@ -467,8 +557,9 @@ def test_a_failed_payout_returns_the_money(
 def test_an_unknown_event_type_changes_nothing(
     database: Database, db: Session, stripe: StripeApi
 ) -> None:
-    apply_all(database, [make_event("customer.created", {"id": "cus_x", "object": "customer"})],
-              stripe)
+    apply_all(
+        database, [make_event("customer.created", {"id": "cus_x", "object": "customer"})], stripe
+    )
 
     assert db.scalar(select(func.count()).select_from(ledger.JournalEntry)) == 0
 
@@ -476,11 +567,20 @@ def test_an_unknown_event_type_changes_nothing(
 def test_a_balance_transaction_stripe_does_not_know_is_a_not_found_error(
     database: Database, db: Session, stripe: StripeApi, stripe_http: responses.RequestsMock
 ) -> None:
-    stripe_http.get(f"{ef.API}/balance_transactions/txn_gone", status=404,
-                    json={"error": {"type": "invalid_request_error", "message": "No such"}})
-    obj = ef.charge("ch_gone", amount=1000, created=ef.T0, payment_intent=None,
-                    email="gone@example.org", balance_transaction="txn_gone",
-                    metadata={"frequency": "once"})
+    stripe_http.get(
+        f"{ef.API}/balance_transactions/txn_gone",
+        status=404,
+        json={"error": {"type": "invalid_request_error", "message": "No such"}},
+    )
+    obj = ef.charge(
+        "ch_gone",
+        amount=1000,
+        created=ef.T0,
+        payment_intent=None,
+        email="gone@example.org",
+        balance_transaction="txn_gone",
+        metadata={"frequency": "once"},
+    )
 
     with database.session() as session, pytest.raises(PaymentsError) as raised:
         apply_event(session, make_event("charge.succeeded", obj), stripe)
@@ -492,8 +592,11 @@ def test_the_journal_refuses_updates_and_deletes(
 ) -> None:
     run(database, ef.one_time_donation("ro"), stripe, stripe_http, twice=False)
 
-    for statement in ("UPDATE journal_postings SET amount_minor = 0",
-                      "DELETE FROM journal_entries", "UPDATE journal_entries SET kind = 'refund'"):
+    for statement in (
+        "UPDATE journal_postings SET amount_minor = 0",
+        "DELETE FROM journal_entries",
+        "UPDATE journal_entries SET kind = 'refund'",
+    ):
         with database.session() as session, pytest.raises(DBAPIError):
             session.execute(text(statement))
             session.commit()
@@ -524,8 +627,11 @@ def _ledger_of(database: Database) -> tuple[dict[str, Any], list[list[str]]]:
 
 
 def test_any_order_of_a_full_sequence_gives_the_identical_ledger_and_csv(
-    db_url: str, request: pytest.FixtureRequest, tmp_path: Path, stripe: StripeApi,
-    stripe_http: responses.RequestsMock
+    db_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    stripe: StripeApi,
+    stripe_http: responses.RequestsMock,
 ) -> None:
     scenario = ef.full_sequence()
     scenario.stub(stripe_http)
@@ -534,8 +640,9 @@ def test_any_order_of_a_full_sequence_gives_the_identical_ledger_and_csv(
     def prepare(database: Database) -> None:
         with database.session() as session:
             add_checkout(session, "co_seq_once", "seq_once@example.org")
-            add_checkout(session, "co_seq_member", "seq_member@example.org",
-                         frequency="month", amount=1000)
+            add_checkout(
+                session, "co_seq_member", "seq_member@example.org", frequency="month", amount=1000
+            )
             session.commit()
 
     reference_db = _fresh_database(db_url, template, tmp_path, 0)
@@ -550,9 +657,12 @@ def test_any_order_of_a_full_sequence_gives_the_identical_ledger_and_csv(
     assert len(reference[1]) == 7
     counter = iter(range(1, 10_000))
 
-    @settings(max_examples=60 if SLOW else 15, deadline=None, derandomize=not SLOW,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow])
+    @settings(
+        max_examples=60 if SLOW else 15,
+        deadline=None,
+        derandomize=not SLOW,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(order=st.permutations(scenario.events), duplicated=st.integers(0, 5))
     def check(order: list[dict[str, Any]], duplicated: int) -> None:
         database = _fresh_database(db_url, template, tmp_path, next(counter))
@@ -605,8 +715,12 @@ def test_the_events_of_one_payment_applied_at_once_have_one_effect(
         assert ledger.verify(session) == []
         assert session.scalar(select(func.count()).select_from(Payment)) == 2
         assert session.scalar(select(func.count()).select_from(Donor)) == 2
-    assert set(entries) == {"charge:ch_conc", "balance_transaction:txn_conc",
-                            "charge:ch_concm_0", "balance_transaction:txn_concm_0"}
+    assert set(entries) == {
+        "charge:ch_conc",
+        "balance_transaction:txn_conc",
+        "charge:ch_concm_0",
+        "balance_transaction:txn_concm_0",
+    }
 
 
 # -- checkout sessions ----------------------------------------------------------------
@@ -618,15 +732,31 @@ def test_a_bank_debit_is_recognised_only_when_it_succeeds(
     add_checkout(db, "co_sepa", "sepa@example.org")
     db.commit()
     meta = {"checkout_id": "co_sepa", "frequency": "once"}
-    bt = ef.balance_transaction("txn_sepa", amount=2500, fee=35, source="ch_sepa",
-                                created=ef.T0 + 1)
-    session_obj = ef.checkout_session("cs_sepa", checkout_id="co_sepa", mode="payment",
-                                      created=ef.T0, customer="cus_sepa",
-                                      email="sepa@example.org", amount=2500,
-                                      payment_intent="pi_sepa", payment_status="unpaid")
-    pending = ef.charge("ch_sepa", amount=2500, created=ef.T0 + 1, payment_intent="pi_sepa",
-                        customer="cus_sepa", email="sepa@example.org", metadata=meta,
-                        status="pending", balance_transaction="txn_sepa")
+    bt = ef.balance_transaction(
+        "txn_sepa", amount=2500, fee=35, source="ch_sepa", created=ef.T0 + 1
+    )
+    session_obj = ef.checkout_session(
+        "cs_sepa",
+        checkout_id="co_sepa",
+        mode="payment",
+        created=ef.T0,
+        customer="cus_sepa",
+        email="sepa@example.org",
+        amount=2500,
+        payment_intent="pi_sepa",
+        payment_status="unpaid",
+    )
+    pending = ef.charge(
+        "ch_sepa",
+        amount=2500,
+        created=ef.T0 + 1,
+        payment_intent="pi_sepa",
+        customer="cus_sepa",
+        email="sepa@example.org",
+        metadata=meta,
+        status="pending",
+        balance_transaction="txn_sepa",
+    )
     scenario = ef.Scenario()
     scenario.get("/balance_transactions/txn_sepa", bt)
     scenario.add("checkout.session.completed", session_obj, ef.T0 + 2)
@@ -636,16 +766,25 @@ def test_a_bank_debit_is_recognised_only_when_it_succeeds(
     assert db.get(Checkout, "co_sepa").status == "complete"
 
     later = ef.Scenario()
-    later.add("checkout.session.async_payment_succeeded",
-              {**session_obj, "payment_status": "paid"}, ef.T0 + 3 * ef.DAY)
-    later.add("charge.succeeded", {**pending, "status": "succeeded", "paid": True,
-                                   "captured": True, "amount_captured": 2500},
-              ef.T0 + 3 * ef.DAY)
+    later.add(
+        "checkout.session.async_payment_succeeded",
+        {**session_obj, "payment_status": "paid"},
+        ef.T0 + 3 * ef.DAY,
+    )
+    later.add(
+        "charge.succeeded",
+        {**pending, "status": "succeeded", "paid": True, "captured": True, "amount_captured": 2500},
+        ef.T0 + 3 * ef.DAY,
+    )
     run(database, later, stripe, stripe_http)
 
     [row] = rows_of(database)
     assert (row["kind"], row["amount"], row["fee"], row["campaign"]) == (
-        "donation", "25.00", "0.35", "autumn")
+        "donation",
+        "25.00",
+        "0.35",
+        "autumn",
+    )
 
 
 def test_a_failed_bank_debit_posts_nothing(
@@ -653,19 +792,40 @@ def test_a_failed_bank_debit_posts_nothing(
 ) -> None:
     add_checkout(db, "co_fail", "fail@example.org")
     db.commit()
-    session_obj = ef.checkout_session("cs_fail", checkout_id="co_fail", mode="payment",
-                                      created=ef.T0, customer="cus_fail",
-                                      email="fail@example.org", amount=2500,
-                                      payment_intent="pi_fail", payment_status="unpaid")
-    failed = ef.charge("ch_fail", amount=2500, created=ef.T0 + 1, payment_intent="pi_fail",
-                       customer="cus_fail", status="failed")
+    session_obj = ef.checkout_session(
+        "cs_fail",
+        checkout_id="co_fail",
+        mode="payment",
+        created=ef.T0,
+        customer="cus_fail",
+        email="fail@example.org",
+        amount=2500,
+        payment_intent="pi_fail",
+        payment_status="unpaid",
+    )
+    failed = ef.charge(
+        "ch_fail",
+        amount=2500,
+        created=ef.T0 + 1,
+        payment_intent="pi_fail",
+        customer="cus_fail",
+        status="failed",
+    )
     scenario = ef.Scenario()
     scenario.add("checkout.session.completed", session_obj, ef.T0 + 2)
     scenario.add("checkout.session.async_payment_failed", session_obj, ef.T0 + 3 * ef.DAY)
     scenario.add("charge.failed", failed, ef.T0 + 3 * ef.DAY)
-    scenario.add("payment_intent.payment_failed",
-                 ef.payment_intent("pi_fail", amount=2500, created=ef.T0, latest_charge="ch_fail",
-                                   status="requires_payment_method"), ef.T0 + 3 * ef.DAY)
+    scenario.add(
+        "payment_intent.payment_failed",
+        ef.payment_intent(
+            "pi_fail",
+            amount=2500,
+            created=ef.T0,
+            latest_charge="ch_fail",
+            status="requires_payment_method",
+        ),
+        ef.T0 + 3 * ef.DAY,
+    )
 
     run(database, scenario, stripe, stripe_http)
 
@@ -678,9 +838,17 @@ def test_an_expired_checkout_session_marks_the_checkout_expired(
 ) -> None:
     add_checkout(db, "co_exp", "exp@example.org")
     db.commit()
-    obj = ef.checkout_session("cs_exp", checkout_id="co_exp", mode="payment", created=ef.T0,
-                              customer="cus_exp", email="exp@example.org", amount=2500,
-                              status="expired", payment_status="unpaid")
+    obj = ef.checkout_session(
+        "cs_exp",
+        checkout_id="co_exp",
+        mode="payment",
+        created=ef.T0,
+        customer="cus_exp",
+        email="exp@example.org",
+        amount=2500,
+        status="expired",
+        payment_status="unpaid",
+    )
     scenario = ef.Scenario()
     scenario.add("checkout.session.expired", obj, ef.T0 + ef.DAY)
 
@@ -697,8 +865,9 @@ def test_a_refund_known_only_from_amount_refunded_is_listed_from_stripe_and_post
     database: Database, db: Session, stripe: StripeApi, stripe_http: responses.RequestsMock
 ) -> None:
     once = ef.one_time_donation("norefev")
-    refunds = ef.refunds_without_refund_events(once.facts["charge_object"], [500, 700],
-                                               start=ef.T0 + ef.DAY, tag="norefev")
+    refunds = ef.refunds_without_refund_events(
+        once.facts["charge_object"], [500, 700], start=ef.T0 + ef.DAY, tag="norefev"
+    )
 
     run(database, once + refunds, stripe, stripe_http)
 
@@ -721,8 +890,9 @@ def test_verify_names_a_charge_whose_refunds_differ_from_its_amount_refunded(
 ) -> None:
     once = ef.one_time_donation("short")
     # Stripe says 12.00 was refunded, but lists only the 5.00 refund.
-    refunds = ef.refunds_without_refund_events(once.facts["charge_object"], [500, 700],
-                                               start=ef.T0 + ef.DAY, tag="short", listed=1)
+    refunds = ef.refunds_without_refund_events(
+        once.facts["charge_object"], [500, 700], start=ef.T0 + ef.DAY, tag="short", listed=1
+    )
     scenario = once + refunds
     scenario.stub(stripe_http)
 
@@ -731,7 +901,8 @@ def test_verify_names_a_charge_whose_refunds_differ_from_its_amount_refunded(
     with database.session() as session:
         problems = ledger.verify(session)
     assert problems == [
-        "charge ch_short: Stripe says 1200 usd refunded, the ledger's refunds add up to 500"]
+        "charge ch_short: Stripe says 1200 usd refunded, the ledger's refunds add up to 500"
+    ]
 
 
 def test_a_refund_seen_only_in_a_payouts_transactions_posts_as_the_refund_it_is(
@@ -739,21 +910,40 @@ def test_a_refund_seen_only_in_a_payouts_transactions_posts_as_the_refund_it_is(
 ) -> None:
     once = ef.one_time_donation("porf")
     at = ef.T0 + 2 * ef.DAY
-    refund_txn = ef.balance_transaction("txn_re_porf", amount=-800, fee=0, source="re_porf",
-                                        created=at, type="refund")
+    refund_txn = ef.balance_transaction(
+        "txn_re_porf", amount=-800, fee=0, source="re_porf", created=at, type="refund"
+    )
     payout = ef.payout_paid("porf", 1597, start=at + ef.DAY)
-    listed = [refund_txn, ef.balance_transaction("txn_po_porf", amount=-1597, fee=0,
-                                                 source="po_porf", created=at + ef.DAY,
-                                                 type="payout")]
+    listed = [
+        refund_txn,
+        ef.balance_transaction(
+            "txn_po_porf", amount=-1597, fee=0, source="po_porf", created=at + ef.DAY, type="payout"
+        ),
+    ]
     payout.stubs = [s for s in payout.stubs if s.path != "/balance_transactions"]
-    payout.get("/balance_transactions", {"object": "list", "data": listed, "has_more": False},
-               query={"payout": "po_porf", "limit": "100"})
-    payout.get("/refunds/re_porf", ef.refund("re_porf", charge_id="ch_porf", amount=800,
-                                              created=at, balance_transaction="txn_re_porf"))
+    payout.get(
+        "/balance_transactions",
+        {"object": "list", "data": listed, "has_more": False},
+        query={"payout": "po_porf", "limit": "100"},
+    )
+    payout.get(
+        "/refunds/re_porf",
+        ef.refund(
+            "re_porf",
+            charge_id="ch_porf",
+            amount=800,
+            created=at,
+            balance_transaction="txn_re_porf",
+        ),
+    )
     # The charge's own word comes last: the ledger holds the refund already.
     late = ef.Scenario()
-    late.add("charge.refunded", {**once.facts["charge_object"], "amount_refunded": 800},
-             at + 3 * ef.DAY, api_version=ef.REFUND_EVENTS_PREDECESSOR)
+    late.add(
+        "charge.refunded",
+        {**once.facts["charge_object"], "amount_refunded": 800},
+        at + 3 * ef.DAY,
+        api_version=ef.REFUND_EVENTS_PREDECESSOR,
+    )
 
     run(database, once + payout + late, stripe, stripe_http)
 
@@ -808,8 +998,13 @@ def test_an_uncaptured_authorisation_is_recognised_when_captured_for_what_was_ca
 
     run(database, scenario, stripe, stripe_http)
     [row] = rows_of(database)
-    assert (row["kind"], row["amount"], row["fee"], row["donor_currency"],
-            row["donor_amount"]) == ("donation", "15.00", "0.74", "usd", "15.00")
+    assert (row["kind"], row["amount"], row["fee"], row["donor_currency"], row["donor_amount"]) == (
+        "donation",
+        "15.00",
+        "0.74",
+        "usd",
+        "15.00",
+    )
     # The 10.00 Stripe released counts in amount_refunded, but no money was
     # refunded: nothing is listed, nothing posted.
     assert called(stripe_http, "/v1/refunds") == 0
@@ -828,18 +1023,28 @@ def test_a_released_authorisation_posts_nothing(
 def test_disputes_and_refund_failures_of_a_converted_charge_show_what_the_donor_was_charged(
     database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
 ) -> None:
-    fx = ef.one_time_donation("fxd", amount=2000, currency="eur", settlement_currency="usd",
-                              settled_amount=2180, exchange_rate=1.09)
-    won = ef.dispute_won("ch_fxd", 2000, currency="eur", settled=("usd", 2180),
-                         start=ef.T0 + ef.DAY, tag="fxd")
-    bounced = ef.refund_that_fails("ch_fxd", 2000, currency="eur", settled=("usd", 2180),
-                                   start=ef.T0 + 2 * ef.DAY, tag="fxd")
+    fx = ef.one_time_donation(
+        "fxd",
+        amount=2000,
+        currency="eur",
+        settlement_currency="usd",
+        settled_amount=2180,
+        exchange_rate=1.09,
+    )
+    won = ef.dispute_won(
+        "ch_fxd", 2000, currency="eur", settled=("usd", 2180), start=ef.T0 + ef.DAY, tag="fxd"
+    )
+    bounced = ef.refund_that_fails(
+        "ch_fxd", 2000, currency="eur", settled=("usd", 2180), start=ef.T0 + 2 * ef.DAY, tag="fxd"
+    )
 
     run(database, fx + won + bounced, stripe, stripe_http)
 
     rows = rows_of(database)
-    assert [(r["kind"], r["currency"], r["amount"], r["donor_currency"], r["donor_amount"])
-            for r in rows] == [
+    assert [
+        (r["kind"], r["currency"], r["amount"], r["donor_currency"], r["donor_amount"])
+        for r in rows
+    ] == [
         ("donation", "usd", "21.80", "eur", "20.00"),
         ("dispute", "usd", "-21.80", "eur", "-20.00"),
         ("refund", "usd", "-21.80", "eur", "-20.00"),
@@ -853,27 +1058,52 @@ def test_fx_fees_and_every_fee_category_in_a_payout_are_stripe_fees(
 ) -> None:
     scenario = ef.payout_paid("fxfee", 1000, start=ef.T0)
     listed = [
-        ef.balance_transaction("txn_po_fxfee", amount=-1000, fee=0, source="po_fxfee",
-                               created=ef.T0, type="payout"),
-        ef.balance_transaction("txn_fx_fee", amount=-37, fee=0, source=None,
-                               created=ef.T0 - ef.DAY, type="stripe_fx_fee",
-                               reporting_category="fee"),
-        ef.balance_transaction("txn_new_fee", amount=-12, fee=0, source=None,
-                               created=ef.T0 - ef.DAY + 1, type="some_future_fee",
-                               reporting_category="fee"),
-        ef.balance_transaction("txn_adj", amount=-5, fee=0, source=None,
-                               created=ef.T0 - ef.DAY + 2, type="adjustment",
-                               reporting_category="other_adjustment"),
+        ef.balance_transaction(
+            "txn_po_fxfee", amount=-1000, fee=0, source="po_fxfee", created=ef.T0, type="payout"
+        ),
+        ef.balance_transaction(
+            "txn_fx_fee",
+            amount=-37,
+            fee=0,
+            source=None,
+            created=ef.T0 - ef.DAY,
+            type="stripe_fx_fee",
+            reporting_category="fee",
+        ),
+        ef.balance_transaction(
+            "txn_new_fee",
+            amount=-12,
+            fee=0,
+            source=None,
+            created=ef.T0 - ef.DAY + 1,
+            type="some_future_fee",
+            reporting_category="fee",
+        ),
+        ef.balance_transaction(
+            "txn_adj",
+            amount=-5,
+            fee=0,
+            source=None,
+            created=ef.T0 - ef.DAY + 2,
+            type="adjustment",
+            reporting_category="other_adjustment",
+        ),
     ]
     scenario.stubs = [s for s in scenario.stubs if s.path != "/balance_transactions"]
-    scenario.get("/balance_transactions", {"object": "list", "data": listed, "has_more": False},
-                 query={"payout": "po_fxfee", "limit": "100"})
+    scenario.get(
+        "/balance_transactions",
+        {"object": "list", "data": listed, "has_more": False},
+        query={"payout": "po_fxfee", "limit": "100"},
+    )
 
     run(database, scenario, stripe, stripe_http)
 
     assert [(r["kind"], r["amount"]) for r in rows_of(database)] == [
-        ("stripe_fee", "-0.37"), ("stripe_fee", "-0.12"), ("adjustment", "-0.05"),
-        ("payout", "-10.00")]
+        ("stripe_fee", "-0.37"),
+        ("stripe_fee", "-0.12"),
+        ("adjustment", "-0.05"),
+        ("payout", "-10.00"),
+    ]
     with database.session() as session:
         usd = ledger.summary(session)["currencies"]["usd"]
     assert (usd["fees"], usd["other"]) == ("0.49", "-0.05")
@@ -885,24 +1115,56 @@ def test_a_refund_failure_seen_only_in_a_payouts_transactions_posts_through_its_
     once = ef.one_time_donation("pofail")
     at = ef.T0 + 2 * ef.DAY
     scenario = ef.payout_paid("pofail", 1000, start=at + 6 * ef.DAY)
-    failure = ef.balance_transaction("txn_refail_pofail", amount=800, fee=0, source="re_pofail",
-                                     created=at + 5 * ef.DAY, type="refund_failure")
-    listed = [failure, ef.balance_transaction("txn_po_pofail", amount=-1000, fee=0,
-                                              source="po_pofail", created=at + 6 * ef.DAY,
-                                              type="payout")]
+    failure = ef.balance_transaction(
+        "txn_refail_pofail",
+        amount=800,
+        fee=0,
+        source="re_pofail",
+        created=at + 5 * ef.DAY,
+        type="refund_failure",
+    )
+    listed = [
+        failure,
+        ef.balance_transaction(
+            "txn_po_pofail",
+            amount=-1000,
+            fee=0,
+            source="po_pofail",
+            created=at + 6 * ef.DAY,
+            type="payout",
+        ),
+    ]
     scenario.stubs = [s for s in scenario.stubs if s.path != "/balance_transactions"]
-    scenario.get("/balance_transactions", {"object": "list", "data": listed, "has_more": False},
-                 query={"payout": "po_pofail", "limit": "100"})
-    scenario.get("/balance_transactions/txn_re_pofail",
-                 ef.balance_transaction("txn_re_pofail", amount=-800, fee=0, source="re_pofail",
-                                        created=at, type="refund"))
-    scenario.get("/refunds/re_pofail",
-                 ef.refund("re_pofail", charge_id="ch_pofail", amount=800, created=at,
-                           balance_transaction="txn_re_pofail", status="failed",
-                           failure_balance_transaction="txn_refail_pofail"))
+    scenario.get(
+        "/balance_transactions",
+        {"object": "list", "data": listed, "has_more": False},
+        query={"payout": "po_pofail", "limit": "100"},
+    )
+    scenario.get(
+        "/balance_transactions/txn_re_pofail",
+        ef.balance_transaction(
+            "txn_re_pofail", amount=-800, fee=0, source="re_pofail", created=at, type="refund"
+        ),
+    )
+    scenario.get(
+        "/refunds/re_pofail",
+        ef.refund(
+            "re_pofail",
+            charge_id="ch_pofail",
+            amount=800,
+            created=at,
+            balance_transaction="txn_re_pofail",
+            status="failed",
+            failure_balance_transaction="txn_refail_pofail",
+        ),
+    )
     late = ef.Scenario()
-    late.add("charge.refunded", {**once.facts["charge_object"], "amount_refunded": 0},
-             at + 7 * ef.DAY, api_version=ef.REFUND_EVENTS_PREDECESSOR)
+    late.add(
+        "charge.refunded",
+        {**once.facts["charge_object"], "amount_refunded": 0},
+        at + 7 * ef.DAY,
+        api_version=ef.REFUND_EVENTS_PREDECESSOR,
+    )
 
     run(database, once + scenario + late, stripe, stripe_http)
 

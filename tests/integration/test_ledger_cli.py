@@ -70,8 +70,10 @@ def test_export_to_a_file_with_since_and_until(
 ) -> None:
     target = tmp_path / "ledger.csv"
 
-    result = runner.invoke(main, ["ledger", "export", "--since", "2026-09-22",
-                                  "--until", "2026-09-25", "-o", str(target)])
+    result = runner.invoke(
+        main,
+        ["ledger", "export", "--since", "2026-09-22", "--until", "2026-09-25", "-o", str(target)],
+    )
 
     assert result.exit_code == 0, result.output
     data = target.read_bytes()
@@ -97,9 +99,19 @@ def test_summary_is_the_contracts_json(runner: FlaskCliRunner, filled: Database)
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {
-        "currencies": {"usd": {"gross": "35.00", "fees": "1.62", "refunds": "-5.00",
-                               "disputes": "0.00", "other": "0.00", "net": "28.38",
-                               "payouts": "-20.00", "payments": 2, "unsettled": "0.00"}},
+        "currencies": {
+            "usd": {
+                "gross": "35.00",
+                "fees": "1.62",
+                "refunds": "-5.00",
+                "disputes": "0.00",
+                "other": "0.00",
+                "net": "28.38",
+                "payouts": "-20.00",
+                "payments": 2,
+                "unsettled": "0.00",
+            }
+        },
         "donors": 2,
         "active_memberships": 1,
     }
@@ -125,11 +137,28 @@ def test_summary_counts_an_unsettled_row_with_fee_0_and_says_how_much_is_unsettl
 
     assert result.exit_code == 0, result.output
     usd = json.loads(result.output)["currencies"]["usd"]
-    assert list(usd) == ["gross", "fees", "refunds", "disputes", "other", "net", "payouts",
-                         "payments", "unsettled"]
-    assert usd == {"gross": "37.00", "fees": "1.03", "refunds": "0.00", "disputes": "0.00",
-                   "other": "0.00", "net": "35.97", "payouts": "0.00", "payments": 2,
-                   "unsettled": "12.00"}
+    assert list(usd) == [
+        "gross",
+        "fees",
+        "refunds",
+        "disputes",
+        "other",
+        "net",
+        "payouts",
+        "payments",
+        "unsettled",
+    ]
+    assert usd == {
+        "gross": "37.00",
+        "fees": "1.03",
+        "refunds": "0.00",
+        "disputes": "0.00",
+        "other": "0.00",
+        "net": "35.97",
+        "payouts": "0.00",
+        "payments": 2,
+        "unsettled": "12.00",
+    }
 
 
 def test_summary_without_json_is_a_table_for_people(
@@ -140,11 +169,28 @@ def test_summary_without_json_is_a_table_for_people(
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == [
-        "currency", "gross", "fees", "refunds", "disputes", "other", "net", "payouts",
-        "payments", "unsettled",
+        "currency",
+        "gross",
+        "fees",
+        "refunds",
+        "disputes",
+        "other",
+        "net",
+        "payouts",
+        "payments",
+        "unsettled",
     ]
     assert lines[1].split() == [
-        "usd", "35.00", "1.62", "-5.00", "0.00", "0.00", "28.38", "-20.00", "2", "0.00",
+        "usd",
+        "35.00",
+        "1.62",
+        "-5.00",
+        "0.00",
+        "0.00",
+        "28.38",
+        "-20.00",
+        "2",
+        "0.00",
     ]
     assert "donors: 2" in result.output and "active memberships: 1" in result.output
 
@@ -170,9 +216,11 @@ def test_verify_fails_and_says_which_entry_does_not_balance(
     # Written around the ledger's own checks, as a faulty tool might.
     with filled.session() as session:
         entry_id = session.scalar(
-            text("SELECT id FROM journal_entries WHERE key = 'charge:ch_cli'"))
-        session.add(JournalPosting(entry_id=entry_id, account="adjustments", currency="usd",
-                                   amount_minor=1))
+            text("SELECT id FROM journal_entries WHERE key = 'charge:ch_cli'")
+        )
+        session.add(
+            JournalPosting(entry_id=entry_id, account="adjustments", currency="usd", amount_minor=1)
+        )
         session.commit()
 
     result = runner.invoke(main, ["ledger", "verify"])

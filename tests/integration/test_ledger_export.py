@@ -124,10 +124,22 @@ def tricky(app: Flask, stripe_http: responses.RequestsMock) -> Database:
     payout = ef.payout_paid("po", 4000, start=day + 400, stripe_fee=25)
     # The converted gift: disputed and won back, and a refund that bounced,
     # each settled in dollars; the donor was charged in euros.
-    fx_won = ef.dispute_won(fx.facts["charge"], 2000, currency="eur", settled=("usd", 2160),
-                            start=day + 500, tag="fxdsp")
-    fx_bounced = ef.refund_that_fails(fx.facts["charge"], 1000, currency="eur",
-                                      settled=("usd", 1080), start=day + 600, tag="fxbnc")
+    fx_won = ef.dispute_won(
+        fx.facts["charge"],
+        2000,
+        currency="eur",
+        settled=("usd", 2160),
+        start=day + 500,
+        tag="fxdsp",
+    )
+    fx_bounced = ef.refund_that_fails(
+        fx.facts["charge"],
+        1000,
+        currency="eur",
+        settled=("usd", 1080),
+        start=day + 600,
+        tag="fxbnc",
+    )
     scenario += yen + dinar + fx + opened + member + refunds + yen_refund + bounced
     scenario += disputed + payout + fx_won + fx_bounced
     scenario.stub(stripe_http)
@@ -163,8 +175,11 @@ def test_copy_and_python_paths_write_identical_bytes_for_tricky_data(
     assert by_kind[("donation", "jpy")]["amount"] == "5000"
     assert by_kind[("donation", "kwd")]["amount"] == "12.340"
     assert by_kind[("payout", "usd")]["frequency"] == ""
-    fx = [(r["kind"], r["currency"], r["amount"], r["donor_amount"])
-          for r in rows if r["donor_currency"] == "eur"]
+    fx = [
+        (r["kind"], r["currency"], r["amount"], r["donor_amount"])
+        for r in rows
+        if r["donor_currency"] == "eur"
+    ]
     assert fx == [
         ("donation", "usd", "21.60", "20.00"),
         ("dispute", "usd", "-21.60", "-20.00"),

@@ -76,7 +76,12 @@ def test_a_payment_and_a_membership_made_in_localstripe_land_in_the_ledger(
             stripe_base,
             "/v1/payment_methods",
             type="card",
-            **{"card[number]": "4242424242424242", "card[exp_month]": 12, "card[exp_year]": 2030, "card[cvc]": "123"},
+            **{
+                "card[number]": "4242424242424242",
+                "card[exp_month]": 12,
+                "card[exp_year]": 2030,
+                "card[cvc]": "123",
+            },
         )
         call(stripe_base, f"/v1/payment_methods/{method['id']}/attach", customer=customer["id"])
         call(
@@ -90,14 +95,24 @@ def test_a_payment_and_a_membership_made_in_localstripe_land_in_the_ledger(
         )
         product = call(stripe_base, "/v1/products", name="Membership", type="service")
         plan = call(
-            stripe_base, "/v1/plans", amount=1000, currency="usd", interval="month", product=product["id"]
+            stripe_base,
+            "/v1/plans",
+            amount=1000,
+            currency="usd",
+            interval="month",
+            product=product["id"],
         )
         call(
             stripe_base,
             f"/v1/customers/{customer['id']}",
             **{"invoice_settings[default_payment_method]": method["id"]},
         )
-        call(stripe_base, "/v1/subscriptions", customer=customer["id"], **{"items[0][plan]": plan["id"]})
+        call(
+            stripe_base,
+            "/v1/subscriptions",
+            customer=customer["id"],
+            **{"items[0][plan]": plan["id"]},
+        )
 
         wait_for_events(
             db,

@@ -40,10 +40,24 @@ WINDOW = ["--since", "2026-09-21", "--until", "2026-09-28"]
 pytestmark = pytest.mark.settings(STRIPE_SYNC_REQUESTS_PER_SECOND=0, STRIPE_SYNC_MAX_RETRIES=0)
 
 
-def txn(txn_id: str, amount: int, fee: int, source: str | None, created: int,
-        type: str = "charge", category: str | None = None) -> dict[str, Any]:
-    return ef.balance_transaction(txn_id, amount=amount, fee=fee, source=source or txn_id,
-                                  created=created, type=type, reporting_category=category)
+def txn(
+    txn_id: str,
+    amount: int,
+    fee: int,
+    source: str | None,
+    created: int,
+    type: str = "charge",
+    category: str | None = None,
+) -> dict[str, Any]:
+    return ef.balance_transaction(
+        txn_id,
+        amount=amount,
+        fee=fee,
+        source=source or txn_id,
+        created=created,
+        type=type,
+        reporting_category=category,
+    )
 
 
 def a_week_of_stripe() -> FakeStripeLists:
@@ -53,54 +67,117 @@ def a_week_of_stripe() -> FakeStripeLists:
     # A one-time gift through our form (metadata), settled.
     t_a = txn("txn_a", 5000, ef.fee_for(5000), "ch_a", T0 + 10)
     fake.add("balance_transactions", t_a)
-    fake.add("charges", ef.charge("ch_a", amount=5000, created=T0 + 10, payment_intent="pi_a",
-                                  customer="cus_a", email="ada@example.org", name="Ada",
-                                  balance_transaction=t_a,
-                                  metadata={"frequency": "once", "checkout_id": "co_a"},
-                                  amount_refunded=1000))
+    fake.add(
+        "charges",
+        ef.charge(
+            "ch_a",
+            amount=5000,
+            created=T0 + 10,
+            payment_intent="pi_a",
+            customer="cus_a",
+            email="ada@example.org",
+            name="Ada",
+            balance_transaction=t_a,
+            metadata={"frequency": "once", "checkout_id": "co_a"},
+            amount_refunded=1000,
+        ),
+    )
     # A membership's payment: the charge says nothing of its invoice (endive);
     # the invoice payment links it, the invoice names the subscription.
-    fake.add("subscriptions", ef.subscription("sub_m", customer="cus_m", created=T0 + 20,
-                                              status="active", amount=1000,
-                                              period_end=T0 + 30 * DAY))
-    fake.add("invoices", ef.invoice("in_m", customer="cus_m", subscription_id="sub_m",
-                                    created=T0 + 21, amount=1000, email="max@example.org"))
-    fake.add("invoice_payments", ef.invoice_payment("inpay_m", invoice_id="in_m",
-                                                    payment_intent="pi_m", amount=1000,
-                                                    created=T0 + 22))
+    fake.add(
+        "subscriptions",
+        ef.subscription(
+            "sub_m",
+            customer="cus_m",
+            created=T0 + 20,
+            status="active",
+            amount=1000,
+            period_end=T0 + 30 * DAY,
+        ),
+    )
+    fake.add(
+        "invoices",
+        ef.invoice(
+            "in_m",
+            customer="cus_m",
+            subscription_id="sub_m",
+            created=T0 + 21,
+            amount=1000,
+            email="max@example.org",
+        ),
+    )
+    fake.add(
+        "invoice_payments",
+        ef.invoice_payment(
+            "inpay_m", invoice_id="in_m", payment_intent="pi_m", amount=1000, created=T0 + 22
+        ),
+    )
     t_m = txn("txn_m", 1000, ef.fee_for(1000), "ch_m", T0 + 22)
     fake.add("balance_transactions", t_m)
-    fake.add("charges", ef.charge("ch_m", amount=1000, created=T0 + 22, payment_intent="pi_m",
-                                  customer="cus_m", email="max@example.org", name="Max",
-                                  balance_transaction=t_m))
+    fake.add(
+        "charges",
+        ef.charge(
+            "ch_m",
+            amount=1000,
+            created=T0 + 22,
+            payment_intent="pi_m",
+            customer="cus_m",
+            email="max@example.org",
+            name="Max",
+            balance_transaction=t_m,
+        ),
+    )
     # A refund made in the Dashboard: no webhook ever reached us.
     t_re = txn("txn_re_a", -1000, 0, "re_a", T0 + DAY, type="refund")
     fake.add("balance_transactions", t_re)
-    fake.add("refunds", ef.refund("re_a", charge_id="ch_a", amount=1000, created=T0 + DAY,
-                                  balance_transaction=t_re))
+    fake.add(
+        "refunds",
+        ef.refund(
+            "re_a", charge_id="ch_a", amount=1000, created=T0 + DAY, balance_transaction=t_re
+        ),
+    )
     # A gift disputed and lost: the withdrawal with the dispute fee.
     t_d = txn("txn_d", 3000, ef.fee_for(3000), "ch_d", T0 + 30)
     fake.add("balance_transactions", t_d)
-    fake.add("charges", ef.charge("ch_d", amount=3000, created=T0 + 30, payment_intent="pi_d",
-                                  customer="cus_d", email="dora@example.org", name="Dora",
-                                  balance_transaction=t_d, disputed=True,
-                                  metadata={"frequency": "once"}))
-    t_dp = txn("txn_dp_d", -3000, 1500, "dp_d", T0 + 2 * DAY, type="adjustment",
-               category="dispute")
+    fake.add(
+        "charges",
+        ef.charge(
+            "ch_d",
+            amount=3000,
+            created=T0 + 30,
+            payment_intent="pi_d",
+            customer="cus_d",
+            email="dora@example.org",
+            name="Dora",
+            balance_transaction=t_d,
+            disputed=True,
+            metadata={"frequency": "once"},
+        ),
+    )
+    t_dp = txn("txn_dp_d", -3000, 1500, "dp_d", T0 + 2 * DAY, type="adjustment", category="dispute")
     fake.add("balance_transactions", t_dp)
-    fake.add("disputes", ef.dispute("dp_d", charge_id="ch_d", amount=3000, created=T0 + 2 * DAY,
-                                    status="lost", balance_transactions=[t_dp]))
+    fake.add(
+        "disputes",
+        ef.dispute(
+            "dp_d",
+            charge_id="ch_d",
+            amount=3000,
+            created=T0 + 2 * DAY,
+            status="lost",
+            balance_transactions=[t_dp],
+        ),
+    )
     # A fee Stripe charges outside a payment.
-    t_fee = txn("txn_fee", -500, 0, None, T0 + 2 * DAY + 5, type="stripe_fee",
-                category="fee")
+    t_fee = txn("txn_fee", -500, 0, None, T0 + 2 * DAY + 5, type="stripe_fee", category="fee")
     fake.add("balance_transactions", t_fee)
     # The automatic payout of everything above.
     inside = [t_a, t_m, t_re, t_d, t_dp, t_fee]
     total = sum(t["net"] for t in inside)
     t_po = txn("txn_po", -total, 0, "po_1", T0 + 3 * DAY, type="payout")
     fake.add("balance_transactions", t_po)
-    payout = ef.payout("po_1", amount=total, created=T0 + 3 * DAY, status="paid",
-                       balance_transaction=t_po)
+    payout = ef.payout(
+        "po_1", amount=total, created=T0 + 3 * DAY, status="paid", balance_transaction=t_po
+    )
     payout["automatic"] = True
     fake.add("payouts", payout)
     fake.in_payout["po_1"] = [t["id"] for t in inside] + ["txn_po"]
@@ -134,16 +211,27 @@ def test_one_sync_makes_a_ledger_that_missed_a_week_of_webhooks_whole(
 
     code, report = sync(runner)
 
-    assert kinds(app) == sorted([
-        ("donation", "ch_a", "5000"),
-        ("membership_payment", "ch_m", "1000"),
-        ("donation", "ch_d", "3000"),
-        ("refund", "re_a", "-1000"),
-        ("dispute", "dp_d", "-3000"),
-        ("stripe_fee", "txn_fee", "-500"),
-        ("payout", "po_1", str(-sum(t["net"] for t in fake.objects["balance_transactions"]
-                                    if t["type"] != "payout"))),
-    ])
+    assert kinds(app) == sorted(
+        [
+            ("donation", "ch_a", "5000"),
+            ("membership_payment", "ch_m", "1000"),
+            ("donation", "ch_d", "3000"),
+            ("refund", "re_a", "-1000"),
+            ("dispute", "dp_d", "-3000"),
+            ("stripe_fee", "txn_fee", "-500"),
+            (
+                "payout",
+                "po_1",
+                str(
+                    -sum(
+                        t["net"]
+                        for t in fake.objects["balance_transactions"]
+                        if t["type"] != "payout"
+                    )
+                ),
+            ),
+        ]
+    )
     assert (code, report["differences"]) == (0, 0), report
     assert report["payouts"][0]["ties_out"] is True
     assert report["payouts"][0]["transactions"] == 6
@@ -173,8 +261,9 @@ def test_the_report_lists_exactly_what_differs(
     assert sync(runner)[0] == 0
 
     # A refund Stripe has and the ledger lacks (listed for the report only).
-    fake.add("balance_transactions", txn("txn_re_late", -500, 0, "re_late", T0 + 4 * DAY,
-                                         type="refund"))
+    fake.add(
+        "balance_transactions", txn("txn_re_late", -500, 0, "re_late", T0 + 4 * DAY, type="refund")
+    )
     # A fee the ledger holds wrong: Stripe now says 2.00 for the dispute gift.
     fake.find("txn_d")["fee"] = 200  # type: ignore[index]
     fake.find("txn_d")["net"] = 2800  # type: ignore[index]
@@ -183,9 +272,15 @@ def test_the_report_lists_exactly_what_differs(
     with database.session() as session:
         ledger.post_movement(
             session,
-            ledger.BalanceTxn(id="txn_ghost", type="adjustment", currency="usd",
-                              amount_minor=700, fee_minor=0, net_minor=700,
-                              created_at=datetime.fromtimestamp(T0 + 5 * DAY, UTC)),
+            ledger.BalanceTxn(
+                id="txn_ghost",
+                type="adjustment",
+                currency="usd",
+                amount_minor=700,
+                fee_minor=0,
+                net_minor=700,
+                created_at=datetime.fromtimestamp(T0 + 5 * DAY, UTC),
+            ),
             "adjustment",
             object_id="txn_ghost",
         )
@@ -198,7 +293,9 @@ def test_the_report_lists_exactly_what_differs(
     assert code == 1
     assert [m["balance_transaction"] for m in report["missing_in_ledger"]] == ["txn_re_late"]
     assert [(m["stripe_id"], m["field"]) for m in report["mismatches"]] == [
-        ("ch_d", "fee"), ("ch_d", "net")]
+        ("ch_d", "fee"),
+        ("ch_d", "net"),
+    ]
     assert [u["balance_transaction"] for u in report["unknown_to_stripe"]] == ["txn_ghost"]
     assert [p["ties_out"] for p in report["payouts"]] == [False]
     assert report["unsettled"] == []
@@ -285,9 +382,13 @@ def test_a_payout_page_shows_what_the_bank_deposit_holds_with_its_csv(
     assert sorted(line.rsplit(",", 1)[1] for line in lines[1:]) == sorted(
         ["ch_a", "ch_m", "re_a", "ch_d", "dp_d", "txn_fee"]
     )
-    assert sum(Decimal(line.split(",")[7]) for line in lines[1:]) == Decimal(
-        fake.find("po_1")["amount"]  # type: ignore[index]
-    ) / 100
+    assert (
+        sum(Decimal(line.split(",")[7]) for line in lines[1:])
+        == Decimal(
+            fake.find("po_1")["amount"]  # type: ignore[index]
+        )
+        / 100
+    )
 
     assert finance.get("/ledger/payouts/po_nope").status_code == 404
     assert finance.get("/ledger/payouts/%00").status_code == 400  # a control character
@@ -348,6 +449,8 @@ def test_fees_still_unknown_are_settled_from_the_balance_transaction_list(
     code, report = sync(runner)
 
     assert (code, report["differences"]) == (0, 0), report
-    assert not [c for c in fake.calls if c.startswith(("/v1/charges/", "/v1/balance_transactions/"))]
+    assert not [
+        c for c in fake.calls if c.startswith(("/v1/charges/", "/v1/balance_transactions/"))
+    ]
     with database.session() as session:
         assert ledger.entry_exists(session, "balance_transaction:txn_a")

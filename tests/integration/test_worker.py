@@ -80,8 +80,13 @@ def ignored_event(event_id: str, created: int = NOW_TS - 60) -> dict[str, Any]:
 
 def fee_event(event_id: str) -> dict[str, Any]:
     """A charge.updated announcing its balance transaction: the handlers fetch it."""
-    charge = stripe_object("charge", id="ch_worker_1", balance_transaction="txn_worker1",
-                           captured=True, amount_captured=100)
+    charge = stripe_object(
+        "charge",
+        id="ch_worker_1",
+        balance_transaction="txn_worker1",
+        captured=True,
+        amount_captured=100,
+    )
     return make_event(
         "charge.updated",
         charge,

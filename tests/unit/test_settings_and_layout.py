@@ -52,9 +52,7 @@ def test_an_unknown_app_env_is_refused() -> None:
 # -- the layout: one package per feature (README, "Architecture") ---------------
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = sorted(
-    path for top in ("app", "webhooks") for path in (ROOT / top).rglob("*.py")
-)
+SOURCES = sorted(path for top in ("app", "webhooks") for path in (ROOT / top).rglob("*.py"))
 # The web edge: blueprints, forms, command groups and the wiring. Everything
 # else under app/ and webhooks/ is the core, which imports no Flask and no
 # `stripe` (app/stripe_api.py, the one wrapper, imports `stripe` only).
@@ -242,7 +240,9 @@ def test_features_are_packages_with_the_same_file_names() -> None:
     for views in (ROOT / "app").rglob("views.py"):
         tree = ast.parse(views.read_text())
         first = next(
-            node for node in tree.body if not isinstance(node, ast.Import | ast.ImportFrom | ast.Expr)
+            node
+            for node in tree.body
+            if not isinstance(node, ast.Import | ast.ImportFrom | ast.Expr)
         )
         assert "bp = Blueprint(" in ast.unparse(first).replace("bp: Blueprint = ", "bp = "), views
 
