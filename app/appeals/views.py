@@ -30,6 +30,7 @@ from flask import (
 from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import force_locale
+from werkzeug.exceptions import HTTPException
 
 from app import extensions
 from app.appeals.counters import count_event
@@ -168,6 +169,19 @@ def _language(raw: str | None) -> str:
     return wanted if wanted in languages else current_app.config["LANGUAGES"][0]
 
 
+def donate_path(language: str) -> str:
+    """/donate, or its language's own address (/ru/donate) where the site
+    serves one, so a Russian appeal leads to the Russian form."""
+    if language != current_app.config["LANGUAGES"][0]:
+        try:
+            endpoint, _args = current_app.url_map.bind("").match(f"/{language}/donate")
+        except HTTPException:
+            endpoint = None
+        if endpoint is not None:
+            return f"/{language}/donate"
+    return "/donate"
+
+
 def _cacheable(response: Response) -> Response:
     max_age = int(current_app.config.get("EMBED_MAX_AGE_SECONDS", 300))
     response.headers["Cache-Control"] = f"public, max-age={max_age}"
@@ -189,6 +203,7 @@ def embed(slug: str) -> Response:
     if currency not in config["CURRENCIES"]:
         currency = config["CURRENCIES"][0]
     source = (request.args.get("utm_source") or "").strip()[:100] or None
+    donate = donate_path(language)
     variants = []
     for variant in found.variants:
         texts = variant.text(language, config["LANGUAGES"][0])
@@ -197,7 +212,7 @@ def embed(slug: str) -> Response:
             sets[frequency] = [
                 {
                     "label": format_short(minor, currency, language),
-                    "href": "/donate?"
+                    "href": f"{donate}?"
                     + donate_query(
                         slug,
                         variant.key,
@@ -211,7 +226,7 @@ def embed(slug: str) -> Response:
                 for minor in found.amounts_for(variant, currency, frequency, config["PRESETS"])
             ]
         other = {
-            frequency: "/donate?"
+            frequency: f"{donate}?"
             + donate_query(
                 slug, variant.key, article, currency=currency, frequency=frequency, source=source
             )
@@ -271,7 +286,8 @@ def loader() -> Response:
 def count_arrival() -> None:
     """A reader arriving on the form from an appeal (utm_medium=appeal) or
     from the thanks page's invitation (nudge=invite): one counter up."""
-    if request.endpoint != "donate.form":
+    # /donate, and its language-prefixed twins (/ru/donate) where they exist.
+    if request.method != "GET" or not request.path.rstrip("/").endswith("/donate"):
         return
     args = request.args
     if args.get("nudge") == "invite" and current_app.config.get("APPEALS_MEMBER_INVITE", True):
