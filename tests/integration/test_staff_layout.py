@@ -23,6 +23,9 @@ LAYOUT_PAGES = (
     "/ledger/audit",
     "/ledger/account/password",
     "/ledger/account/two-factor",
+    "/ledger/appeals/",
+    "/ledger/appeals/links",
+    "/ledger/appeals/support/edit",
 )
 
 
