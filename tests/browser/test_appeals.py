@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,12 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from playwright.sync_api import Browser, Frame, Page, expect, sync_playwright
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.appeals.models import AppealCounter
 from app.cli import main
 from tests.browser.conftest import CHROMIUM_ARGS
+from tests.integration.test_finance import login
 from tests.servers import live_app
 
 READER_EMAIL = "appeal.reader@example.org"
@@ -105,6 +108,7 @@ def test_an_article_embeds_the_appeal_and_a_gift_from_it_reaches_the_ledger_with
     served: str,
     app: Flask,
     runner: FlaskCliRunner,
+    db: Session,
     browser: Browser,
     newsroom: tuple[str, ArticleSite],
     artifacts: Path,
@@ -169,6 +173,21 @@ def test_an_article_embeds_the_appeal_and_a_gift_from_it_reaches_the_ledger_with
         article,
         key,
     )
+
+    # The campaigns page tells which variant and article brought it.
+    html = login(app, db, "finance").get("/ledger/campaigns").get_data(as_text=True)
+    row = re.search(rf'<tr data-appeal="support" data-variant="{key}">(.*?)</tr>', html, re.S)
+    assert row
+    cells = dict(re.findall(r'data-field="(\w+)">([^<]*)<', row.group(1)))
+    assert (cells["seen"], cells["clicks"], cells["created"], cells["completed"]) == (
+        "1",
+        "1",
+        "1",
+        "1",
+    )
+    assert (cells["gifts"], cells["revenue"]) == ("1", "$15.00")
+    articles = re.search(r'id="appeal-articles">(.*?)</table>', html, re.S)
+    assert articles and article in articles.group(1)
 
 
 def test_a_russian_article_gets_the_russian_appeal(
