@@ -123,8 +123,10 @@ def _amounts(raw: Any, name: str, rules: Rules) -> dict[str, dict[str, tuple[int
         raise AppealError(f"{name} must be a table of currencies")
     found: dict[str, dict[str, tuple[int, ...]]] = {}
     for currency, per_frequency in raw.items():
-        if currency not in rules.currencies:
-            raise AppealError(f"{name}.{currency}: not one of the site's currencies")
+        # A currency the site does not offer (now) is kept but unused; one
+        # without limits is a mistake.
+        if currency not in rules.limits:
+            raise AppealError(f"{name}.{currency}: not a currency with currency_limits")
         if not isinstance(per_frequency, dict):
             raise AppealError(f"{name}.{currency} must be a table of frequencies")
         low, high = int(rules.limits[currency]["min"]), int(rules.limits[currency]["max"])

@@ -390,3 +390,11 @@ def test_the_campaigns_page_shows_each_variants_funnel_with_an_interval(
     assert '<td class="num" data-field="clicks">40</td>' in row.group(1)
     assert "0.00 % (0.00 % to 0.39 %)" in row.group(1)  # no gift yet: Wilson's upper bound
     assert 'id="nudge-funnel"' in html
+
+
+@pytest.mark.settings(CURRENCIES=["eur"])
+def test_a_site_offering_fewer_currencies_still_starts_and_shows_its_own(
+    client: FlaskClient,
+) -> None:
+    html = client.get(f"{EMBED}?article=x").get_data(as_text=True)
+    assert "currency=eur" in html and "currency=usd" not in html
