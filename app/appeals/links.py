@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import re
 from html import escape
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from app.money import format_plain
 
 ATTRIBUTION_MAX = 100  # the checkout record's utm_* columns
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def allowed_origins(raw: Any) -> list[str]:
+    """The origins that may frame the embed (`embed_allowed_origins`: a list,
+    or a comma-separated string from the environment): scheme://host[:port]
+    and nothing more, else ValueError naming the first bad one."""
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    origins = []
+    for origin in raw or []:
+        if not isinstance(origin, str) or not ORIGIN.fullmatch(origin.rstrip("/")):
+            raise ValueError(f"{origin!r} is not an origin (https://host[:port])")
+        origins.append(origin.rstrip("/"))
+    return origins
 
 
 def normalise_article(text: str | None) -> str:

@@ -12,7 +12,6 @@ is stored. Never renders the donation form's CSRF token into the embed.
 from __future__ import annotations
 
 import functools
-import re
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -43,7 +42,7 @@ from app.appeals.definitions import (
     current_appeals,
     load_configured,
 )
-from app.appeals.links import donate_query, normalise_article
+from app.appeals.links import allowed_origins, donate_query, normalise_article
 from app.appeals.markup import render_markdown
 from app.appeals.nudge import monthly_equivalent
 from app.clock import utcnow
@@ -55,7 +54,6 @@ from app.settings import ROOT, ConfigError
 bp = Blueprint("appeals", __name__)
 
 EMBED_PREFIX = "/embed/"
-ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 FREQUENCIES = ("once", "month", "year")
 KNOWN_FOR = 10.0  # seconds the beacon trusts its last reading of the appeals
 
@@ -71,21 +69,6 @@ class EmbedSessionInterface(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-def allowed_origins(config: dict[str, Any]) -> list[str]:
-    """`embed_allowed_origins`, checked: scheme://host[:port], nothing more."""
-    raw = config.get("EMBED_ALLOWED_ORIGINS") or []
-    if isinstance(raw, str):
-        raw = [part.strip() for part in raw.split(",") if part.strip()]
-    origins = []
-    for origin in raw:
-        if not isinstance(origin, str) or not ORIGIN.fullmatch(origin.rstrip("/")):
-            raise ConfigError(
-                f"EMBED_ALLOWED_ORIGINS: {origin!r} is not an origin (https://host[:port])"
-            )
-        origins.append(origin.rstrip("/"))
-    return origins
-
-
 def set_up(state: BlueprintSetupState) -> None:
     """Per app: the configured appeals (a bad one stops the start), the
     embed's framing policy, the beacon's CSRF exemption, the session rule."""
@@ -96,7 +79,10 @@ def set_up(state: BlueprintSetupState) -> None:
         app.extensions["donations.appeals"] = load_configured(path, rules)
     except AppealError as exc:
         raise ConfigError(f"APPEALS_FILE: {exc}") from exc
-    origins = allowed_origins(app.config)
+    try:
+        origins = allowed_origins(app.config.get("EMBED_ALLOWED_ORIGINS"))
+    except ValueError as exc:
+        raise ConfigError(f"EMBED_ALLOWED_ORIGINS: {exc}") from exc
     policy = dict(extensions.talisman.content_security_policy or {})
     policy["frame-ancestors"] = origins or "'none'"
     view = app.view_functions["appeals.embed"]
