@@ -47,7 +47,7 @@ from app.appeals.markup import render_markdown
 from app.appeals.nudge import monthly_equivalent
 from app.clock import utcnow
 from app.donate.forms import DonationForm, page_locale
-from app.donate.views import render_donation_form
+from app.donate.views import prefill, render_donation_form
 from app.money import MoneyError, format_input, format_plain, format_short
 from app.settings import ROOT, ConfigError
 
@@ -278,6 +278,7 @@ def count_arrival() -> None:
     args = request.args
     if args.get("nudge") == "invite" and current_app.config.get("APPEALS_MEMBER_INVITE", True):
         record(_known_appeal(args.get("campaign")), "", "invite_click")
+    _count_nudge_shown()
     if args.get("utm_medium") != "appeal":
         return
     slug = args.get("campaign") or ""
@@ -285,6 +286,26 @@ def count_arrival() -> None:
     found = known_appeals().get(slug) if SLUG.fullmatch(slug) else None
     if found is not None and (not variant or found.variant(variant)):
         record(slug, variant, "click")
+
+
+def _count_nudge_shown() -> None:
+    """The form page a GET shows offers the nudge when its prefilled gift is a
+    one-time one with a monthly equivalent. Counted here, before the request,
+    because the form page itself is rendered once and served from a cache."""
+    config = current_app.config
+    if not config.get("APPEALS_NUDGE", True):
+        return
+    data = prefill()
+    if data["frequency"] != "once" or not (data.get("preset") or data.get("amount")):
+        return
+    form = DonationForm(data=data, config=config, formdata=None)
+    try:
+        once = form.chosen_amount(data["currency"], page_locale(config))
+    except MoneyError:
+        return
+    if once and _monthly_for(data["currency"], once) is not None:
+        appeal = _known_appeal(data.get("campaign")) if data.get("utm_medium") == "appeal" else ""
+        record(appeal, "", "nudge_shown")
 
 
 def _known_appeal(slug: str | None) -> str:
@@ -319,9 +340,6 @@ def nudge_offer(form: DonationForm, currency: str, frequency: str) -> dict[str, 
         once = None
     monthly = _monthly_for(currency, once) if once else None
     visible = frequency == "once" and monthly is not None
-    if visible and request.method == "GET":
-        appeal = _known_appeal(form.campaign.data) if form.utm_medium.data == "appeal" else ""
-        record(appeal, "", "nudge_shown")
     return {
         "visible": visible,
         "once": format_short(once, currency, locale) if once else "",

@@ -101,8 +101,9 @@ def _locale() -> str:
     return page_locale(current_app.config)
 
 
-def _prefill() -> dict[str, Any]:
-    """Values from the query string; anything unusable falls back to defaults."""
+def prefill() -> dict[str, Any]:
+    """Values from the query string; anything unusable falls back to defaults
+    (also read by app.appeals, which counts the nudge a cached page shows)."""
     config = current_app.config
     args = request.args
     currency = (args.get("currency") or "").strip().lower()
@@ -254,7 +255,7 @@ def form() -> tuple[str, int]:
     nonce and the CSRF token: it is rendered once with placeholders (profiled: Babel's
     formatting of every preset and WTForms' widgets were nine tenths of the
     request) and each request fills in its own."""
-    data = _prefill()
+    data = prefill()
     key = (
         captcha_site_key(),  # app.guard: the CAPTCHA widget, when this address needs it
         _locale(),
