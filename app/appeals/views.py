@@ -1,13 +1,7 @@
-"""Reader-facing appeal routes: the embed (GET /embed/appeals/<slug>), its
-impression beacon, the loader script (/embed/appeals.js), the nudge's switch
-to monthly (POST /donate/monthly), the nudge and member invitation shown by
-the donation pages' partials, and the count of clicks arriving on /donate.
-
-The embed is framable only by `embed_allowed_origins`, sets no cookie, makes
-no third-party request and is the same for every view of its URL (cacheable).
-Counters are upserts in their own short transaction; nothing about a reader
-is stored. Never renders the donation form's CSRF token into the embed.
-"""
+"""Reader-facing appeal routes: the embed, framable only by `embed_allowed_origins`,
+cookie-free and the same for every view of its URL; its beacon and loader script;
+the nudge's switch to monthly; the clicks arriving on /donate. Counters are upserts
+that store nothing about a reader; the embed never carries the form's CSRF token."""
 
 from __future__ import annotations
 
@@ -115,9 +109,8 @@ def appeals() -> dict[str, Appeal]:
 
 
 def known_appeals() -> dict[str, Appeal]:
-    """The appeals for counting (the beacon, clicks): as read at most
-    KNOWN_FOR seconds ago in this process, so a burst of impressions costs
-    one write each and no read."""
+    """The appeals for counting (beacon, clicks), as read at most KNOWN_FOR
+    seconds ago here: a burst of impressions costs one write each, no read."""
     until, found = current_app.extensions.get("donations.appeals_seen", (0.0, {}))
     if time.monotonic() < until:
         return found  # type: ignore[no-any-return]
@@ -125,8 +118,7 @@ def known_appeals() -> dict[str, Appeal]:
 
 
 def forget_appeals() -> None:
-    """After an admin saved or reverted an appeal (this process; others
-    within KNOWN_FOR seconds)."""
+    """After an admin's save or revert (here; other processes within KNOWN_FOR s)."""
     current_app.extensions.pop("donations.appeals_seen", None)
 
 
@@ -289,23 +281,17 @@ def count_arrival() -> None:
 
 
 def _count_nudge_shown() -> None:
-    """The form page a GET shows offers the nudge when its prefilled gift is a
-    one-time one with a monthly equivalent. Counted here, before the request,
-    because the form page itself is rendered once and served from a cache."""
-    config = current_app.config
-    if not config.get("APPEALS_NUDGE", True):
-        return
+    """Counted before the request, from the prefilled gift: the form page itself
+    is rendered once and then served from a cache (app.donate.views)."""
     data = prefill()
-    if data["frequency"] != "once" or not (data.get("preset") or data.get("amount")):
-        return
-    form = DonationForm(data=data, config=config, formdata=None)
-    try:
-        once = form.chosen_amount(data["currency"], page_locale(config))
-    except MoneyError:
-        return
-    if once and _monthly_for(data["currency"], once) is not None:
-        appeal = _known_appeal(data.get("campaign")) if data.get("utm_medium") == "appeal" else ""
-        record(appeal, "", "nudge_shown")
+    if data["frequency"] == "once" and (data.get("preset") or data.get("amount")):
+        form = DonationForm(data=data, config=current_app.config, formdata=None)
+        offer = nudge_offer(form, data["currency"], "once")
+        if offer is not None and offer["visible"]:
+            appeal = (
+                _known_appeal(data.get("campaign")) if data.get("utm_medium") == "appeal" else ""
+            )
+            record(appeal, "", "nudge_shown")
 
 
 def _known_appeal(slug: str | None) -> str:
