@@ -155,6 +155,14 @@ class Database:
         with "database is locked". Elsewhere the flag changes nothing."""
         return self.sessions() if immediate else self.read_sessions()
 
+    def connect(self, *, immediate: bool = True) -> Connection:
+        """A connection of its own (for a temporary table that must outlive a
+        transaction); on SQLite its transactions begin as `session` says."""
+        engine = (
+            self.engine if immediate else self.engine.execution_options(**{_DEFERRED_OPTION: True})
+        )
+        return engine.connect()
+
     def dispose(self) -> None:
         if "single_statement_engine" in self.__dict__:
             self.single_statement_engine.dispose()

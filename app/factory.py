@@ -159,7 +159,9 @@ def _register_blueprints(app: Flask) -> None:
     from app.staff import admin as staff_admin
     from app.staff import views as staff_login
     from webhooks import receiver
+    from webhooks.hooks import webhooks
 
+    app.extensions["donations.webhooks"] = webhooks()
     app.register_blueprint(donate.bp)
     app.register_blueprint(health.bp)
     if isinstance(app.extensions["donations.payments"], SandboxPayments):

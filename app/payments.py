@@ -1,14 +1,23 @@
 """What the app needs from a payments provider, whoever provides it (Stripe
 through app.stripe_api, or the offline sandbox): the `Payments` and
-`StripeLookup` protocols, and `PaymentsError`, the one error they raise.
-
-Imports no `stripe` and no Flask, so the core (handlers, checkout, sandbox)
-can name these without pulling the SDK in.
+`StripeLookup` protocols, and `PaymentsError`, the one error they raise; and
+`Webhooks`, the few pieces of the webhooks package app code uses, handed in by
+create_app (app imports `webhooks` only there). Imports no `stripe` and no
+Flask, so the core can name these without pulling the SDK in.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.db import Database
+    from app.ledger import BalanceTxn
 
 
 class PaymentsError(Exception):
@@ -96,3 +105,24 @@ class StripeLists(Protocol):
     PaymentsError (`rate_limited` on a 429)."""
 
     def list_page(self, resource: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """What app code may use of the `webhooks` package, built by
+    `webhooks.hooks.webhooks()` and handed in by create_app
+    (`app.extensions["donations.webhooks"]`) or the worker: `stripe sync`
+    posts through the handlers' own dispatcher, and the events page replays
+    through the worker's own code."""
+
+    # One Stripe event (parsed JSON) to the ledger and records; never commits.
+    apply_event: Callable[[Session, dict[str, Any], StripeLookup], None]
+    # A balance transaction object's figures.
+    balance_txn: Callable[[dict[str, Any]], BalanceTxn]
+    # The inbox's failed and dead events, Stripe's oldest first.
+    list_failed: Callable[[Session], list[Any]]
+    # Make stored events due again now, with a fresh retry budget.
+    reset_for_replay: Callable[[Session, Sequence[Any], datetime], None]
+    # Process one stored event now (its own transaction): "type: status", or
+    # None when another worker took it.
+    replay: Callable[[Database, Any, Mapping[str, Any], str], str | None]

@@ -16,9 +16,9 @@ import app.outbox.models
 import app.reconcile.models
 import app.sandbox.models
 import app.staff
-import webhooks.inbox
 from app.db import Base
+from webhooks.inbox import StripeEvent  # the inbox's table
 
 metadata = Base.metadata
 
-__all__ = ["app", "metadata", "webhooks"]
+__all__ = ["StripeEvent", "app", "metadata"]

@@ -127,6 +127,7 @@ app = create_app({"DATABASE_URL": sys.argv[1], "STRIPE_SECRET_KEY": "sk_test_ben
 started = time.perf_counter()
 with app.app_context():
     outcome = perform(app.extensions["donations.db"], app.extensions["donations.payments"],
+                      app.extensions["donations.webhooks"],
                       Window(None, None), report_only=True, config=app.config)
 elapsed = time.perf_counter() - started
 print(json.dumps({"seconds": elapsed, "calls": outcome.calls,

@@ -23,6 +23,7 @@ from app.db import Database
 from app.outbox.queue import find_jobs, list_failed_jobs, reset_jobs_for_replay
 from app.outbox.runner import JobOutcome
 from app.reconcile.schedule import run_due
+from webhooks.hooks import webhooks
 from webhooks.inbox import find_events, list_failed, reset_for_replay
 from webhooks.worker import Jobs, Outcome, RetryPolicy, drain, process_next, run
 
@@ -80,7 +81,7 @@ def worker(once: bool) -> None:
         policy,
         stop=stop,
         idle_seconds=float(config["WORKER_IDLE_SECONDS"]),
-        when_idle=partial(run_due, _database(), _payments(), config),
+        when_idle=partial(run_due, _database(), _payments(), webhooks(), config),
         jobs=_jobs(),
     )
     click.echo("worker: stopped", err=True)

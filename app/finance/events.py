@@ -5,6 +5,7 @@ and failed payments (/ledger/failed-payments: failed charges and invoices
 whose payment failed).
 
 Behind the staff login (viewer and up; replays admin); a replay is audited.
+The inbox and the worker come as `app.extensions["donations.webhooks"]`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from app.clock import utcnow
 from app.extensions import database, db_session
 from app.finance import reports
 from app.finance.area import bad_filter, staff_area
+from app.payments import Webhooks
 from app.staff.gate import audit, staff_required
-from webhooks.inbox import StripeEvent, list_failed, reset_for_replay
-from webhooks.worker import RetryPolicy, process_next
+from webhooks.inbox import StripeEvent  # the inbox's table (read only)
 
 bp = Blueprint("events", __name__, url_prefix="/ledger")
 staff_area(bp, "viewer")
@@ -66,18 +67,21 @@ def failed_payments() -> Any:
     )
 
 
+def _webhooks() -> Webhooks:
+    hooks: Webhooks = current_app.extensions["donations.webhooks"]
+    return hooks
+
+
 def _replay(stripe_event_ids: list[str]) -> list[str]:
     """Process the (already reset and committed) events now, one transaction
     each, as `donations events replay` does; returns one line per event."""
-    policy = RetryPolicy.from_settings(current_app.config)
     payments = current_app.extensions["donations.payments"]
     lines = []
     for event_id in stripe_event_ids:
-        outcome = process_next(database(), payments, policy, stripe_event_id=event_id)
-        if outcome is None:
-            lines.append(f"{event_id}: taken by another worker")
-        else:
-            lines.append(f"{event_id} {outcome.type}: {outcome.status}")
+        done = _webhooks().replay(database(), payments, current_app.config, event_id)
+        lines.append(
+            f"{event_id}: taken by another worker" if done is None else f"{event_id} {done}"
+        )
     return lines
 
 
@@ -97,7 +101,7 @@ def replay_event(event_row_id: int) -> Any:
         return redirect(url_for(".index"), 303)
     if not _confirmed():
         return render_template("finance/replay_confirm.html", events=[event], one=True)
-    reset_for_replay(session, [event], utcnow())
+    _webhooks().reset_for_replay(session, [event], utcnow())
     audit("replay", {"events": [event.stripe_event_id]})
     session.commit()
     for line in _replay([event.stripe_event_id]):
@@ -109,13 +113,13 @@ def replay_event(event_row_id: int) -> Any:
 @staff_required("admin")
 def replay_failed() -> Any:
     session = db_session()
-    failed = list_failed(session)
+    failed = _webhooks().list_failed(session)
     if not _confirmed():
         return render_template("finance/replay_confirm.html", events=failed, one=False)
     if not failed:
         flash("No failed or dead events to replay.")
         return redirect(url_for(".index"), 303)
-    reset_for_replay(session, failed, utcnow())
+    _webhooks().reset_for_replay(session, failed, utcnow())
     chosen = [event.stripe_event_id for event in failed]
     audit("replay", {"events": chosen, "failed": True})
     session.commit()

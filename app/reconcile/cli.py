@@ -123,6 +123,7 @@ def sync(since: date | None, until: date | None, report_only: bool, as_json: boo
         outcome = perform(
             database,
             payments,
+            current_app.extensions["donations.webhooks"],
             window,
             report_only=report_only,
             config=current_app.config,

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, text
 
 from app.clock import utcnow
 from app.db import Database
+from app.payments import Webhooks
 from app.reconcile.models import SyncRequest, SyncRun
 from app.reconcile.report import Report, reconcile
 from app.reconcile.sync import Pacer, Window, forget_cursors, sync_objects
@@ -40,6 +41,7 @@ class Outcome:
 def perform(
     database: Database,
     stripe: Any,
+    hooks: Webhooks,
     window: Window,
     *,
     report_only: bool,
@@ -59,11 +61,12 @@ def perform(
     applied = 0
     if not report_only:
         applied = sync_objects(
-            database, pacer, stripe, window, api_version=api_version, progress=progress
+            database, pacer, hooks, stripe, window, api_version=api_version, progress=progress
         ).applied
     report = reconcile(
         database,
         pacer,
+        hooks,
         stripe,
         window,
         post=not report_only,
@@ -112,7 +115,9 @@ def last_run(database: Database) -> SyncRun | None:
         ).first()
 
 
-def run_due(database: Database, stripe: Any, config: Mapping[str, Any]) -> SyncRun | None:
+def run_due(
+    database: Database, stripe: Any, hooks: Webhooks, config: Mapping[str, Any]
+) -> SyncRun | None:
     """Carry out a requested run, or the scheduled one when it is due."""
     if not hasattr(stripe, "list_page"):
         return None  # the offline sandbox has no lists
@@ -142,7 +147,7 @@ def run_due(database: Database, stripe: Any, config: Mapping[str, Any]) -> SyncR
                 if row is None or row.started_at is not None:
                     return None
                 row.started_at = now
-        outcome = perform(database, stripe, window, report_only=report_only, config=config)
+        outcome = perform(database, stripe, hooks, window, report_only=report_only, config=config)
         if pending is not None:
             with database.session() as session, session.begin():
                 row = session.get(SyncRequest, pending.id)

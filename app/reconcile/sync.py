@@ -1,7 +1,7 @@
 """`donations stripe sync`: page through Stripe's lists for a window and post
-whatever the ledger lacks through the webhook handlers' own code
-(`webhooks.handlers.apply_event`, with each listed object wrapped as the event
-that would have carried it), so a missed webhook and years of history before
+whatever the ledger lacks through the webhook handlers' own code (their
+dispatcher, handed in as `app.payments.Webhooks`, with each listed object
+wrapped as the event that would have carried it), so a missed webhook and years of history before
 the service existed are recovered the same way, idempotently (every posting is
 keyed).
 
@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
 from app.clock import utcnow
 from app.db import Database, insert_for
-from app.payments import PaymentsError, StripeLists, StripeLookup
+from app.payments import PaymentsError, StripeLists, StripeLookup, Webhooks
 from app.reconcile.models import SyncCursor
-from webhooks.handlers import apply_event
 
 Json = dict[str, Any]
+T = TypeVar("T")
 PAGE_SIZE = 100
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -145,6 +146,21 @@ class Pacer:
                 return
 
 
+def prefetched(pages: Iterator[T]) -> Iterator[T]:
+    """The same pages, the next one fetched on a thread of its own while the
+    caller works on this one, so waiting for Stripe overlaps our own work.
+    Calls stay one at a time (the pacer is not shared)."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stripe-pages") as pool:
+        ahead = pool.submit(next, pages, end)
+        while True:
+            page = ahead.result()
+            if page is end:
+                return
+            ahead = pool.submit(next, pages, end)
+            yield page  # type: ignore[misc]
+
+
 @dataclass
 class SyncResult:
     listed: dict[str, int] = field(default_factory=dict)
@@ -201,15 +217,16 @@ def forget_cursors(database: Database, window: Window) -> None:
             session.delete(cursor)
 
 
-def apply_object(database: Database, lookup: StripeLookup, event: Json) -> None:
+def apply_object(database: Database, hooks: Webhooks, lookup: StripeLookup, event: Json) -> None:
     """One listed object through the handlers, in its own transaction."""
     with database.session() as session, session.begin():
-        apply_event(session, event, lookup)
+        hooks.apply_event(session, event, lookup)
 
 
 def sync_objects(
     database: Database,
     pacer: Pacer,
+    hooks: Webhooks,
     lookup: StripeLookup,
     window: Window,
     *,
@@ -232,13 +249,16 @@ def sync_objects(
         if created:
             params["created"] = created
         count = 0
-        for objects, after in pacer.each(resource.name, params, starting_after=start):
+        for objects, after in prefetched(pacer.each(resource.name, params, starting_after=start)):
             for obj in objects:
                 event_type = resource.event_type(obj)
                 if event_type is None:
                     continue
                 apply_object(
-                    database, lookup, synthetic_event(event_type, obj, api_version=api_version)
+                    database,
+                    hooks,
+                    lookup,
+                    synthetic_event(event_type, obj, api_version=api_version),
                 )
                 result.applied += 1
             count += len(objects)

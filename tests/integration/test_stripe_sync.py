@@ -187,7 +187,7 @@ def a_week_of_stripe() -> FakeStripeLists:
 def sync(runner: FlaskCliRunner, *args: str) -> tuple[int, dict[str, Any]]:
     result = runner.invoke(main, ["stripe", "sync", *WINDOW, "--json", *args])
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert lines, result.output
+    assert lines, (result.output, result.exception)
     return result.exit_code, json.loads(lines[-1])
 
 
@@ -419,13 +419,13 @@ def test_a_worker_runs_the_asked_for_reconciliation_and_the_daily_one_once(
     payments = app.extensions["donations.payments"]
 
     with app.app_context():
-        asked_run = run_due(database, payments, app.config)
+        asked_run = run_due(database, payments, app.extensions["donations.webhooks"], app.config)
         assert asked_run is not None and asked_run.differences == 0
         with database.session() as session:
             request_row = session.scalars(select(SyncRequest)).one()
             assert request_row.sync_run_id == asked_run.id
         # The daily run was done by that one; nothing is due until tomorrow.
-        assert run_due(database, payments, app.config) is None
+        assert run_due(database, payments, app.extensions["donations.webhooks"], app.config) is None
     assert "no differences" in finance.get("/ledger/reconciliation").get_data(as_text=True)
 
 
@@ -454,3 +454,43 @@ def test_fees_still_unknown_are_settled_from_the_balance_transaction_list(
     ]
     with database.session() as session:
         assert ledger.entry_exists(session, "balance_transaction:txn_a")
+
+
+def test_a_refund_only_the_balance_transaction_list_shows_is_fetched_and_posted(
+    app: Flask, runner: FlaskCliRunner, stripe_http: responses.RequestsMock
+) -> None:
+    """The refund was made the day before the window (so the window's refund
+    list leaves it out) and its money moved inside it: the report fetches the
+    refund and posts it through the refund handler, with the listing's figures,
+    instead of only listing it as missing."""
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    assert sync(runner)[0] == 0
+    t_late = txn("txn_re_late", -500, 0, "re_late", T0 + 4 * DAY, type="refund")
+    fake.add("balance_transactions", t_late)
+    fake.add(
+        "refunds",
+        ef.refund(
+            "re_late",
+            charge_id="ch_m",
+            amount=500,
+            created=T0 + 3 * DAY,
+            balance_transaction="txn_re_late",
+        ),
+    )
+    narrow = ["--since", "2026-09-25", "--until", "2026-09-28"]
+    calls_before = len(fake.calls)
+
+    result = runner.invoke(main, ["stripe", "sync", *narrow, "--json"])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["differences"] == 0 and report["missing_in_ledger"] == []
+    assert ("refund", "re_late", "-500") in kinds(app)
+    fetched = [c for c in fake.calls[calls_before:] if c.startswith("/v1/refunds/")]
+    assert fetched == ["/v1/refunds/re_late"]
+    assert not [c for c in fake.calls if c.startswith("/v1/balance_transactions/")]
+    before = journal(app)
+    again = runner.invoke(main, ["stripe", "sync", *narrow, "--report-only", "--json"])
+    assert again.exit_code == 0, again.output
+    assert journal(app) == before

@@ -166,6 +166,32 @@ def test_no_module_imports_a_private_name_of_another_module() -> None:
     assert offences == []
 
 
+# What app/ may import of webhooks outside create_app: the inbox's table, which
+# Alembic's metadata (app.schema) and the finance pages read.
+WEBHOOKS_TABLES = {("webhooks.inbox", "StripeEvent")}
+
+
+def test_app_imports_webhooks_only_inside_create_app() -> None:
+    """STYLE: "app imports webhooks only inside create_app" (its code comes to
+    the rest of app as app.payments.Webhooks, in app.extensions)."""
+    offences = []
+    for name, path in MODULES.items():
+        if not name.startswith("app"):
+            continue
+        in_factory_functions: set[int] = set()  # line numbers (create_app and its helpers)
+        if name == "app.factory":
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef):
+                    in_factory_functions.update(range(node.lineno, (node.end_lineno or 0) + 1))
+        for node, module, names in imports_of(path):
+            if module.split(".")[0] != "webhooks" or node.lineno in in_factory_functions:
+                continue
+            if names and all((module, n) in WEBHOOKS_TABLES for n in names):
+                continue
+            offences.append(f"{name}:{node.lineno}: {module} {names}")
+    assert offences == []
+
+
 def test_no_import_stands_below_a_definition() -> None:
     offences = []
     for name, path in MODULES.items():
