@@ -1,13 +1,20 @@
-"""`donations stripe sync --report-only` at scale (issue 9, "Speed"): a local
-stub of Stripe's list API on loopback serves, as balance transactions, every
-balance transaction the bench ledger holds (so the report should find no
-difference), answering at once; the report runs in a fresh process, and the
-table gives its wall time, Stripe calls per 100 transactions and peak RSS.
+"""`donations stripe sync` at scale (issue 9, "Speed"), against a local stub of
+Stripe's list API on loopback that answers at once (keep-alive, its own
+process, so its CPU and memory are not counted):
 
-    python bench/sync.py [--database donations_bench] [--runs 3]
+- report: `sync --report-only` over every balance transaction of a seeded
+  ledger (database --database, seeded with --payments when empty), served as
+  Stripe would list them, so the report should find no difference; wall
+  time, peak RSS and list calls per 100 transactions;
+- posting: `sync` of --posting historical charges, each listed with its
+  balance transaction expanded, into an empty ledger (a fresh database);
+  charges posted per second, Stripe calls per charge, and `ledger verify`.
 
-Needs a seeded bench database (`make bench` seeds `donations_bench`). The stub
-runs in a process of its own, so its memory is not counted.
+    python bench/sync.py [--database donations_bench_sync] [--payments 1000000]
+                         [--posting 100000] [--only report|posting] [--json PATH]
+
+Prints a table; `--json PATH` writes its rows (name, value, unit, target,
+reference, met). Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -16,43 +23,94 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PAGE = 100
+T0 = 1_700_000_000  # 2023-11-14: history from before the service existed
+
+# The last session's figures, for the `reference` column.
+REFERENCE = {
+    "report_seconds_1m": "21.1 s at 105,584 (about 200 s at 1M), 2026-12-01",
+    "report_rss": "106 MB at 105,584, 2026-12-01",
+    "posting": "952/s on 1,000 charges at load 4; median 232/s on 20,000 at load 5-10",
+}
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    target: str
+    reference: str
+    met: bool | None
 
 
 def database_url(name: str) -> str:
     return re.sub(r"/[^/]*$", f"/{name}", ADMIN_URL)
 
 
-def load_transactions(url: str) -> list[tuple[Any, ...]]:
-    """The ledger's balance transactions, newest first, as Stripe lists them."""
-    with psycopg.connect(url) as conn:
-        return list(
-            conn.execute(
-                """
-                SELECT stripe_balance_transaction_id, kind, stripe_object_id, currency,
-                       amount_minor, fee_minor, net_minor,
-                       CAST(EXTRACT(EPOCH FROM occurred_at) AS BIGINT)
-                FROM journal_entries
-                WHERE stripe_balance_transaction_id IS NOT NULL
-                ORDER BY occurred_at DESC, stripe_balance_transaction_id DESC
-                """
-            )
-        )
+def donations(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "donations"), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
 
+
+def app_env(url: str) -> dict[str, str]:
+    env = {**os.environ, "DATABASE_URL": url, "APP_ENV": "development"}
+    env.pop("STRIPE_SECRET_KEY", None)
+    return env
+
+
+def create_database(name: str, *, drop: bool) -> bool:
+    """True when it was made now (empty, migrated)."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists and not drop:
+            return False
+        if exists:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrated = donations(app_env(database_url(name)), "db", "upgrade")
+    if migrated.returncode:
+        raise SystemExit(migrated.stderr)
+    return True
+
+
+def ensure_seeded(name: str, payments: int) -> None:
+    create_database(name, drop=False)
+    with psycopg.connect(database_url(name)) as conn:
+        row = conn.execute("SELECT count(*) FROM journal_entries").fetchone()
+    if row and row[0]:
+        print(f"reusing {name} ({row[0]:,} journal entries)", flush=True)
+        return
+    print(f"seeding {name} with {payments:,} payments", flush=True)
+    seeded = donations(
+        app_env(database_url(name)), "dev", "seed", "--payments", str(payments), "--batch", "10000"
+    )
+    if seeded.returncode:
+        raise SystemExit(seeded.stderr)
+
+
+# -- the stub -------------------------------------------------------------------
 
 TYPES = {
     "settlement": "charge",
@@ -66,54 +124,141 @@ TYPES = {
 }
 
 
-def serve(url: str, port_file: str) -> None:
-    """The stub: GET /v1/balance_transactions pages; every other list is empty."""
-    rows = load_transactions(url)
-    position = {row[0]: i for i, row in enumerate(rows)}
+def ledger_transactions(url: str) -> list[dict[str, Any]]:
+    """The ledger's balance transactions, newest first, as Stripe lists them."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            SELECT stripe_balance_transaction_id, kind, stripe_object_id, currency,
+                   amount_minor, fee_minor, net_minor,
+                   CAST(EXTRACT(EPOCH FROM occurred_at) AS BIGINT)
+            FROM journal_entries
+            WHERE stripe_balance_transaction_id IS NOT NULL
+            ORDER BY occurred_at DESC, stripe_balance_transaction_id DESC
+            """
+        )
+        found = []
+        for txn_id, kind, source, currency, amount, fee, net, created in rows:
+            is_refund = kind == "settlement" and str(source).startswith("re_")
+            category = "dispute" if kind == "dispute" else None
+            found.append(
+                {
+                    "id": txn_id,
+                    "object": "balance_transaction",
+                    "amount": amount,
+                    "fee": fee or 0,
+                    "net": net if net is not None else amount,
+                    "currency": currency,
+                    "created": created,
+                    "source": source,
+                    "status": "available",
+                    "type": "refund" if is_refund else TYPES.get(kind, "adjustment"),
+                    "reporting_category": category or ("refund" if is_refund else TYPES.get(kind)),
+                }
+            )
+        return found
 
-    def as_json(row: tuple[Any, ...]) -> dict[str, Any]:
-        txn_id, kind, source, currency, amount, fee, net, created = row
-        is_refund = kind == "settlement" and str(source).startswith("re_")
-        category = "dispute" if kind == "dispute" else None
-        return {
-            "id": txn_id,
-            "object": "balance_transaction",
-            "amount": amount,
-            "fee": fee or 0,
-            "net": net if net is not None else amount,
-            "currency": currency,
-            "created": created,
-            "source": source,
-            "status": "available",
-            "type": "refund" if is_refund else TYPES.get(kind, "adjustment"),
-            "reporting_category": category or ("refund" if is_refund else TYPES.get(kind)),
-        }
+
+def historical_charges(count: int) -> dict[str, list[dict[str, Any]]]:
+    """`count` one-time gifts from before the service, newest first, each
+    with its balance transaction (expanded on the charge, and listed)."""
+    from tests import event_factory as ef
+
+    charges, txns = [], []
+    for n in range(count):
+        created = T0 + n * 60
+        amount = 500 + (n % 40) * 250
+        txn = ef.balance_transaction(
+            f"txn_h{n:07d}",
+            amount=amount,
+            fee=ef.fee_for(amount),
+            source=f"ch_h{n:07d}",
+            created=created,
+        )
+        charge = ef.charge(
+            f"ch_h{n:07d}",
+            amount=amount,
+            created=created,
+            payment_intent=f"pi_h{n:07d}",
+            customer=f"cus_h{n % 5000:05d}",
+            email=f"donor{n % 5000}@example.org",
+            name="Past Donor",
+            balance_transaction=txn,
+            metadata={"frequency": "once"},
+        )
+        charges.append(charge)
+        txns.append(txn)
+    return {"charges": charges[::-1], "balance_transactions": txns[::-1]}
+
+
+def serve(source: str, argument: str, port_file: str) -> None:
+    """GET /v1/<list> pages (by `starting_after` and `limit`), GET /v1/<list>/<id>
+    retrieves; every other list is empty. Counts calls by path."""
+    lists = (
+        {"balance_transactions": ledger_transactions(argument)}
+        if source == "ledger"
+        else historical_charges(int(argument))
+    )
+    position = {name: {o["id"]: i for i, o in enumerate(objs)} for name, objs in lists.items()}
+    by_id = {o["id"]: o for objs in lists.values() for o in objs}
+    calls: Counter[str] = Counter()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as api.stripe.com
+        disable_nagle_algorithm = True
+
         def log_message(self, *args: Any) -> None:
             return
 
-        def do_GET(self) -> None:
-            parsed = urlparse(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-            data: list[dict[str, Any]] = []
-            has_more = False
-            if parsed.path == "/v1/balance_transactions" and "payout" not in query:
-                start = position.get(query.get("starting_after", ""), -1) + 1
-                limit = int(query.get("limit", "10"))
-                chunk = rows[start : start + limit]
-                data = [as_json(row) for row in chunk]
-                has_more = start + limit < len(rows)
-            body = json.dumps({"object": "list", "data": data, "has_more": has_more}).encode()
-            self.send_response(200)
+        def answer(self, status: int, payload: Any) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
+        def do_GET(self) -> None:
+            parsed = urlparse(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+            parts = parsed.path.removeprefix("/v1/").split("/")
+            if parsed.path == "/_calls":
+                return self.answer(200, dict(calls))
+            calls["/v1/" + parts[0] + ("/{id}" if len(parts) > 1 else "")] += 1
+            if len(parts) > 1:
+                found = by_id.get(parts[1])
+                if found is None:
+                    return self.answer(404, {"error": {"type": "invalid_request_error"}})
+                return self.answer(200, found)
+            objects = lists.get(parts[0], [])
+            if "payout" in query or "charge" in query or "payment[payment_intent]" in query:
+                objects = []
+            start = position.get(parts[0], {}).get(query.get("starting_after", ""), -1) + 1
+            limit = int(query.get("limit", "10"))
+            chunk = objects[start : start + limit]
+            self.answer(
+                200, {"object": "list", "data": chunk, "has_more": start + limit < len(objects)}
+            )
+
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Path(port_file).write_text(f"{server.server_port} {len(rows)}")
+    count = len(lists.get("balance_transactions", []))
+    Path(port_file).write_text(f"{server.server_port} {count}")
     server.serve_forever()
+
+
+def start_stub(source: str, argument: str) -> tuple[subprocess.Popen[bytes], str, int]:
+    port_file = ROOT / "bench-results" / f"sync-stub-{source}.port"
+    port_file.parent.mkdir(exist_ok=True)
+    port_file.unlink(missing_ok=True)
+    stub = subprocess.Popen(  # noqa: S603 (ourselves)
+        [sys.executable, __file__, "--serve", source, argument, str(port_file)]
+    )
+    while not port_file.exists() or not port_file.read_text().strip():
+        time.sleep(0.2)
+        if stub.poll() is not None:
+            raise SystemExit("the stub did not start")
+    port, count = port_file.read_text().split()
+    return stub, f"http://127.0.0.1:{port}", int(count)
 
 
 RUN = """
@@ -123,65 +268,199 @@ from app.reconcile.schedule import perform
 from app.reconcile.sync import Window
 app = create_app({"DATABASE_URL": sys.argv[1], "STRIPE_SECRET_KEY": "sk_test_bench",
                   "STRIPE_API_BASE": sys.argv[2], "STRIPE_SYNC_REQUESTS_PER_SECOND": 0,
-                  "STRIPE_WEBHOOK_SECRET": "whsec_bench", "SECRET_KEY": "bench-" * 8})
+                  "STRIPE_WEBHOOK_SECRET": "whsec_bench", "SECRET_KEY": "bench-" * 8,
+                  "APP_ENV": "development"})
+seconds = {}
+def progress(resource_name, count):
+    seconds[resource_name] = time.perf_counter() - started
 started = time.perf_counter()
 with app.app_context():
     outcome = perform(app.extensions["donations.db"], app.extensions["donations.payments"],
-                      app.extensions["donations.webhooks"],
-                      Window(None, None), report_only=True, config=app.config)
+                      app.extensions["donations.webhooks"], Window(None, None),
+                      report_only=sys.argv[3] == "report", config=app.config, progress=progress)
 elapsed = time.perf_counter() - started
-print(json.dumps({"seconds": elapsed, "calls": outcome.calls,
-                  "differences": outcome.report.differences,
+print(json.dumps({"seconds": elapsed, "calls": outcome.calls, "lists": seconds,
+                  "posted": outcome.run.posted, "differences": outcome.report.differences,
+                  "listed": outcome.report.listed,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", default="donations_bench")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    url = database_url(args.database)
-    port_file = ROOT / "bench-results" / "sync-stub.port"
-    port_file.parent.mkdir(exist_ok=True)
-    port_file.unlink(missing_ok=True)
-    stub = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port_file)])  # noqa: S603 (ourselves)
+def run_sync(url: str, base: str, mode: str) -> dict[str, Any]:
+    out = subprocess.run(  # noqa: S603 (our own interpreter)
+        [sys.executable, "-c", RUN, url, base, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def stub_calls(base: str) -> dict[str, int]:
+    import requests
+
+    found: dict[str, int] = requests.get(f"{base}/_calls", timeout=10).json()
+    return found
+
+
+def measure_report(args: argparse.Namespace) -> list[Row]:
+    ensure_seeded(args.database, args.payments)
+    stub, base, count = start_stub("ledger", database_url(args.database))
     try:
-        while not port_file.exists():
-            time.sleep(0.2)
-            if stub.poll() is not None:
-                raise SystemExit("the stub did not start")
-        time.sleep(0.2)
-        port, count = port_file.read_text().split()
-        results = []
-        for _ in range(args.runs):
-            out = subprocess.run(  # noqa: S603 (our own interpreter)
-                [sys.executable, "-c", RUN, url, f"http://127.0.0.1:{port}"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        result = run_sync(database_url(args.database), base, "report")
     finally:
         stub.terminate()
-    seconds = statistics.median(r["seconds"] for r in results)
-    rss = max(r["rss_mb"] for r in results)
-    calls = results[0]["calls"]
-    per_100 = calls / (int(count) / PAGE) if int(count) else 0
-    print(f"| measure | target | median of {args.runs} |")
-    print("| --- | --- | --- |")
-    print(
-        f"| sync --report-only over {int(count):,} balance transactions | < 60 s at 1M | {seconds:.1f} s ({int(count) / seconds:,.0f} txns/s) |"
+    per_100 = result["calls"] / (count / PAGE) if count else 0.0
+    at_1m = result["seconds"] * 1_000_000 / count if count else 0.0
+    return [
+        Row(
+            f"sync --report-only over {count:,} balance transactions",
+            round(result["seconds"], 1),
+            "s",
+            "< 60 s at 1M",
+            REFERENCE["report_seconds_1m"],
+            result["seconds"] < 60 if count >= 1_000_000 else at_1m < 60,
+        ),
+        Row(
+            "  its rate",
+            round(count / result["seconds"]),
+            "txns/s",
+            "> 16,667/s",
+            "5,004/s",
+            count / result["seconds"] > 1_000_000 / 60,
+        ),
+        Row(
+            "  its peak RSS",
+            round(result["rss_mb"]),
+            "MB",
+            "< 300 MB",
+            REFERENCE["report_rss"],
+            result["rss_mb"] < 300,
+        ),
+        Row(
+            "  Stripe list calls per 100 transactions",
+            round(per_100, 3),
+            "calls",
+            "1",
+            "1.00",
+            per_100 <= 1.01,
+        ),
+        Row(
+            "  differences found (a matching ledger)",
+            result["differences"],
+            "",
+            "0",
+            "0",
+            result["differences"] == 0,
+        ),
+    ]
+
+
+def measure_posting(args: argparse.Namespace) -> list[Row]:
+    name = f"{args.database}_post"
+    create_database(name, drop=True)
+    stub, base, _count = start_stub("history", str(args.posting))
+    try:
+        result = run_sync(database_url(name), base, "post")
+        calls = stub_calls(base)
+    finally:
+        stub.terminate()
+    verified = donations(app_env(database_url(name)), "ledger", "verify")
+    charges_seconds = result["lists"].get("charges", result["seconds"])
+    lists = result["lists"]
+    before = max(
+        (
+            v
+            for k, v in lists.items()
+            if k not in ("charges", "balance_transactions") and v <= charges_seconds
+        ),
+        default=0.0,
     )
-    print(f"| its peak RSS | < 300 MB | {rss:.0f} MB |")
-    print(f"| Stripe list calls per 100 transactions | 1 | {per_100:.2f} ({calls} calls) |")
-    print(f"| differences found (a matching ledger) | 0 | {results[0]['differences']} |")
+    posting_seconds = charges_seconds - before
+    rate = args.posting / posting_seconds if posting_seconds else 0.0
+    lookups = sum(v for k, v in calls.items() if "{id}" in k or "?" in k)
+    print(f"stub calls: {calls}", flush=True)
+    return [
+        Row(
+            f"sync posting {args.posting:,} historical charges (empty ledger)",
+            round(rate),
+            "charges/s",
+            ">= 500/s",
+            REFERENCE["posting"],
+            rate >= 500,
+        ),
+        Row("  whole run (lists, report, payouts)", round(result["seconds"], 1), "s", "", "", None),
+        Row(
+            "  Stripe calls per charge",
+            round(sum(calls.values()) / args.posting, 3),
+            "calls",
+            "",
+            "",
+            None,
+        ),
+        Row(
+            "  retrieves per charge",
+            round(lookups / args.posting, 3),
+            "calls",
+            "0",
+            "",
+            lookups == 0,
+        ),
+        Row(
+            "  ledger verify afterwards",
+            verified.returncode,
+            "exit",
+            "0",
+            "",
+            verified.returncode == 0,
+        ),
+        Row(
+            "  differences after the sync",
+            result["differences"],
+            "",
+            "0",
+            "",
+            result["differences"] == 0,
+        ),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--database", default="donations_bench_sync")
+    parser.add_argument("--payments", type=int, default=1_000_000)
+    parser.add_argument("--posting", type=int, default=100_000)
+    parser.add_argument("--only", choices=("report", "posting"))
+    parser.add_argument("--json", type=Path, help="Write the rows here as JSON.")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    rows: list[Row] = []
+    if args.only in (None, "report"):
+        rows += measure_report(args)
+    if args.only in (None, "posting"):
+        rows += measure_posting(args)
+    print(
+        f"stripe sync benchmark, load average {load[0]:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores"
+    )
+    print("| measure | value | target | met |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        met = "" if row.met is None else ("yes" if row.met else "NO")
+        print(f"| {row.name} | {row.value:,} {row.unit} | {row.target} | {met} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(row) for row in rows], indent=2))
+    return 1 if any(row.met is False for row in rows) else 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
         threading.current_thread().name = "stub"
-        serve(sys.argv[2], sys.argv[3])
+        serve(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
-        main()
+        raise SystemExit(main())

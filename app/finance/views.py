@@ -32,6 +32,7 @@ from app.finance.area import (
 from app.finance.charts import Point, bar_line_chart
 from app.ledger import export as ledger_export
 from app.money import format_plain
+from app.reconcile.schedule import latest_run
 from app.staff.gate import audit, staff_required
 
 bp = Blueprint("finance", __name__, url_prefix="/ledger")
@@ -80,6 +81,7 @@ def dashboard() -> Any:
         notes=page_notes(latest),
         health=reports.pipeline_health(session),
         has_movements=reports.has_movements(session),
+        sync_run=latest_run(session),
     )
     return (page, 400) if error else page
 

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import Database
@@ -108,11 +109,11 @@ def one_at_a_time(database: Database) -> Iterator[bool]:
             conn.commit()
 
 
-def last_run(database: Database) -> SyncRun | None:
-    with database.session() as session:
-        return session.scalars(
-            select(SyncRun).order_by(SyncRun.finished_at.desc()).limit(1)
-        ).first()
+def latest_run(session: Session) -> SyncRun | None:
+    """The last finished run (the dashboard shows it)."""
+    return session.scalars(
+        select(SyncRun).order_by(SyncRun.finished_at.desc(), SyncRun.id.desc()).limit(1)
+    ).first()
 
 
 def run_due(

@@ -1,19 +1,16 @@
 """`donations stripe sync`: page through Stripe's lists for a window and post
-whatever the ledger lacks through the webhook handlers' own code (their
-dispatcher, handed in as `app.payments.Webhooks`, with each listed object
-wrapped as the event that would have carried it), so a missed webhook and years of history before
-the service existed are recovered the same way, idempotently (every posting is
-keyed).
+whatever the ledger lacks through the webhook handlers' own dispatcher
+(`app.payments.Webhooks`), each listed object wrapped as the event that would
+have carried it, so a missed webhook and years of history are recovered the
+same way, idempotently (every posting is keyed).
 
 Lists come in an order that lets each object find what it needs already
 recorded (subscriptions and invoices before the charges that paid them, charges
 before their refunds and disputes), with balance transactions expanded, so
-fees arrive one call per 100 objects. A cursor per window and list is kept
-after every page, so a stopped run resumes after the last page it committed.
-Calls are paced under `stripe_sync_requests_per_second` and a 429 backs off.
-No Flask, no `stripe`: the caller hands in the database and a StripeLists; each
-object's postings are committed here, one transaction per object, like the
-worker's events.
+fees arrive one call per 100 objects. A page's postings and the cursor past it
+commit together, so a stopped (even killed) run resumes after the last page it
+committed. Calls are paced under `stripe_sync_requests_per_second`; a 429 backs
+off. No Flask, no `stripe`; commits here, one transaction per page.
 """
 
 from __future__ import annotations
@@ -23,9 +20,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import Database, insert_for
@@ -192,22 +191,21 @@ def _cursor(database: Database, window: Window, resource: str) -> SyncCursor | N
 
 
 def _save_cursor(
-    database: Database, window: Window, resource: str, starting_after: str | None, *, done: bool
+    session: Session, window: Window, resource: str, starting_after: str | None, *, done: bool
 ) -> None:
-    with database.session() as session, session.begin():
-        statement = insert_for(session)(SyncCursor).values(
-            window=window.key,
-            resource=resource,
-            starting_after=starting_after,
-            done=done,
-            updated_at=utcnow(),
+    statement = insert_for(session)(SyncCursor).values(
+        window=window.key,
+        resource=resource,
+        starting_after=starting_after,
+        done=done,
+        updated_at=utcnow(),
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["window", "resource"],
+            set_={"starting_after": starting_after, "done": done, "updated_at": utcnow()},
         )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["window", "resource"],
-                set_={"starting_after": starting_after, "done": done, "updated_at": utcnow()},
-            )
-        )
+    )
 
 
 def forget_cursors(database: Database, window: Window) -> None:
@@ -221,6 +219,33 @@ def apply_object(database: Database, hooks: Webhooks, lookup: StripeLookup, even
     """One listed object through the handlers, in its own transaction."""
     with database.session() as session, session.begin():
         hooks.apply_event(session, event, lookup)
+
+
+def apply_page(
+    database: Database,
+    hooks: Webhooks,
+    lookup: StripeLookup,
+    events: list[Json],
+    save: Callable[[Session], None],
+) -> None:
+    """A page's objects through the handlers and the cursor past them, in one
+    transaction: a run killed at any point resumes after the last page whose
+    postings were committed, never between. Should one object fail, the page
+    is applied again one object per transaction (with the cursor after the
+    last), so the failure is that object's alone and the rest stay posted."""
+    try:
+        with database.session() as session, session.begin():
+            for event in events:
+                hooks.apply_event(session, event, lookup)
+            save(session)
+        return
+    except Exception:
+        if len(events) <= 1:
+            raise
+    for event in events:
+        apply_object(database, hooks, lookup, event)
+    with database.session() as session, session.begin():
+        save(session)
 
 
 def sync_objects(
@@ -250,20 +275,28 @@ def sync_objects(
             params["created"] = created
         count = 0
         for objects, after in prefetched(pacer.each(resource.name, params, starting_after=start)):
-            for obj in objects:
-                event_type = resource.event_type(obj)
-                if event_type is None:
-                    continue
-                apply_object(
-                    database,
-                    hooks,
-                    lookup,
-                    synthetic_event(event_type, obj, api_version=api_version),
-                )
-                result.applied += 1
+            events = [
+                synthetic_event(event_type, obj, api_version=api_version)
+                for obj in objects
+                if (event_type := resource.event_type(obj)) is not None
+            ]
+            apply_page(
+                database,
+                hooks,
+                lookup,
+                events,
+                partial(
+                    _save_cursor,
+                    window=window,
+                    resource=resource.name,
+                    starting_after=after,
+                    done=False,
+                ),
+            )
+            result.applied += len(events)
             count += len(objects)
             progress(resource.name, count)
-            _save_cursor(database, window, resource.name, after, done=False)
-        _save_cursor(database, window, resource.name, None, done=True)
+        with database.session() as session, session.begin():
+            _save_cursor(session, window, resource.name, None, done=True)
         result.listed[resource.name] = count
     return result

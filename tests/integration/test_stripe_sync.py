@@ -8,6 +8,7 @@ ledger an uninterrupted run gives. Stripe's lists are stubbed at HTTP
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -494,3 +495,35 @@ def test_a_refund_only_the_balance_transaction_list_shows_is_fetched_and_posted(
     again = runner.invoke(main, ["stripe", "sync", *narrow, "--report-only", "--json"])
     assert again.exit_code == 0, again.output
     assert journal(app) == before
+
+
+def last_sync_block(page: str) -> str:
+    start = page.index('<section id="last-sync"')
+    return page[start : page.index("</section>", start)]
+
+
+def test_the_dashboard_shows_the_last_sync_and_a_difference_at_a_glance(
+    app: Flask, db: Session, runner: FlaskCliRunner, stripe_http: responses.RequestsMock
+) -> None:
+    finance = login(app, db, "finance")
+    assert "No sync with Stripe has run yet" in last_sync_block(
+        finance.get("/ledger/").get_data(as_text=True)
+    )
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    assert sync(runner)[0] == 0
+
+    block = last_sync_block(finance.get("/ledger/").get_data(as_text=True))
+    assert "No differences" in block and "error-box" not in block
+    assert "2026-09-21" in block and "2026-09-28" in block  # the window
+    assert re.search(r"[1-9][0-9]* object\(s\) posted", block)
+
+    fake.add(
+        "balance_transactions", txn("txn_lost", -500, 0, "re_lost", T0 + 4 * DAY, type="refund")
+    )
+    assert sync(runner, "--report-only")[0] == 1
+
+    block = last_sync_block(finance.get("/ledger/").get_data(as_text=True))
+    assert 'class="error-box" role="alert"' in block
+    assert "1 difference(s)" in block and "(report only)" in block
+    assert 'href="/ledger/reconciliation"' in block
