@@ -3,13 +3,21 @@ through `responses` (Stripe is stubbed at HTTP, never our code): objects are
 kept newest first, as Stripe lists them, and filtered by `created[gte|lt]`,
 `starting_after`, `limit`, `payout` (balance transactions), `charge`
 (refunds) and `payment[payment_intent]` (invoice payments). `fail_after`
-makes every call after the Nth answer 500, to stop a sync half way."""
+makes every call after the Nth answer 500, to stop a sync half way; `delay`
+slows every answer. `served` puts the same fake on a loopback port, for a
+real `donations` process to call."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -36,6 +44,7 @@ class FakeStripeLists:
         self.calls: list[str] = []
         self.fail_after: int | None = None
         self.rate_limited = 0  # answer this many calls 429 first
+        self.delay = 0.0  # seconds before every answer
 
     def add(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         self.objects[resource].append(obj)
@@ -51,10 +60,12 @@ class FakeStripeLists:
 
     def install(self, mock: responses.RequestsMock) -> None:
         pattern = re.compile(rf"{re.escape(API)}/({'|'.join(RESOURCES)})(/[^/?]+)?(\?.*)?$")
-        mock.add_callback(responses.GET, pattern, callback=self._answer)
+        mock.add_callback(responses.GET, pattern, callback=self.answer)
 
-    def _answer(self, request: Any) -> tuple[int, dict[str, str], str]:
+    def answer(self, request: Any) -> tuple[int, dict[str, str], str]:
         url = urlparse(request.url)
+        if self.delay:
+            time.sleep(self.delay)
         self.calls.append(url.path + ("?" + url.query if url.query else ""))
         if self.rate_limited:
             self.rate_limited -= 1
@@ -99,3 +110,37 @@ class FakeStripeLists:
         page = items[:limit]
         body = {"object": "list", "data": page, "has_more": len(items) > limit, "url": url.path}
         return 200, {}, json.dumps(body)
+
+
+@contextmanager
+def served(fake: FakeStripeLists) -> Iterator[str]:
+    """The fake on 127.0.0.1 (keep-alive, as Stripe): yields the base URL to
+    give a `donations` process as STRIPE_API_BASE."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            status, _headers, body = fake.answer(
+                SimpleNamespace(url=API.removesuffix("/v1") + self.path)
+            )
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="fake-stripe", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -62,6 +62,7 @@ STAGE = Table(
     prefixes=["TEMPORARY"],
 )
 STAGE_COLUMNS = [column.name for column in STAGE.columns]
+STAGE_BATCH = 5000  # rows per COPY
 
 
 @dataclass
@@ -164,7 +165,8 @@ def staging(database: Database) -> Iterator[Connection]:
 
 
 def stage_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Append rows (STAGE's columns, in order) and commit: COPY on PostgreSQL."""
+    """Append rows (STAGE's columns, in order) and commit: COPY on PostgreSQL.
+    Callers batch (STAGE_BATCH rows): every call is a few round trips."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
@@ -209,52 +211,36 @@ def _in_window(query: Any, column: Any, window: Window) -> Any:
 
 
 def _stripe_side(report: Report, conn: Connection) -> None:
+    """Stripe's totals per currency (payouts left out) and net per reporting
+    category, in one pass over the staged rows."""
     s = STAGE.c
-    counted = s.kind != "payout"
-    fees = case((s.kind == "stripe_fee", s.fee - s.amount), else_=s.fee)
-    totals = (
-        select(
-            s.currency,
-            func.sum(case((s.kind == "payment", s.amount), else_=0)),
-            func.sum(fees),
-            func.sum(s.net),
-        )
-        .where(counted)
-        .group_by(s.currency)
-    )
-    for currency, gross, fee, net in conn.execute(totals):
-        report.stripe[currency] = Totals(int(gross or 0), int(fee or 0), int(net or 0))
     category = func.coalesce(s.category, s.type)
-    for currency, name, net in conn.execute(
-        select(s.currency, category, func.sum(s.net)).group_by(s.currency, category)
-    ):
-        report.by_category[currency][name] = int(net or 0)
+    query = select(
+        s.currency, category, s.kind, func.sum(s.amount), func.sum(s.fee), func.sum(s.net)
+    ).group_by(s.currency, category, s.kind)
+    for currency, name, kind, amount, fee, net in conn.execute(query):
+        amount, fee, net = int(amount or 0), int(fee or 0), int(net or 0)
+        report.by_category[currency][name] += net
+        totals = report.stripe[currency]
+        if kind == "payout":
+            continue
+        totals.gross += amount if kind == "payment" else 0
+        totals.fees += fee - (amount if kind == "stripe_fee" else 0)
+        totals.net += net
 
 
-def _missing(report: Report, conn: Connection) -> None:
-    s = STAGE.c
-    known = exists().where(JournalEntry.stripe_balance_transaction_id == s.id)
-    query = select(s.id, s.type, s.source, s.currency, s.amount, s.fee).where(~known)
-    for txn_id, kind, source, currency, amount, fee in conn.execute(query.order_by(s.seq)):
-        report.missing_in_ledger.append(
-            {
-                "balance_transaction": txn_id,
-                "type": kind,
-                "source": source,
-                "currency": currency,
-                "amount": format_plain(amount, currency),
-                "fee": format_plain(fee, currency),
-            }
-        )
-
-
-def _mismatches(report: Report, conn: Connection) -> None:
+def _differences(report: Report, conn: Connection) -> None:
+    """Stripe's transactions the ledger lacks, and those whose currency,
+    amount, fee or net differ from the ledger's, in one pass, in Stripe's
+    listing order."""
     s, j = STAGE.c, JournalEntry
     query = (
         select(
             s.id,
+            s.type,
             s.source,
             s.currency,
+            j.id,
             j.currency,
             s.amount,
             j.amount_minor,
@@ -263,9 +249,10 @@ def _mismatches(report: Report, conn: Connection) -> None:
             s.net,
             j.net_minor,
         )
-        .join_from(STAGE, j, j.stripe_balance_transaction_id == s.id)
+        .outerjoin_from(STAGE, j, j.stripe_balance_transaction_id == s.id)
         .where(
             or_(
+                j.id.is_(None),
                 j.currency != s.currency,
                 j.amount_minor != s.amount,
                 j.fee_minor.is_(None),
@@ -277,7 +264,19 @@ def _mismatches(report: Report, conn: Connection) -> None:
         .order_by(s.seq)
     )
     for row in conn.execute(query):
-        txn_id, source, currency, ours_currency = row[0], row[1], row[2], row[3]
+        txn_id, kind, source, currency, entry_id, ours_currency = row[:6]
+        if entry_id is None:
+            report.missing_in_ledger.append(
+                {
+                    "balance_transaction": txn_id,
+                    "type": kind,
+                    "source": source,
+                    "currency": currency,
+                    "amount": format_plain(row[6], currency),
+                    "fee": format_plain(row[8], currency),
+                }
+            )
+            continue
         stripe_id = source or txn_id
         if ours_currency != currency:
             report.mismatches.append(
@@ -290,9 +289,9 @@ def _mismatches(report: Report, conn: Connection) -> None:
             )
             continue
         for name, theirs, ours in (
-            ("amount", row[4], row[5]),
-            ("fee", row[6], row[7]),
-            ("net", row[8], row[9]),
+            ("amount", row[6], row[7]),
+            ("fee", row[8], row[9]),
+            ("net", row[10], row[11]),
         ):
             if ours is None or theirs != ours:
                 report.mismatches.append(
@@ -372,14 +371,15 @@ def unsettled(report: Report, session: Session, now: datetime) -> None:
 
 
 def compare_staged(report: Report, conn: Connection) -> None:
-    """Index the staged rows, then fill the report's totals and differences."""
-    # Indexed once loaded: cheaper than keeping an index up page by page.
-    conn.execute(text(f"CREATE INDEX ix_{STAGE.name}_id ON {STAGE.name} (id)"))
+    """Fill the report's totals and differences from the staged rows."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text(f"ANALYZE {STAGE.name}"))  # autovacuum never sees temp tables
+        # Statistics for hash joins (autovacuum never sees temporary tables).
+        conn.execute(text(f"ANALYZE {STAGE.name}"))
+    else:
+        # SQLite joins by nested loops: index the staged ids, once loaded.
+        conn.execute(text(f"CREATE INDEX ix_{STAGE.name}_id ON {STAGE.name} (id)"))
     conn.commit()
     _stripe_side(report, conn)
-    _missing(report, conn)
-    _mismatches(report, conn)
+    _differences(report, conn)
     _ledger_side(report, conn)
     conn.commit()

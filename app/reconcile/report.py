@@ -24,6 +24,7 @@ from app.payments import StripeLookup, Webhooks
 from app.reconcile.compare import (
     PAYMENT_TYPES,
     PAYOUT_TYPES,
+    STAGE_BATCH,
     Report,
     compare_staged,
     stage_row,
@@ -171,6 +172,7 @@ def reconcile(
     if created:
         params["created"] = created
     with staging(database) as conn:
+        batch: list[tuple[Any, ...]] = []
         for objects, _after in prefetched(pacer.each("balance_transactions", params)):
             txns = [hooks.balance_txn(obj) for obj in objects]
             if post and txns:
@@ -180,9 +182,13 @@ def reconcile(
                         database, hooks, lookup, raw, api_version
                     ):
                         report.posted += 1
-            stage_rows(conn, [stage_row(report.listed + i, t) for i, t in enumerate(txns)])
+            batch.extend(stage_row(report.listed + i, t) for i, t in enumerate(txns))
+            if len(batch) >= STAGE_BATCH:
+                stage_rows(conn, batch)
+                batch = []
             report.listed += len(txns)
             progress("balance_transactions", report.listed)
+        stage_rows(conn, batch)
         compare_staged(report, conn)
     with database.session(immediate=False) as session:
         unsettled(report, session, utcnow())
