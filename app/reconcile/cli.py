@@ -98,6 +98,8 @@ def _print_report(report: Report, data: dict[str, Any]) -> None:
             f"  payout {payout['id']} {payout['amount']} {payout['currency']} "
             f"arriving {payout['arrival_date']}: {verdict}"
         )
+    for item in data["unlisted"]:
+        click.echo(f"  note: Stripe would not list {item['list']} ({item['reason']})")
     click.echo(
         "no differences" if report.differences == 0 else f"{report.differences} difference(s)"
     )

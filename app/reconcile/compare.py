@@ -104,6 +104,7 @@ class Report:
     mismatches: list[Json] = field(default_factory=list)
     unsettled: list[Json] = field(default_factory=list)
     payouts: list[Json] = field(default_factory=list)
+    unlisted: list[Json] = field(default_factory=list)  # lists Stripe would not give
     listed: int = 0
     posted: int = 0
 
@@ -142,6 +143,7 @@ class Report:
             "mismatches": self.mismatches,
             "unsettled": self.unsettled,
             "payouts": self.payouts,
+            "unlisted": self.unlisted,
         }
 
 

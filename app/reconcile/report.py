@@ -33,7 +33,14 @@ from app.reconcile.compare import (
     unsettled,
 )
 from app.reconcile.payouts import link_transactions
-from app.reconcile.sync import Pacer, Window, apply_object, prefetched, synthetic_event
+from app.reconcile.sync import (
+    ListUnreadable,
+    Pacer,
+    Window,
+    apply_object,
+    prefetched,
+    synthetic_event,
+)
 
 Json = dict[str, Any]
 REFUND_TYPES = frozenset(["refund", "payment_refund"])
@@ -132,25 +139,35 @@ def _payouts(
     created = report.window.created()
     if created:
         params["created"] = created
-    for payouts, _after in pacer.each("payouts", params):
-        for obj in payouts:
-            own = obj.get("balance_transaction")
-            own_id = own.get("id") if isinstance(own, dict) else own
-            automatic = bool(obj.get("automatic"))
-            count, total, inside = 0, 0, []
-            if automatic:
-                for txns, _ in pacer.each("balance_transactions", {"payout": obj["id"]}):
-                    for raw in txns:
-                        txn = hooks.balance_txn(raw)
-                        if txn.id == own_id or txn.type in PAYOUT_TYPES:
-                            continue
-                        count += 1
-                        total += txn.net_minor
-                        inside.append(txn.id)
-            if link and inside:
-                with database.session() as session, session.begin():
-                    link_transactions(session, str(obj["id"]), inside)
-            report.payouts.append(_payout_row(obj, automatic, count, total))
+    try:
+        for payouts, _after in pacer.each("payouts", params):
+            for obj in payouts:
+                _payout(report, pacer, hooks, database, obj, link=link)
+    except ListUnreadable as exc:
+        report.unlisted.append({"list": "payouts", "reason": exc.reason})
+
+
+def _payout(
+    report: Report, pacer: Pacer, hooks: Webhooks, database: Database, obj: Json, *, link: bool
+) -> None:
+    """One payout's row; an automatic one's transactions listed and linked."""
+    own = obj.get("balance_transaction")
+    own_id = own.get("id") if isinstance(own, dict) else own
+    automatic = bool(obj.get("automatic"))
+    count, total, inside = 0, 0, []
+    if automatic:
+        for txns, _ in pacer.each("balance_transactions", {"payout": obj["id"]}):
+            for raw in txns:
+                txn = hooks.balance_txn(raw)
+                if txn.id == own_id or txn.type in PAYOUT_TYPES:
+                    continue
+                count += 1
+                total += txn.net_minor
+                inside.append(txn.id)
+    if link and inside:
+        with database.session() as session, session.begin():
+            link_transactions(session, str(obj["id"]), inside)
+    report.payouts.append(_payout_row(obj, automatic, count, total))
 
 
 def reconcile(

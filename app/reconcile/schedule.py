@@ -60,10 +60,12 @@ def perform(
     api_version = str(config["STRIPE_API_VERSION"])
     began = utcnow()
     applied = 0
+    unlisted: dict[str, str] = {}
     if not report_only:
-        applied = sync_objects(
+        synced = sync_objects(
             database, pacer, hooks, stripe, window, api_version=api_version, progress=progress
-        ).applied
+        )
+        applied, unlisted = synced.applied, synced.unlisted
     report = reconcile(
         database,
         pacer,
@@ -74,6 +76,7 @@ def perform(
         api_version=api_version,
         progress=progress,
     )
+    report.unlisted[:0] = [{"list": name, "reason": why} for name, why in unlisted.items()]
     if not report_only:
         forget_cursors(database, window)
     zone = ZoneInfo(str(config.get("LEDGER_REPORTING_TZ") or "UTC"))

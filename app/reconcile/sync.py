@@ -45,16 +45,30 @@ class Resource:
     name: str
     event_type: Callable[[Json], str | None]
     params: dict[str, Any] = field(default_factory=dict)
+    # Objects an object carries expanded, applied after it: (event type, object).
+    carried: Callable[[Json], list[tuple[str, Json]]] = lambda obj: []
 
 
 def _paid(event_type: str) -> Callable[[Json], str | None]:
     return lambda obj: event_type if obj.get("status") == "paid" else None
 
 
+def _invoice_charge(invoice: Json) -> list[tuple[str, Json]]:
+    """An old-shape paid invoice with its charge expanded (`invoice.charge`;
+    localstripe lists them so, while its charges say `invoice: null`): the
+    charge as Stripe's old shape had it, naming the invoice that it paid, so
+    it is recognised as the membership payment it is. Never under endive,
+    whose invoices carry no `charge`."""
+    charge = invoice.get("charge")
+    if invoice.get("status") != "paid" or not isinstance(charge, dict):
+        return []
+    return [("charge.updated", {**charge, "invoice": invoice["id"]})]
+
+
 # The order matters: records first, money after (see the module's docstring).
 RESOURCES = (
     Resource("subscriptions", lambda obj: "customer.subscription.updated", {"status": "all"}),
-    Resource("invoices", _paid("invoice.paid")),
+    Resource("invoices", _paid("invoice.paid"), carried=_invoice_charge),
     Resource("invoice_payments", _paid("invoice_payment.paid")),
     Resource("charges", lambda obj: "charge.updated", {"expand": ["data.balance_transaction"]}),
     Resource(
@@ -94,6 +108,18 @@ class Window:
         return bounds
 
 
+class ListUnreadable(PaymentsError):
+    """A list this Stripe does not have (404) or a filter it refuses (400),
+    as with a stand-in such as localstripe (no invoice payments, no disputes):
+    the rest of a sync goes on, and the report names what it could not read.
+    An outage (429, 5xx) is not this: it stops the run, to resume later."""
+
+    def __init__(self, resource: str, cause: PaymentsError) -> None:
+        super().__init__(cause.kind, f"{resource} list: {cause}", request_id=cause.request_id)
+        self.resource = resource
+        self.reason = str(cause)
+
+
 class Pacer:
     """Keeps calls under `per_second` and retries a 429 with growing waits.
     `sleep` is injectable so tests need not wait."""
@@ -123,6 +149,8 @@ class Pacer:
             try:
                 return self.lists.list_page(resource, params)
             except PaymentsError as exc:
+                if exc.kind in ("not_found", "invalid"):
+                    raise ListUnreadable(resource, exc) from exc
                 if not exc.retryable or attempt == self.max_retries:
                     raise
                 self.sleep(min(MAX_BACKOFF_SECONDS, 2.0**attempt))
@@ -165,6 +193,7 @@ class SyncResult:
     listed: dict[str, int] = field(default_factory=dict)
     applied: int = 0
     resumed: list[str] = field(default_factory=list)
+    unlisted: dict[str, str] = field(default_factory=dict)  # list -> why it was not read
 
 
 def synthetic_event(event_type: str, obj: Json, *, api_version: str | None) -> Json:
@@ -248,6 +277,50 @@ def apply_page(
         save(session)
 
 
+def _sync_list(
+    database: Database,
+    pacer: Pacer,
+    hooks: Webhooks,
+    lookup: StripeLookup,
+    window: Window,
+    resource: Resource,
+    params: Json,
+    start: str | None,
+    api_version: str | None,
+    result: SyncResult,
+    progress: Callable[[str, int], None],
+) -> int:
+    """Every page of one list through the handlers; returns how many were listed."""
+    count = 0
+    for objects, after in prefetched(pacer.each(resource.name, params, starting_after=start)):
+        events = []
+        for obj in objects:
+            event_type = resource.event_type(obj)
+            if event_type is not None:
+                events.append(synthetic_event(event_type, obj, api_version=api_version))
+                events.extend(
+                    synthetic_event(carried_type, carried, api_version=api_version)
+                    for carried_type, carried in resource.carried(obj)
+                )
+        apply_page(
+            database,
+            hooks,
+            lookup,
+            events,
+            partial(
+                _save_cursor,
+                window=window,
+                resource=resource.name,
+                starting_after=after,
+                done=False,
+            ),
+        )
+        result.applied += len(events)
+        count += len(objects)
+        progress(resource.name, count)
+    return count
+
+
 def sync_objects(
     database: Database,
     pacer: Pacer,
@@ -273,29 +346,34 @@ def sync_objects(
         created = window.created()
         if created:
             params["created"] = created
-        count = 0
-        for objects, after in prefetched(pacer.each(resource.name, params, starting_after=start)):
-            events = [
-                synthetic_event(event_type, obj, api_version=api_version)
-                for obj in objects
-                if (event_type := resource.event_type(obj)) is not None
-            ]
-            apply_page(
-                database,
-                hooks,
-                lookup,
-                events,
-                partial(
-                    _save_cursor,
-                    window=window,
-                    resource=resource.name,
-                    starting_after=after,
-                    done=False,
-                ),
-            )
-            result.applied += len(events)
-            count += len(objects)
-            progress(resource.name, count)
+        # Expansions refused (localstripe: a refund's failure_balance_transaction):
+        # list again without them; the handlers fetch what is then not expanded.
+        attempts = [params]
+        if "expand" in params:
+            attempts.append({k: v for k, v in params.items() if k != "expand"})
+        count: int | None = None
+        for n, attempt in enumerate(attempts, 1):
+            try:
+                count = _sync_list(
+                    database,
+                    pacer,
+                    hooks,
+                    lookup,
+                    window,
+                    resource,
+                    attempt,
+                    start,
+                    api_version,
+                    result,
+                    progress,
+                )
+                break
+            except ListUnreadable as exc:
+                if exc.kind == "invalid" and n < len(attempts):
+                    continue
+                result.unlisted[resource.name] = exc.reason
+        if count is None:
+            continue
         with database.session() as session, session.begin():
             _save_cursor(session, window, resource.name, None, done=True)
         result.listed[resource.name] = count
