@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from app import ledger
 from app.cli import main
 from app.db import Database
+from tests.integration.test_finance import login
 from tests.servers import localstripe
 from webhooks.inbox import StripeEvent
 
@@ -129,6 +130,8 @@ def test_a_sync_recovers_from_localstripes_lists_what_its_dropped_webhooks_never
     assert usd["stripe"] == usd["ledger"] == {"gross": "75.00", "fees": "0.00", "net": "60.00"}
     verified = runner.invoke(main, ["ledger", "verify"])
     assert verified.exit_code == 0, verified.output
+    page = login(app, db, "finance").get("/ledger/reconciliation").get_data(as_text=True)
+    assert "Lists Stripe would not give" in page and "disputes" in page
 
     database: Database = app.extensions["donations.db"]
     with database.session() as session:
