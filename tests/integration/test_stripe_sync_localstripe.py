@@ -7,8 +7,11 @@ What localstripe lacks, and how the sync copes (it degrades, never crashes):
 - no invoice payments and no disputes list (404): those lists are named under
   `unlisted` in the report, and the rest goes on;
 - `created[gte]` with `created[lt]` on its charge list (one bound only) and no
-  `created` at all on its other lists: so this test syncs an open window
-  (no --since/--until), which sends no `created` filter;
+  `created` at all on its other lists (its subscription list answers 500, a
+  TypeError inside it, which is indistinguishable from an outage): so the
+  recovery runs over an open window (no --since/--until, no `created`
+  filter), and a windowed sync ends with its one-line error and exit 1, as for
+  any outage, never a traceback;
 - no fees (every balance transaction's fee is 0) and manual payouts only.
 """
 
@@ -140,3 +143,8 @@ def test_a_sync_recovers_from_localstripes_lists_what_its_dropped_webhooks_never
     assert again.exit_code == result.exit_code, again.output
     with database.session() as session:
         assert ledger.entries_by_key(session) == before
+
+    windowed = runner.invoke(main, ["stripe", "sync", "--since", "2020-01-01"])
+    assert windowed.exit_code == 1
+    assert "error: Stripe subscriptions list failed" in windowed.output
+    assert windowed.exception is None or isinstance(windowed.exception, SystemExit)
