@@ -9,17 +9,27 @@ the journal at any time (`donations ledger rebuild-totals`); `donations
 ledger verify` reports any difference.
 
 How it is kept: in the transaction that posts an entry, `add_posting` (from
-`app.ledger.post`, once per entry) or `add_entries` (the seed's bulk path,
-once per batch) adds the entries' effect on the CSV's rows. A row's figures
+`app.ledger.post`, once per entry) appends the entry's effect on the CSV's
+rows to `ledger_daily_changes`, a row per (day, currency, kind) it changes,
+never updating one: concurrent postings contend on no row. A row's figures
 are its settlement's once the movement is settled (possibly in another
 currency), so posting a settlement moves the row from the recognised amount
 to the balance transaction's figures: -recognised (its currency), +settled
 (its currency), both on the movement's UTC day and kind. The effect is
 computed by the same join as `rows_query` (the affected rows after the
-posting minus the same rows before it), so the two cannot drift apart; for
-one posting only its Stripe object's few entries take part (an indexed
-lookup, and the INSERT ... ON CONFLICT in the same statement), so posting
-costs the same at any size of journal. No Flask, no `stripe`, no commits.
+posting minus the same rows without it), so the two cannot drift apart; only
+the posting's Stripe object's few entries take part (an indexed lookup, in
+the same statement as the insert), so posting costs the same at any size of
+journal. `app.ledger.rollup.roll_up` (the worker, every few seconds) folds
+the committed changes into `ledger_daily_totals` and deletes them, in one
+transaction; readers add the two tables (`daily_sums`), so they are exact
+before, during and after a roll-up. The seed's bulk path (`add_entries`)
+adds its batches to `ledger_daily_totals` directly. No Flask, no `stripe`,
+no commits.
+
+Why one module: the posting side (`add_posting`, `add_entries`) and the
+checking side (`from_journal`, `differences`) share one definition of a
+row's figures (`_rows`, rows_query's join), so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -62,7 +72,7 @@ SETTLED_KINDS = ("donation", "membership_payment", "refund")
 # Entries whose postings can change each other's rows: `post` locks their
 # Stripe object (`lock_object`).
 RELATED_KINDS = (*SETTLED_KINDS, "settlement")
-_SUMS = ("amount_minor", "fee_minor", "net_minor", "row_count")
+SUMS = ("amount_minor", "fee_minor", "net_minor", "row_count")
 
 
 class LedgerDailyTotal(Base):
@@ -79,6 +89,25 @@ class LedgerDailyTotal(Base):
     fee_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     net_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     row_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LedgerDailyChange(Base):
+    """One posting's change to one (day, currency, kind) group of the daily
+    totals, appended in the posting's transaction and folded into
+    ledger_daily_totals (then deleted) by the roll-up."""
+
+    __tablename__ = "ledger_daily_changes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    day_utc: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(24))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    fee_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    row_count: Mapped[int] = mapped_column(BigInteger)
 
 
 @dataclass(frozen=True, order=True)
@@ -225,10 +254,9 @@ def apply(session: Session, changes: Sequence[DayTotal]) -> None:
             for c in sorted(changes)
         ]
     )
-    sums = ("amount_minor", "fee_minor", "net_minor", "row_count")
     statement = statement.on_conflict_do_update(
         index_elements=["day_utc", "currency", "kind"],
-        set_={name: table.c[name] + statement.excluded[name] for name in sums},
+        set_={name: table.c[name] + statement.excluded[name] for name in SUMS},
     )
     session.execute(statement)
 
@@ -265,27 +293,24 @@ def _object_changes(dialect: str) -> Select[Any]:
 
 @cache
 def _add_posting_statement(dialect: str) -> Any:
-    """INSERT the changes of one posting (`_object_changes`) INTO the rollup,
-    ON CONFLICT adding them, in key order: built once per dialect."""
-    table = Base.metadata.tables[LedgerDailyTotal.__tablename__]
+    """INSERT the changes of one posting (`_object_changes`) INTO
+    ledger_daily_changes: plain appends, built once per dialect."""
+    table = Base.metadata.tables[LedgerDailyChange.__tablename__]
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(table).from_select(
-        ["day_utc", "currency", "kind", *_SUMS], _object_changes(dialect)
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["day_utc", "currency", "kind"],
-        set_={name: table.c[name] + statement.excluded[name] for name in _SUMS},
+    return insert(table).from_select(
+        ["day_utc", "currency", "kind", *SUMS], _object_changes(dialect)
     )
 
 
 def add_posting(session: Session, entry_id: int, stripe_object_id: str) -> None:
-    """Keep the rollup up to date after `post` inserted one entry about
+    """Keep the totals exact after `post` inserted one entry about
     `stripe_object_id`, in the same transaction: one statement that reads
-    the object's few entries and adds the posting's effect. For a
-    settlement or a movement of a settled kind, call it after
-    `lock_object(stripe_object_id)` (held since before the entry was
-    inserted), so a movement and its settlement posted at once each see the
-    other."""
+    the object's few entries and appends the posting's effect to
+    ledger_daily_changes (no row is updated, so concurrent postings do not
+    wait for each other). For a settlement or a movement of a settled kind,
+    call it after `lock_object(stripe_object_id)` (held since before the
+    entry was inserted), so a movement and its settlement posted at once
+    each see the other."""
     session.execute(
         _add_posting_statement(_dialect(session)),
         {"entry_id": entry_id, "object_id": stripe_object_id},
@@ -306,19 +331,33 @@ def lock_object(session: Session, stripe_object_id: str) -> None:
         session.execute(select(func.pg_advisory_xact_lock(func.hashtext(stripe_object_id))))
 
 
+def daily_sums() -> Any:
+    """The daily totals as readers must see them: the rolled-up sums and the
+    changes not yet rolled up, as one subquery of (day_utc, currency, kind,
+    amount_minor, fee_minor, net_minor, row_count) rows, several per group
+    (sum them). Read in one statement, it is exact whatever a roll-up does
+    meanwhile: a roll-up moves sums from one side to the other in one
+    transaction."""
+    columns = ("day_utc", "currency", "kind", *SUMS)
+    rolled = LedgerDailyTotal.__table__
+    changes = LedgerDailyChange.__table__
+    return union_all(
+        select(*[rolled.c[name] for name in columns]),
+        select(*[changes.c[name] for name in columns]),
+    ).subquery("daily_sums")
+
+
 def stored(session: Session) -> list[DayTotal]:
-    t = LedgerDailyTotal
+    """The stored totals per group (rolled up and open changes added)."""
+    sums = daily_sums()
     return _totals(
         session.execute(
             select(
-                t.day_utc,
-                t.currency,
-                t.kind,
-                t.amount_minor,
-                t.fee_minor,
-                t.net_minor,
-                t.row_count,
-            )
+                sums.c.day_utc,
+                sums.c.currency,
+                sums.c.kind,
+                *[func.sum(sums.c[name]) for name in SUMS],
+            ).group_by(sums.c.day_utc, sums.c.currency, sums.c.kind)
         )
     )
 
@@ -329,11 +368,15 @@ def from_journal(session: Session) -> list[DayTotal]:
 
 def rebuild(session: Session) -> int:
     """Recompute the whole rollup from the journal (the caller commits, so it
-    is one transaction: readers see the old sums or the new ones). Returns
-    the number of groups written. On PostgreSQL the table is locked against
-    concurrent postings meanwhile."""
+    is one transaction: readers see the old sums or the new ones); the open
+    changes are folded in (deleted). Returns the number of groups written.
+    On PostgreSQL both tables are locked against concurrent postings and
+    roll-ups meanwhile."""
     if _dialect(session) == "postgresql":
-        session.execute(text("LOCK TABLE ledger_daily_totals IN SHARE ROW EXCLUSIVE MODE"))
+        session.execute(
+            text("LOCK TABLE ledger_daily_changes, ledger_daily_totals IN SHARE ROW EXCLUSIVE MODE")
+        )
+    session.execute(delete(LedgerDailyChange))
     session.execute(delete(LedgerDailyTotal))
     totals = from_journal(session)
     for start in range(0, len(totals), 1000):
@@ -348,9 +391,8 @@ def differences(session: Session) -> list[str]:
     problems: list[str] = []
     for key in sorted(set(keyed_stored) | set(keyed_truth)):
         have, want = keyed_stored.get(key), keyed_truth.get(key)
-        figures = ("amount_minor", "fee_minor", "net_minor", "row_count")
-        got = tuple(getattr(have, f) if have else 0 for f in figures)
-        expected = tuple(getattr(want, f) if want else 0 for f in figures)
+        got = tuple(getattr(have, f) if have else 0 for f in SUMS)
+        expected = tuple(getattr(want, f) if want else 0 for f in SUMS)
         if got != expected:
             day, currency, kind = key
             problems.append(
@@ -363,13 +405,16 @@ def differences(session: Session) -> list[str]:
 
 __all__ = [
     "RELATED_KINDS",
+    "SUMS",
     "DayTotal",
+    "LedgerDailyChange",
     "LedgerDailyTotal",
     "add_entries",
     "add_posting",
     "apply",
     "as_date",
     "changes_of",
+    "daily_sums",
     "differences",
     "from_journal",
     "lock_object",

@@ -1,5 +1,6 @@
 """Money figures per currency (the summary's definitions) and ranged totals:
-whole UTC days from the daily rollup (app.ledger.totals), the hours an edge
+whole UTC days from the daily rollup (app.ledger.totals.daily_sums: the
+rolled-up sums and the changes not yet rolled up), the hours an edge
 cuts read live from `app.ledger.rows_query`. Reads only: never writes, commits
 or adds amounts of different currencies together.
 """
@@ -170,7 +171,7 @@ def ranged_groups(
     # Whole days inside the range, not divided by any edge.
     edges = sorted({e for e in (since, *cuts, until) if e is not None})
     live = _live_days(edges)
-    day = ledger_totals.LedgerDailyTotal
+    day = ledger_totals.daily_sums().c  # rolled-up sums and open changes, in one read
     index = _tag(day.day_utc, [_day_from(c).date() for c in cuts]).label("part")
     rolled = select(
         index,
@@ -245,9 +246,18 @@ def ranged_groups(
             for cur, knd, amount, fee, n in piece_sums[number]:
                 add(part, cur, knd, amount, fee, n)
     if by_difference:
-        whole = select(
-            day.day_utc, day.currency, day.kind, day.amount_minor, day.fee_minor, day.row_count
-        ).where(day.day_utc.in_(sorted(by_difference)))
+        whole = (
+            select(
+                day.day_utc,
+                day.currency,
+                day.kind,
+                func.sum(day.amount_minor),
+                func.sum(day.fee_minor),
+                func.sum(day.row_count),
+            )
+            .where(day.day_utc.in_(sorted(by_difference)))
+            .group_by(day.day_utc, day.currency, day.kind)
+        )
         for found_day, cur, knd, amount, fee, n in session.execute(
             _only(whole, day.kind, day.currency, kind, currency)
         ):
