@@ -46,6 +46,14 @@ def _jobs() -> Jobs:
     return Jobs.from_settings(current_app.config, _payments())
 
 
+def _pace() -> dict[str, Any]:
+    config = current_app.config
+    return {
+        "batch_size": max(1, int(config["WORKER_BATCH_SIZE"])),
+        "rollup_every_seconds": float(config["LEDGER_ROLLUP_EVERY_SECONDS"]),
+    }
+
+
 def _summary(outcomes: Sequence[Outcome | JobOutcome]) -> str:
     counts = {status: 0 for status in ("processed", "failed", "dead")}
     for outcome in outcomes:
@@ -61,7 +69,7 @@ def worker(once: bool) -> None:
     workers may share the work)."""
     policy = RetryPolicy.from_settings(current_app.config)
     if once:
-        outcomes = drain(_database(), _payments(), policy, jobs=_jobs())
+        outcomes = drain(_database(), _payments(), policy, jobs=_jobs(), **_pace())
         click.echo(f"events: {_summary([o for o in outcomes if isinstance(o, Outcome)])}")
         click.echo(f"jobs: {_summary([o for o in outcomes if isinstance(o, JobOutcome)])}")
         return
@@ -83,6 +91,7 @@ def worker(once: bool) -> None:
         idle_seconds=float(config["WORKER_IDLE_SECONDS"]),
         when_idle=partial(run_due, _database(), _payments(), webhooks(), config),
         jobs=_jobs(),
+        **_pace(),
     )
     click.echo("worker: stopped", err=True)
 

@@ -191,6 +191,51 @@ def claim_event(
     return session.scalars(query).first()
 
 
+@dataclass(frozen=True)
+class ClaimedEvent:
+    """A due event claimed (and locked until the transaction ends) by a batch."""
+
+    id: int
+    stripe_event_id: str
+    type: str
+    attempts: int
+    payload: str
+
+
+def claim_events(session: Session, now: datetime, *, limit: int) -> list[ClaimedEvent]:
+    """Lock and return up to `limit` due events, Stripe's oldest first, in one
+    statement (the batch's claim; rows other workers hold are skipped, as in
+    `claim_event`). Plain rows: the batch marks them with `mark_all_processed`."""
+    e = StripeEvent
+    query = (
+        select(e.id, e.stripe_event_id, e.type, e.attempts, e.payload)
+        .where(e.status.in_(DUE_STATUSES), e.next_attempt_at <= now)
+        .order_by(e.stripe_created_at, e.stripe_event_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [ClaimedEvent(*row) for row in session.execute(query)]
+
+
+def mark_all_processed(session: Session, event_ids: Sequence[int], now: datetime) -> None:
+    """`mark_processed` for the claimed events of a batch, in one statement."""
+    if not event_ids:
+        return
+    session.execute(
+        update(StripeEvent)
+        .where(StripeEvent.id.in_(list(event_ids)))
+        .values(
+            status="processed",
+            attempts=StripeEvent.attempts + 1,
+            last_attempt_at=now,
+            processed_at=now,
+            next_attempt_at=None,
+            last_error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def mark_processed(session: Session, event: StripeEvent, now: datetime) -> None:
     event.status = "processed"
     event.attempts += 1

@@ -1,12 +1,15 @@
-"""The worker: claims stored events one at a time and applies each to the
-ledger in one transaction, retrying failures with exponential backoff and
-marking an event dead after the last attempt (or at once when Stripe says the
-object it needs does not exist). Between events it runs the outbox's due jobs
-(receipts, notices: app.outbox.runner, the kinds in JOB_RUNNERS) when given
-`jobs`.
+"""The worker: claims stored events in batches and applies them to the ledger,
+a batch in one transaction (one claim, one mark, one commit for up to
+`batch_size` events); when any event of a batch fails, the batch is rolled
+back and its events applied one transaction each, so a failure is retried
+with exponential backoff and an event is marked dead after the last attempt
+(or at once when Stripe says the object it needs does not exist), as before.
+Between batches it runs the outbox's due jobs (receipts, notices:
+app.outbox.runner, the kinds in JOB_RUNNERS) when given `jobs`, and every few
+seconds the daily totals' roll-up (app.ledger.rollup).
 
 Knows no Flask; the CLI hands it the database, the payments provider and the
-retry policy. Each event's transaction is committed here, the edge.
+retry policy. Each transaction is committed here, the edge.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,17 +27,28 @@ from sqlalchemy.exc import StatementError
 from app import receipts
 from app.clock import utcnow
 from app.db import Database
+from app.ledger.rollup import roll_up
 from app.outbox.mail import MailSettings
 from app.outbox.runner import JobContext, JobOutcome, JobPolicy, Runner, run_next_job
 from app.payments import PaymentsError, StripeLookup
 from app.settings import ROOT
 from webhooks.handlers import apply_event
-from webhooks.inbox import claim_event, mark_processed, record_failure
+from webhooks.inbox import (
+    claim_event,
+    claim_events,
+    mark_all_processed,
+    mark_processed,
+    record_failure,
+)
 
 log = logging.getLogger(__name__)
 
 # Every kind of outbox job the worker runs, by kind.
 JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS}
+# Events per transaction, and seconds between roll-ups of the daily totals
+# (the settings worker_batch_size and ledger_rollup_every_seconds).
+BATCH_SIZE = 20
+ROLLUP_EVERY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -147,19 +162,114 @@ def process_next(
         session.close()
 
 
-def drain(
-    database: Database, payments: StripeLookup, policy: RetryPolicy, *, jobs: Jobs | None = None
-) -> list[Outcome | JobOutcome]:
-    """Process every due event (and, with `jobs`, every due outbox job, one of
-    each in turn: an event may queue a job) until none is left. A failure is
-    not due again before its backoff, so this ends."""
-    outcomes: list[Outcome | JobOutcome] = []
-    while True:
+def process_batch(
+    database: Database, payments: StripeLookup, policy: RetryPolicy, *, size: int = BATCH_SIZE
+) -> list[Outcome]:
+    """Claim up to `size` due events and apply them in order in one
+    transaction: one claim, one mark and one commit for the batch. Between
+    events the session is flushed and emptied, so each event reads the rows
+    afresh as it would in a transaction of its own. If any event fails, the
+    whole batch is rolled back and its events are applied one transaction
+    each (`process_next`), which records the failure, its retry or its
+    death exactly as for a single event. [] when nothing is due."""
+    if size <= 1:
         outcome = process_next(database, payments, policy)
-        job = jobs.run_next(database) if jobs is not None else None
-        outcomes.extend(o for o in (outcome, job) if o is not None)
-        if outcome is None and job is None:
+        return [outcome] if outcome is not None else []
+    session = database.session()
+    claimed = []
+    try:
+        with session.begin():
+            claimed = claim_events(session, utcnow(), limit=size)
+            for event in claimed:
+                apply_event(session, json.loads(event.payload), payments)
+                session.flush()
+                session.expunge_all()
+            mark_all_processed(session, [event.id for event in claimed], utcnow())
+    except Exception as exc:
+        if not claimed:
+            raise  # the claim itself failed: the database, not an event
+        log.info("batch of %s events: %s; one at a time", len(claimed), type(exc).__name__)
+        outcomes = []
+        for event in claimed:
+            outcome = process_next(
+                database, payments, policy, stripe_event_id=event.stripe_event_id
+            )
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+    finally:
+        session.close()
+    for event in claimed:
+        log.info("event %s %s: processed", event.stripe_event_id, event.type)
+    return [Outcome(event.stripe_event_id, event.type, "processed") for event in claimed]
+
+
+@dataclass
+class RollUps:
+    """Rolls the daily totals' open changes up (app.ledger.rollup), at most
+    every `every_seconds`, in a transaction of its own; a failure is logged
+    and left for the next turn (the totals stay exact meanwhile)."""
+
+    database: Database
+    every_seconds: float = ROLLUP_EVERY_SECONDS
+    last: float = field(default=float("-inf"))
+
+    def run(self, *, force: bool = False) -> int:
+        now = time.monotonic()
+        if not force and now - self.last < self.every_seconds:
+            return 0
+        self.last = now
+        folded = 0
+        try:
+            with self.database.session() as session:
+                while True:
+                    moved = roll_up(session)
+                    session.commit()
+                    folded += moved
+                    if moved < 50_000:
+                        return folded
+        except Exception as exc:
+            log.error("worker: roll-up of the daily totals failed (%s)", type(exc).__name__)
+            return folded
+
+
+def _run_jobs(jobs: Jobs | None, database: Database, count: int) -> list[JobOutcome]:
+    """Up to `count` due outbox jobs (at least one turn), until none is due."""
+    outcomes: list[JobOutcome] = []
+    if jobs is None:
+        return outcomes
+    for _ in range(max(1, count)):
+        job = jobs.run_next(database)
+        if job is None:
+            break
+        outcomes.append(job)
+    return outcomes
+
+
+def drain(
+    database: Database,
+    payments: StripeLookup,
+    policy: RetryPolicy,
+    *,
+    jobs: Jobs | None = None,
+    batch_size: int = BATCH_SIZE,
+    rollup_every_seconds: float = ROLLUP_EVERY_SECONDS,
+) -> list[Outcome | JobOutcome]:
+    """Process every due event (and, with `jobs`, the due outbox jobs, in turn
+    with each batch: an event may queue a job) until none is left, then roll
+    the daily totals up. A failure is not due again before its backoff, so
+    this ends."""
+    outcomes: list[Outcome | JobOutcome] = []
+    rollups = RollUps(database, rollup_every_seconds, last=time.monotonic())
+    while True:
+        batch = process_batch(database, payments, policy, size=batch_size)
+        done = _run_jobs(jobs, database, len(batch))
+        outcomes.extend(batch)
+        outcomes.extend(done)
+        if not batch and not done:
+            rollups.run(force=True)
             return outcomes
+        rollups.run()
 
 
 def run(
@@ -171,25 +281,30 @@ def run(
     idle_seconds: float = 1.0,
     when_idle: Callable[[], object] | None = None,
     jobs: Jobs | None = None,
+    batch_size: int = BATCH_SIZE,
+    rollup_every_seconds: float = ROLLUP_EVERY_SECONDS,
 ) -> None:
-    """Process events (and, with `jobs`, outbox jobs, one of each in turn)
-    until `stop` is set, sleeping `idle_seconds` when nothing is due (after
-    `when_idle`, the scheduled work, if given). The event or job in hand is
-    always finished before stopping. A database outage is logged and waited
-    out, not fatal."""
+    """Process events in batches (and, with `jobs`, outbox jobs, in turn with
+    each batch) until `stop` is set, rolling the daily totals up every
+    `rollup_every_seconds`, sleeping `idle_seconds` when nothing is due
+    (after `when_idle`, the scheduled work, if given). The batch or job in
+    hand is always finished before stopping. A database outage is logged and
+    waited out, not fatal."""
+    rollups = RollUps(database, rollup_every_seconds)
     while not stop.is_set():
         try:
-            outcome = process_next(database, payments, policy)
+            batch = process_batch(database, payments, policy, size=batch_size)
         except Exception as exc:
             log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
-            outcome = None
-        job = None
+            batch = []
+        done: list[JobOutcome] = []
         if jobs is not None and not stop.is_set():
             try:
-                job = jobs.run_next(database)
+                done = _run_jobs(jobs, database, len(batch))
             except Exception as exc:
                 log.error("worker: cannot claim jobs (%s); retrying", type(exc).__name__)
-        if outcome is None and job is None:
+        rollups.run()
+        if not batch and not done:
             if when_idle is not None:
                 try:
                     when_idle()

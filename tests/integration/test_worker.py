@@ -174,6 +174,52 @@ def test_a_failing_event_is_retried_with_growing_backoff_and_keeps_its_error(
     assert row.next_attempt_at == NOW + timedelta(seconds=60 + 120)
 
 
+def test_a_batch_with_a_failing_event_applies_the_others_once_each_and_retries_that_one(
+    app: Flask, client: FlaskClient, db: Session, stripe_http: responses.RequestsMock
+) -> None:
+    stripe_http.get(TXN_URL, status=500, json=STRIPE_500)
+    with frozen_at(NOW):
+        deliver(
+            client,
+            ignored_event("evt_before", created=NOW_TS - 60),
+            fee_event("evt_fails"),  # created NOW_TS - 30
+            ignored_event("evt_after", created=NOW_TS - 10),
+        )
+        outcomes = drain(database(app), payments(app), POLICY, batch_size=20)
+        again = drain(database(app), payments(app), POLICY, batch_size=20)
+
+    assert [(o.stripe_event_id, o.status) for o in outcomes] == [
+        ("evt_before", "processed"),
+        ("evt_fails", "failed"),
+        ("evt_after", "processed"),
+    ]
+    assert again == []
+    assert [
+        (stored(db, e).status, stored(db, e).attempts) for e in ("evt_before", "evt_after")
+    ] == [
+        ("processed", 1),
+        ("processed", 1),
+    ]
+    row = stored(db, "evt_fails")
+    assert (row.status, row.attempts, row.next_attempt_at) == (
+        "failed",
+        1,
+        NOW + timedelta(seconds=60),
+    )
+
+
+def test_a_batch_is_claimed_and_committed_at_once_and_in_stripes_order(
+    app: Flask, client: FlaskClient, db: Session, frozen: None
+) -> None:
+    deliver(client, *[ignored_event(f"evt_{n:02}", created=NOW_TS - 100 + n) for n in range(45)])
+
+    outcomes = drain(database(app), payments(app), POLICY, batch_size=20)
+
+    assert [o.stripe_event_id for o in outcomes] == [f"evt_{n:02}" for n in range(45)]
+    assert {o.status for o in outcomes} == {"processed"}
+    assert {stored(db, f"evt_{n:02}").attempts for n in range(45)} == {1}
+
+
 def test_an_event_that_keeps_failing_is_dead_after_the_last_attempt(
     app: Flask, client: FlaskClient, db: Session, stripe_http: responses.RequestsMock
 ) -> None:
