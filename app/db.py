@@ -7,13 +7,13 @@ CLI) owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, MetaData, create_engine, event
+from sqlalchemy import DateTime, Dialect, MetaData, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -46,6 +46,35 @@ def dialect_of(target: Session | Connection) -> str:
 def insert_for(session: Session) -> Any:
     """The dialect's INSERT (with ON CONFLICT) for this session's database."""
     return pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+
+
+@cache
+def _insert_missing_statement(
+    dialect: str, table: Table, index: tuple[str, ...], returning: str | None
+) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=list(index))
+    return statement.returning(table.c[returning]) if returning else statement
+
+
+def insert_missing(
+    session: Session,
+    model: Any,
+    values: Mapping[str, Any],
+    *,
+    index: Sequence[str],
+    returning: str | None = None,
+) -> Any:
+    """INSERT `values` into `model`'s table unless a row with the same
+    `index` columns exists (ON CONFLICT DO NOTHING), after flushing the
+    session as autoflush would; returns the Core result (one row with the
+    `returning` column when inserted). The statement is built once per
+    table: on the worker's path building it anew cost more than running it."""
+    session.flush()
+    statement = _insert_missing_statement(
+        dialect_of(session), model.__table__, tuple(index), returning
+    )
+    return session.connection().execute(statement, dict(values))
 
 
 class UTCDateTime(TypeDecorator[datetime]):

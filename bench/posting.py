@@ -1,15 +1,17 @@
 """The posting benchmark (issue 9, "A posting path fast enough for history"):
-post N historical charges, each recognised and settled a day later (two
+post N historical charges, each recognised and settled two days later (two
 journal entries), through app.ledger's posting functions in one process on
-PostgreSQL, one transaction per charge, and print movements (journal entries)
-per second and whether the daily totals equal the journal afterwards; then
-events per second through the real worker for a stored backlog of charge
-events (bench/worker.py).
+PostgreSQL, one transaction per charge; then roll the daily totals up
+(app.ledger.rollup) and check that they equal the journal (`ledger
+verify`). Prints movements (journal entries) per second, the roll-up's
+changes per second and round trips per movement, each the median of --runs
+runs on a fresh database (--database, default donations_bench_posting,
+dropped and made again per run: never point it at one you care about).
+`--json PATH` writes the rows for `make bench`. The worker's figures are
+bench/worker.py's.
 
-    python bench/posting.py [--charges N] [--runs R] [--worker-charges M]
+    python bench/posting.py [--charges N] [--runs R] [--json PATH]
 
-Drops and recreates its own database (--database, default
-donations_bench_posting) for every run: never point it at one you care about.
 Loopback only; needs only the app itself.
 """
 
@@ -17,21 +19,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import statistics
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import psycopg
-from psycopg import sql
+from sqlalchemy import event, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.worker import WorkerRun, drain_backlog  # noqa: E402 (after the path is set)
+from bench.rows import Row, backend_cpu_seconds, fresh_database, print_table, write_json  # noqa: E402 (path set)
 
 TARGET = 500.0  # movements per second per process
 # (currency, settled in, settled amount per 1000 of the charge's): one in
@@ -55,30 +55,15 @@ class Run:
     entries: int
     seconds: float
     exact: bool
+    rollup_seconds: float = 0.0
+    changes: int = 0
+    statements: int = 0
+    client_cpu: float = 0.0  # seconds
+    server_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.entries / self.seconds
-
-
-def database_url(admin_url: str, name: str) -> str:
-    return re.sub(r"/[^/]*$", f"/{name}", admin_url)
-
-
-def fresh_database(admin_url: str, name: str) -> str:
-    from app.migrate import upgrade
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = database_url(admin_url, name)
-    upgrade(url)
-    return url
 
 
 def post_charges(url: str, charges: int, days: int, budget: float = 600.0) -> Run:
@@ -90,12 +75,24 @@ def post_charges(url: str, charges: int, days: int, budget: float = 600.0) -> Ru
     from app.db import Database
     from app.ledger import BalanceTxn
     from app.ledger import totals as ledger_totals
+    from app.ledger.rollup import open_changes, roll_up
 
     database = Database(url)
+    statements = [0]
+
+    def count(*_args: Any) -> None:
+        statements[0] += 1
+
+    event.listen(database.engine, "before_cursor_execute", count)
     try:
-        started = time.perf_counter()
         entries = 0
         with database.session() as session:
+            pid = int(session.scalar(text("SELECT pg_backend_pid()")) or 0)
+            session.commit()
+            statements[0] = 0
+            server = backend_cpu_seconds(pid)
+            client = time.process_time()
+            started = time.perf_counter()
             for n in range(charges):
                 currency, settled_in, per_mille = CURRENCIES[n % len(CURRENCIES)]
                 amount = 500 + (n * 7919) % 20000
@@ -135,36 +132,35 @@ def post_charges(url: str, charges: int, days: int, budget: float = 600.0) -> Ru
                 if time.perf_counter() - started > budget:
                     charges = n + 1
                     break
-        seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            client_cpu = time.process_time() - client
+            server_cpu = backend_cpu_seconds(pid) - server
+        posted_statements = statements[0]
+        event.remove(database.engine, "before_cursor_execute", count)
         with database.session() as session:
-            exact = ledger_totals.differences(session) == [] and ledger.verify(session) == []
-        return Run(charges, entries, seconds, exact)
+            changes = open_changes(session)
+            rolled = time.perf_counter()
+            while roll_up(session):
+                session.commit()
+            rollup_seconds = time.perf_counter() - rolled
+            exact = (
+                open_changes(session) == 0
+                and ledger_totals.differences(session) == []
+                and ledger.verify(session) == []
+            )
+        return Run(
+            charges,
+            entries,
+            seconds,
+            exact,
+            rollup_seconds,
+            changes,
+            posted_statements,
+            client_cpu,
+            server_cpu,
+        )
     finally:
         database.dispose()
-
-
-def table(runs: list[Run], workers: list[WorkerRun]) -> str:
-    rates = [r.rate for r in runs]
-    median = statistics.median(rates)
-    lines = [
-        "| measure | target | median | runs (movements/s) | totals exact | pass |",
-        "| --- | --- | --- | --- | --- | --- |",
-        f"| posting: {runs[0].charges:,} charges recognised and settled "
-        f"({runs[0].entries:,} movements), a transaction per charge "
-        f"| >= {TARGET:,.0f} movements/s | {median:,.0f} movements/s "
-        f"| {', '.join(f'{r:,.0f}' for r in rates)} "
-        f"| {'yes' if all(r.exact for r in runs) else 'NO'} "
-        f"| {'yes' if median >= TARGET and all(r.exact for r in runs) else 'NO'} |",
-    ]
-    if workers:
-        events = [w.rate for w in workers]
-        lines.append(
-            f"| worker: drain a backlog of {workers[0].events:,} charge events "
-            f"(charge.succeeded, charge.updated) | - | {statistics.median(events):,.0f} events/s "
-            f"| {', '.join(f'{r:,.0f}' for r in events)} "
-            f"| {'yes' if all(w.exact for w in workers) else 'NO'} | - |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database", default=os.environ.get("BENCH_POSTING_DATABASE", "donations_bench_posting")
     )
-    parser.add_argument(
-        "--worker-charges",
-        type=int,
-        default=int(os.environ.get("BENCH_WORKER_CHARGES", "500")),
-        help="Charges (two events each) in the worker's backlog; 0: skip it.",
-    )
+    parser.add_argument("--json", dest="json_path", help="Write the rows as JSON to this file.")
     args = parser.parse_args(argv)
 
     runs = []
@@ -199,27 +190,58 @@ def main(argv: list[str] | None = None) -> int:
         url = fresh_database(args.admin_url, args.database)
         run = post_charges(url, args.charges, args.days, args.budget)
         print(
-            f"run {number}: {run.charges:,} charges, {run.entries:,} movements in {run.seconds:,.1f} s, "
-            f"{run.rate:,.0f}/s, totals {'exact' if run.exact else 'WRONG'}",
+            f"run {number}: {run.charges:,} charges, {run.entries:,} movements in "
+            f"{run.seconds:,.1f} s, {run.rate:,.0f}/s; roll-up of {run.changes:,} changes in "
+            f"{run.rollup_seconds:,.2f} s; {run.statements / run.entries:.2f} statements and "
+            f"{run.client_cpu * 1000 / run.entries:.2f} + {run.server_cpu * 1000 / run.entries:.2f}"
+            " ms CPU (client + server) "
+            f"per movement; totals {'exact' if run.exact else 'WRONG'} "
+            f"(load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
         runs.append(run)
-    workers = []
-    for number in range(1, args.runs + 1 if args.worker_charges else 1):
-        url = fresh_database(args.admin_url, args.database)
-        worker = drain_backlog(url, args.worker_charges, args.days)
-        print(
-            f"worker run {number}: {worker.processed:,} of {worker.events:,} events in "
-            f"{worker.seconds:,.1f} s, {worker.rate:,.0f}/s, "
-            f"totals {'exact' if worker.exact else 'WRONG'}",
-            flush=True,
-        )
-        workers.append(worker)
+    exact = all(r.exact for r in runs)
+    rows = [
+        Row.of(
+            f"posting: {runs[0].charges:,} charges recognised and settled "
+            f"({runs[0].entries:,} movements), a transaction per charge",
+            [r.rate for r in runs],
+            "movements/s",
+            target=TARGET,
+            at_least=True,
+            reference="82 movements/s on 1,000 charges before issue 9 (load ~4)",
+            exact=exact,
+        ),
+        Row.of(
+            "posting: CPU per movement, this process + its PostgreSQL backend (load-independent)",
+            [(r.client_cpu + r.server_cpu) * 1000 / r.entries for r in runs],
+            "ms",
+            target=None,
+            at_least=False,
+            exact=exact,
+        ),
+        Row.of(
+            "posting: statements per movement (round trips, commits excluded)",
+            [r.statements / r.entries for r in runs],
+            "statements",
+            target=None,
+            at_least=False,
+            exact=exact,
+        ),
+        Row.of(
+            "posting: roll-up of the daily totals' open changes",
+            [r.changes / r.rollup_seconds for r in runs if r.rollup_seconds],
+            "changes/s",
+            target=None,
+            at_least=True,
+            exact=exact,
+        ),
+    ]
     print()
-    print(table(runs, workers))
-    return (
-        0 if statistics.median(r.rate for r in runs) >= TARGET and all(r.exact for r in runs) else 1
-    )
+    print_table(rows)
+    if args.json_path:
+        write_json(args.json_path, rows)
+    return 0 if all(row.met for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -1,13 +1,32 @@
-"""Events per second through the real webhook worker (webhooks.worker.drain)
-for a stored backlog of charge events: per charge a charge.succeeded (it is
-recognised) and a charge.updated bringing its balance transaction (settled,
-fetched from a local stand-in for Stripe's API that answers from memory:
-no network). Called by bench/posting.py; loopback PostgreSQL only.
+"""The worker's benchmark (issue 9, Speed; issue 12, Processing): events per
+second through the real webhook worker (webhooks.worker.drain) for stored
+backlogs on PostgreSQL, on a fresh database per run (--database, dropped and
+made again: never point it at one you care about):
+
+- a charge backlog: per charge a charge.succeeded (recognised) and a
+  charge.updated bringing its balance transaction (settled; fetched from an
+  in-memory stand-in for Stripe's read calls);
+- a realistic mix (bench/mix.py: one-time gifts through our form, new
+  memberships, renewals, refunds) with the real Stripe client pointed at a
+  loopback stub that answers at once and counts the requests: events per
+  second with 1, 2 and 4 worker processes, and Stripe calls per event;
+- a backlog of at least 50,000 events of that mix drained by one process.
+
+Every figure is the median of --runs runs. Prints a table; `--json PATH`
+writes the rows (name, value, unit, target, reference, met) for `make
+bench`. Loopback only; needs only the app itself.
+
+    python bench/worker.py [--charges N] [--readers N] [--processes 1,2,4]
+                           [--backlog 50000] [--runs R] [--json PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import multiprocessing
+import os
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +34,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.mix import API_VERSION as MIX_API_VERSION  # noqa: E402 (after the path is set)
+from bench.mix import StubStripe, realistic_mix  # noqa: E402
+from bench.rows import Row, fresh_database, print_table, write_json  # noqa: E402
+
 FIXTURES = ROOT / "tests" / "fixtures" / "stripe_fixtures3.json"
 API_VERSION = "2025-03-31.basil"
 START = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
+TARGET_EVENTS = 500.0  # per second, one process
+TARGET_CALLS = 0.3  # Stripe calls per event
+TARGET_BACKLOG_SECONDS = 120.0
+BEFORE = "92 events/s (main before this change, load ~5)"
 
 
 @dataclass
@@ -26,6 +55,7 @@ class WorkerRun:
     processed: int
     seconds: float
     exact: bool
+    stripe_calls: int = 0
 
     @property
     def rate(self) -> float:
@@ -51,15 +81,10 @@ class MemoryStripe:
         return missing
 
 
-def _objects() -> dict[str, Any]:
-    resources: dict[str, Any] = json.loads(FIXTURES.read_text())["resources"]
-    return resources
-
-
 def backlog(charges: int, days: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """The events of `charges` one-time gifts spread over `days` days, and
     their balance transactions."""
-    resources = _objects()
+    resources: dict[str, Any] = json.loads(FIXTURES.read_text())["resources"]
     events: list[dict[str, Any]] = []
     transactions: dict[str, dict[str, Any]] = {}
     for n in range(charges):
@@ -134,17 +159,12 @@ def backlog(charges: int, days: int) -> tuple[list[dict[str, Any]], dict[str, di
     return events, transactions
 
 
-def drain_backlog(url: str, charges: int, days: int) -> WorkerRun:
-    """Store the backlog in the inbox (untimed), then time one worker
-    draining it; compare the totals with the journal afterwards."""
-    from app import ledger
+def store(url: str, events: list[dict[str, Any]]) -> None:
+    """Store the backlog in the inbox, as the receiver would (untimed)."""
     from app.clock import utcnow
     from app.db import Database
-    from app.ledger import totals as ledger_totals
     from webhooks.inbox import read_event, store_event
-    from webhooks.worker import RetryPolicy, drain
 
-    events, transactions = backlog(charges, days)
     database = Database(url)
     try:
         with database.session() as session:
@@ -152,16 +172,206 @@ def drain_backlog(url: str, charges: int, days: int) -> WorkerRun:
                 payload = json.dumps(event, separators=(",", ":"))
                 store_event(session, read_event(payload, event), skipped=False, now=utcnow())
             session.commit()
-        started = time.perf_counter()
-        outcomes = drain(database, MemoryStripe(transactions), RetryPolicy())
-        seconds = time.perf_counter() - started
-        processed = sum(1 for o in outcomes if o.status == "processed")
+    finally:
+        database.dispose()
+
+
+def is_exact(url: str, processed: int, events: int) -> bool:
+    from app import ledger
+    from app.db import Database
+    from app.ledger import totals as ledger_totals
+
+    database = Database(url)
+    try:
         with database.session() as session:
-            exact = (
-                processed == len(events)
+            return (
+                processed == events
                 and ledger_totals.differences(session) == []
                 and ledger.verify(session) == []
             )
-        return WorkerRun(len(events), processed, seconds, exact)
     finally:
         database.dispose()
+
+
+def drain_backlog(url: str, charges: int, days: int) -> WorkerRun:
+    """Store the charge backlog, then time one worker draining it; compare
+    the totals with the journal afterwards."""
+    from app.db import Database
+    from webhooks.worker import RetryPolicy, drain
+
+    events, transactions = backlog(charges, days)
+    store(url, events)
+    database = Database(url)
+    try:
+        started = time.perf_counter()
+        outcomes = drain(database, MemoryStripe(transactions), RetryPolicy())
+        seconds = time.perf_counter() - started
+    finally:
+        database.dispose()
+    processed = sum(1 for o in outcomes if getattr(o, "status", None) == "processed")
+    return WorkerRun(len(events), processed, seconds, is_exact(url, processed, len(events)))
+
+
+def _drain_in_process(url: str, api_base: str, start: Any, results: Any) -> None:
+    """One worker process: wait for the start, drain, report processed events."""
+    from app.db import Database
+    from app.stripe_api import StripeApi
+    from webhooks.worker import RetryPolicy, drain
+
+    database = Database(url)
+    stripe = StripeApi(
+        "sk_test_bench", api_version=MIX_API_VERSION, api_base=api_base, max_network_retries=0
+    )
+    start.wait()
+    outcomes = drain(database, stripe, RetryPolicy())
+    database.dispose()
+    results.put(sum(1 for o in outcomes if getattr(o, "status", None) == "processed"))
+
+
+def drain_mix(url: str, readers: int, days: int, processes: int) -> WorkerRun:
+    """Store the realistic mix, then time `processes` worker processes
+    draining it together against the counting loopback stub."""
+    mix = realistic_mix(readers, start=START, days=days)
+    store(url, mix.events)
+    stub = StubStripe(mix.objects)
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    results = context.Queue()
+    with stub.running():
+        workers = [
+            context.Process(target=_drain_in_process, args=(url, stub.url, start, results))
+            for _ in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(2.0)  # let every process import and connect before the clock starts
+        started = time.perf_counter()
+        start.set()
+        processed = sum(results.get(timeout=3600) for _ in workers)
+        seconds = time.perf_counter() - started
+        for worker in workers:
+            worker.join(timeout=60)
+    events = len(mix.events)
+    return WorkerRun(
+        events, processed, seconds, is_exact(url, processed, events), len(stub.requests)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--charges", type=int, default=int(os.environ.get("BENCH_WORKER_CHARGES", "2000"))
+    )
+    parser.add_argument(
+        "--readers", type=int, default=int(os.environ.get("BENCH_WORKER_READERS", "1000"))
+    )
+    parser.add_argument("--processes", default=os.environ.get("BENCH_WORKER_PROCESSES", "1,2,4"))
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKER_BACKLOG", "50000")),
+        help="Events (at least) in the drained backlog; 0: skip it.",
+    )
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_WORKER_RUNS", "3")))
+    parser.add_argument(
+        "--backlog-runs",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKER_BACKLOG_RUNS", "0")),
+        help="Runs of the big backlog (default: --runs).",
+    )
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument(
+        "--database", default=os.environ.get("BENCH_WORKER_DATABASE", "donations_bench_worker")
+    )
+    parser.add_argument("--json", dest="json_path", help="Write the rows as JSON to this file.")
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+
+    def fresh() -> str:
+        return fresh_database(args.admin_url, args.database)
+
+    def report(label: str, run: WorkerRun) -> None:
+        calls = (
+            f", {run.stripe_calls / run.events:.2f} Stripe calls/event" if run.stripe_calls else ""
+        )
+        print(
+            f"{label}: {run.processed:,} of {run.events:,} events in {run.seconds:,.1f} s, "
+            f"{run.rate:,.0f}/s{calls}, totals {'exact' if run.exact else 'WRONG'} "
+            f"(load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+
+    charge_runs = []
+    for number in range(args.runs):
+        charge_runs.append(drain_backlog(fresh(), args.charges, args.days))
+        report(f"charge backlog, run {number + 1}", charge_runs[-1])
+    rows.append(
+        Row.of(
+            f"worker: charge backlog ({charge_runs[0].events:,} events), 1 process",
+            [r.rate for r in charge_runs],
+            "events/s",
+            target=TARGET_EVENTS,
+            at_least=True,
+            reference=BEFORE,
+            exact=all(r.exact for r in charge_runs),
+        )
+    )
+    calls: list[float] = []
+    for processes in [int(p) for p in args.processes.split(",") if p]:
+        mix_runs = []
+        for number in range(args.runs):
+            mix_runs.append(drain_mix(fresh(), args.readers, args.days, processes))
+            report(f"mix, {processes} process(es), run {number + 1}", mix_runs[-1])
+        if processes == 1:
+            calls = [r.stripe_calls / r.events for r in mix_runs]
+        rows.append(
+            Row.of(
+                f"worker: realistic mix ({mix_runs[0].events:,} events), {processes} process(es)",
+                [r.rate for r in mix_runs],
+                "events/s",
+                target=TARGET_EVENTS if processes == 1 else None,
+                at_least=True,
+                exact=all(r.exact for r in mix_runs),
+            )
+        )
+    if calls:
+        rows.append(
+            Row.of(
+                "worker: Stripe API calls per event (realistic mix, loopback stub)",
+                calls,
+                "calls/event",
+                target=TARGET_CALLS,
+                at_least=False,
+            )
+        )
+    if args.backlog:
+        readers = int(args.backlog / 5.5) + 1  # the mix has about 5.8 events per reader
+        big = []
+        for number in range(args.backlog_runs or args.runs):
+            big.append(drain_mix(fresh(), readers, args.days, 1))
+            report(f"backlog, run {number + 1}", big[-1])
+        rows.append(
+            Row.of(
+                f"worker: drain a {big[0].events:,}-event backlog, 1 process",
+                [r.seconds for r in big],
+                "s",
+                target=TARGET_BACKLOG_SECONDS,
+                at_least=False,
+                exact=all(r.exact for r in big),
+            )
+        )
+    print()
+    print_table(rows)
+    if args.json_path:
+        write_json(args.json_path, rows)
+    return 0 if all(row.met for row in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

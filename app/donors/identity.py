@@ -4,11 +4,14 @@ on conflict do nothing, then read). No Flask, no `stripe`, no commits."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from functools import cache
+from typing import Any
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import insert_for
+from app.db import insert_for, insert_missing
 from app.donors.models import Donor, StripeCustomer
 
 
@@ -17,17 +20,18 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+@cache
+def _donor_by_email() -> Any:
+    return select(Donor).where(Donor.email == bindparam("email"))
+
+
 def find_or_create_donor(session: Session, email: str, name: str | None = None) -> Donor:
     """The donor with this email, created if new; a name fills in a missing one."""
     address = normalise_email(email)
     now = utcnow()
-    statement = (
-        insert_for(session)(Donor)
-        .values(email=address, name=name or None, created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["email"])
-    )
-    session.execute(statement)
-    donor = session.scalars(select(Donor).where(Donor.email == address)).one()
+    values = {"email": address, "name": name or None, "created_at": now, "updated_at": now}
+    insert_missing(session, Donor, values, index=["email"])
+    donor: Donor = session.scalars(_donor_by_email(), {"email": address}).one()
     if name and not donor.name:
         donor.name = name
     return donor

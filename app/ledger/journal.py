@@ -220,7 +220,8 @@ def _insert_in_one_statement(
         params[f"currency{n}"] = line.currency
         params[f"amount{n}"] = line.amount_minor
     session.flush()  # what the caller added (the donor the entry points at) goes first
-    entry_id: int | None = session.execute(_one_statement(len(kept), lock), params).scalar()
+    statement = _one_statement(len(kept), lock)
+    entry_id: int | None = session.connection().execute(statement, params).scalar()
     return entry_id
 
 
@@ -254,5 +255,10 @@ def post_entry(
     )
 
 
+@cache
+def _entry_by_key() -> Any:
+    return select(JournalEntry.id).where(JournalEntry.key == bindparam("key"))
+
+
 def entry_exists(session: Session, key: str) -> bool:
-    return session.scalar(select(JournalEntry.id).where(JournalEntry.key == key)) is not None
+    return session.scalar(_entry_by_key(), {"key": key}) is not None

@@ -10,13 +10,23 @@ them: the journal is the money. No Flask, no `stripe`, no commits.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    bindparam,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import utcnow
-from app.db import Base, insert_for
+from app.db import Base, insert_missing
 
 PAYMENT_KINDS = ("once", "membership")
 
@@ -144,6 +154,16 @@ class Membership(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+@cache
+def _row_by_key(model: Any, key_column: str, lock: bool) -> Any:
+    query = (
+        select(model)
+        .where(getattr(model, key_column) == bindparam("key"))
+        .execution_options(populate_existing=True)
+    )
+    return query.with_for_update() if lock else query
+
+
 def get_or_insert(
     session: Session,
     model: Any,
@@ -157,22 +177,13 @@ def get_or_insert(
     if missing (insert on conflict do nothing, then read: safe when two
     workers race). Later changes are the caller's updates on the row; `lock`
     holds the row (SELECT ... FOR UPDATE on PostgreSQL) until commit, for
-    read-compare-write updates."""
+    read-compare-write updates. Both statements are built once per shape."""
     now = utcnow()
     defaults: dict[str, Any] = {"created_at": now}
     if hasattr(model, "updated_at"):
         defaults["updated_at"] = now
-    statement = (
-        insert_for(session)(model)
-        .values(**{key_column: key, **defaults, **values})
-        .on_conflict_do_nothing(index_elements=[key_column])
-    )
-    session.execute(statement)
-    column = getattr(model, key_column)
-    query = select(model).where(column == key).execution_options(populate_existing=True)
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).one()
+    insert_missing(session, model, {key_column: key, **defaults, **values}, index=[key_column])
+    return session.scalars(_row_by_key(model, key_column, lock), {"key": key}).one()
 
 
 def note_amount_refunded(payment: Payment, amount_minor: int, seen_at: datetime) -> None:
@@ -191,8 +202,14 @@ def note_amount_refunded(payment: Payment, amount_minor: int, seen_at: datetime)
         payment.amount_refunded_at = seen_at
 
 
+@cache
+def _payment_by_charge() -> Any:
+    return select(Payment).where(Payment.stripe_charge_id == bindparam("charge_id"))
+
+
 def payment_by_charge(session: Session, charge_id: str) -> Payment | None:
-    return session.scalars(select(Payment).where(Payment.stripe_charge_id == charge_id)).first()
+    found: Payment | None = session.scalars(_payment_by_charge(), {"charge_id": charge_id}).first()
+    return found
 
 
 def invoice_link(

@@ -311,7 +311,7 @@ def add_posting(session: Session, entry_id: int, stripe_object_id: str) -> None:
     call it after `lock_object(stripe_object_id)` (held since before the
     entry was inserted), so a movement and its settlement posted at once
     each see the other."""
-    session.execute(
+    session.connection().execute(  # Core: no ORM bookkeeping for a derived table
         _add_posting_statement(_dialect(session)),
         {"entry_id": entry_id, "object_id": stripe_object_id},
     )

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.clock import backoff, utcnow
-from app.db import insert_for
+from app.db import insert_missing
 from app.outbox.models import DUE_STATUSES, OutboxJob
 
 ERROR_MAX_CHARS = 2000
@@ -34,22 +34,18 @@ def enqueue(
     transaction inserts it at the same moment). True when this call queued it.
     `payload` holds ids only: the runner reads the rest when it runs."""
     now = utcnow()
-    statement = (
-        insert_for(session)(OutboxJob)
-        .values(
-            key=key,
-            kind=kind,
-            payload=json.dumps(dict(payload), sort_keys=True),
-            status="pending",
-            attempts=0,
-            next_attempt_at=due_at or now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(OutboxJob.id)
-    )
+    values = {
+        "key": key,
+        "kind": kind,
+        "payload": json.dumps(dict(payload), sort_keys=True),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": due_at or now,
+        "created_at": now,
+    }
     # RETURNING, not rowcount: psycopg's rowcount here is not the inserted rows.
-    return session.execute(statement).scalar() is not None
+    result = insert_missing(session, OutboxJob, values, index=["key"], returning="id")
+    return result.scalar() is not None
 
 
 def claim_job(

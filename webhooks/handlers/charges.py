@@ -144,20 +144,22 @@ def _payment_kind(ctx: Context, facts: ChargeFacts) -> tuple[str, str | None]:
     return "once", None
 
 
-def record_charge(ctx: Context, facts: ChargeFacts, *, checkout_id: str | None = None) -> None:
+def record_charge(
+    ctx: Context, facts: ChargeFacts, *, checkout_id: str | None = None
+) -> Payment | None:
     """A charge seen in any event: recognise it if it succeeded and was
     captured, keep its record, and settle it if its balance transaction is
-    known."""
+    known. Returns its record (None for a charge never recognisable)."""
     session = ctx.session
     payment = payment_by_charge(session, facts.id)
     if not facts.recognisable:
         if payment is None:
-            return
+            return None
         # A bank debit that failed after all: the record says so; nothing
         # was recognised for it (recognition waits for success).
         if facts.status == "failed":
             payment.status = "failed"
-        return
+        return payment
     checkout_id = facts.checkout_id or checkout_id
     if payment is None:
         kind, invoice_id = _payment_kind(ctx, facts)
@@ -198,6 +200,7 @@ def record_charge(ctx: Context, facts: ChargeFacts, *, checkout_id: str | None =
     ) and receipts.is_news(facts.created_at, ctx.created):
         receipts.queue_receipt(session, charge_id=facts.id)
     settle_charge(ctx, facts, payment)
+    return payment
 
 
 def fill_payment(
@@ -249,8 +252,7 @@ def handle_charge(ctx: Context) -> None:
     whichever event first carries it settles the fee (one fetch, unless
     expanded), later ones find the key posted and call nothing."""
     facts = mapping.charge(ctx.object)
-    record_charge(ctx, facts)
-    payment = payment_by_charge(ctx.session, facts.id)
+    payment = record_charge(ctx, facts)
     if payment is not None and facts.recognisable:
         if facts.disputed:
             payment.status = "disputed"
@@ -279,8 +281,7 @@ def handle_payment_intent(ctx: Context) -> None:
     if facts.invoice_known and facts.invoice_id:
         link_invoice(ctx, facts.invoice_id, payment_intent_id=facts.id)
     for charge in facts.charges:
-        record_charge(ctx, charge, checkout_id=facts.checkout_id)
-        listed = payment_by_charge(ctx.session, charge.id)
+        listed = record_charge(ctx, charge, checkout_id=facts.checkout_id)
         if listed is not None and charge.recognisable:
             refund_charge(ctx, listed, charge)
     if facts.status != "succeeded" or not facts.latest_charge_id or facts.charges:
