@@ -77,6 +77,34 @@ def insert_missing(
     return session.connection().execute(statement, dict(values))
 
 
+@cache
+def _driver_sql(statement: Any, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    compiled = statement.compile(dialect=dialect)
+    if compiled.post_compile_params:
+        raise ValueError("a statement run by execute_prepared may not expand IN lists")
+    defaults = {
+        name: bind.value
+        for bind, names in compiled.bind_names.items()
+        for name in [names]
+        if bind.value is not None
+    }
+    return str(compiled), defaults
+
+
+def execute_prepared(session: Session, statement: Any, params: Mapping[str, Any]) -> Any:
+    """Run a statement built once (a constant of the posting path) with
+    `params` on the session's connection. On PostgreSQL it is compiled once
+    to the driver's SQL and sent as is (psycopg prepares it after a few
+    uses): compiling and processing its parameters per call cost more than
+    running it. The parameters must need no type processing (aware
+    datetimes, ints, strings). Elsewhere it is executed as Core."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return connection.execute(statement, dict(params))
+    sql, defaults = _driver_sql(statement, connection.dialect)
+    return connection.exec_driver_sql(sql, {**defaults, **params})
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in and out; SQLite hands datetimes back naive."""
 

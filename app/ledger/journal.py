@@ -17,7 +17,7 @@ from sqlalchemy import TextClause, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import UTCDateTime, insert_for
+from app.db import UTCDateTime, execute_prepared, insert_for
 from app.ledger import totals as daily_totals
 from app.ledger.models import (
     ACCOUNTS,
@@ -221,7 +221,7 @@ def _insert_in_one_statement(
         params[f"amount{n}"] = line.amount_minor
     session.flush()  # what the caller added (the donor the entry points at) goes first
     statement = _one_statement(len(kept), lock)
-    entry_id: int | None = session.connection().execute(statement, params).scalar()
+    entry_id: int | None = execute_prepared(session, statement, params).scalar()
     return entry_id
 
 

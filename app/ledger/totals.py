@@ -53,6 +53,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -64,7 +65,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
-from app.db import Base, insert_for
+from app.db import Base, execute_prepared, insert_for
 from app.ledger.models import JournalEntry
 
 # Movements whose row takes its figures from a settlement (rows_query's join).
@@ -156,7 +157,9 @@ def _rows(dialect: str, sign: int, where: Any, join_extra: Any = None) -> Select
     on = and_(
         s.kind == "settlement",
         s.stripe_object_id == m.stripe_object_id,
-        m.kind.in_(SETTLED_KINDS),
+        # constants written into the SQL: an IN of bound values is expanded
+        # anew at every execution, and the posting path runs this per entry
+        m.kind.in_([literal_column(f"'{kind}'") for kind in SETTLED_KINDS]),
     )
     if join_extra is not None:
         on = and_(on, join_extra(s))
@@ -311,7 +314,8 @@ def add_posting(session: Session, entry_id: int, stripe_object_id: str) -> None:
     call it after `lock_object(stripe_object_id)` (held since before the
     entry was inserted), so a movement and its settlement posted at once
     each see the other."""
-    session.connection().execute(  # Core: no ORM bookkeeping for a derived table
+    execute_prepared(
+        session,
         _add_posting_statement(_dialect(session)),
         {"entry_id": entry_id, "object_id": stripe_object_id},
     )
