@@ -37,6 +37,7 @@ class Mix:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     objects: dict[str, Any] = field(default_factory=dict)  # path or list key -> JSON
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)  # the gifts', by tag
     payments: int = 0
 
     def add(self, event_type: str, obj: dict[str, Any], created: int, **extra: Any) -> None:
@@ -171,6 +172,7 @@ class Builder:
             at + 40,
             previous_attributes={"balance_transaction": None},
         )
+        self.mix.charges[tag] = {**charge, "balance_transaction": txn}
         self.mix.payments += 1
 
     def membership(self, tag: str, amount: int, at: int, *, renewal: bool) -> None:
@@ -309,8 +311,9 @@ class Builder:
         self.mix.payments += 1
 
     def refund(self, tag: str, amount: int, at: int) -> None:
-        """A partial refund of the one-time gift `tag`: charge.refunded and
-        refund.created, its balance transaction fetched once."""
+        """A partial refund of the one-time gift `tag`: refund.created (its
+        balance transaction fetched once) and charge.refunded, in the same
+        second."""
         ch, pi, re_id, txn = f"ch_{tag}", f"pi_{tag}", f"re_{tag}", f"txn_re_{tag}"
         self.txn(txn, -amount, re_id, at, type="refund", reporting_category="refund")
         refund = {
@@ -328,6 +331,8 @@ class Builder:
         }
         self.mix.objects[f"refunds:{ch}"] = [refund]
         self.mix.add("refund.created", refund, at + 1)
+        charge = {**self.mix.charges[tag], "amount_refunded": amount}
+        self.mix.add("charge.refunded", charge, at + 1, previous_attributes={"amount_refunded": 0})
 
 
 def realistic_mix(readers: int, *, start: int, days: int) -> Mix:
