@@ -38,7 +38,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.mix import API_VERSION as MIX_API_VERSION  # noqa: E402 (after the path is set)
 from bench.mix import StubStripe, realistic_mix  # noqa: E402
-from bench.rows import Row, fresh_database, print_table, write_json  # noqa: E402
+from bench.rows import (  # noqa: E402
+    Row,
+    backend_cpu_seconds,
+    fresh_database,
+    print_table,
+    write_json,
+)
 
 FIXTURES = ROOT / "tests" / "fixtures" / "stripe_fixtures3.json"
 API_VERSION = "2025-03-31.basil"
@@ -56,6 +62,7 @@ class WorkerRun:
     seconds: float
     exact: bool
     stripe_calls: int = 0
+    cpu_ms: float = 0.0  # per event: this process and its PostgreSQL backends
 
     @property
     def rate(self) -> float:
@@ -203,13 +210,37 @@ def drain_backlog(url: str, charges: int, days: int) -> WorkerRun:
     store(url, events)
     database = Database(url)
     try:
+        backends = _backend_cpu(database)
+        client = time.process_time()
         started = time.perf_counter()
         outcomes = drain(database, MemoryStripe(transactions), RetryPolicy())
         seconds = time.perf_counter() - started
+        client = time.process_time() - client
+        after = _backend_cpu(database)
+        server = sum(cpu - backends.get(pid, 0.0) for pid, cpu in after.items())
     finally:
         database.dispose()
     processed = sum(1 for o in outcomes if getattr(o, "status", None) == "processed")
-    return WorkerRun(len(events), processed, seconds, is_exact(url, processed, len(events)))
+    exact = is_exact(url, processed, len(events))
+    cpu_ms = (client + server) * 1000 / max(1, processed)
+    return WorkerRun(len(events), processed, seconds, exact, cpu_ms=cpu_ms)
+
+
+def _backend_cpu(database: Any) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend of the bench's database."""
+    from sqlalchemy import text
+
+    with database.engine.connect() as connection:
+        pids = connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        found = {}
+        for pid in pids:
+            try:
+                found[int(pid)] = backend_cpu_seconds(int(pid))
+            except OSError:  # gone meanwhile
+                continue
+        return found
 
 
 def _drain_in_process(url: str, api_base: str, start: Any, results: Any) -> None:
@@ -319,6 +350,16 @@ def main(argv: list[str] | None = None) -> int:
             target=TARGET_EVENTS,
             at_least=True,
             reference=BEFORE,
+            exact=all(r.exact for r in charge_runs),
+        )
+    )
+    rows.append(
+        Row.of(
+            "worker: CPU per event, charge backlog (this process + its PostgreSQL backends)",
+            [r.cpu_ms for r in charge_runs],
+            "ms",
+            target=None,
+            at_least=False,
             exact=all(r.exact for r in charge_runs),
         )
     )
