@@ -137,6 +137,9 @@ def post_charges(url: str, charges: int, days: int, budget: float = 600.0) -> Ru
             server_cpu = backend_cpu_seconds(pid) - server
         posted_statements = statements[0]
         event.remove(database.engine, "before_cursor_execute", count)
+        with database.engine.connect() as connection:  # as autovacuum would, before reading all
+            connection.execute(text("ANALYZE"))
+            connection.commit()
         with database.session() as session:
             changes = open_changes(session)
             rolled = time.perf_counter()

@@ -184,12 +184,17 @@ def store(url: str, events: list[dict[str, Any]]) -> None:
 
 
 def is_exact(url: str, processed: int, events: int) -> bool:
+    from sqlalchemy import text
+
     from app import ledger
     from app.db import Database
     from app.ledger import totals as ledger_totals
 
     database = Database(url)
     try:
+        with database.engine.connect() as connection:  # as autovacuum would, before reading all
+            connection.execute(text("ANALYZE"))
+            connection.commit()
         with database.session() as session:
             return (
                 processed == events
