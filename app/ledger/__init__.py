@@ -1,5 +1,5 @@
 """The double-entry donor ledger: models (tables, accounts, kinds), journal
-(posting, once per key), movements (the entries of each kind), totals (the daily rollup), rows (the CSV's rows),
+(posting, once per key), movements (the entries of each kind), totals (the daily rollup; rollup folds postings' changes into it), rows (the CSV's rows),
 checks (summary, verify), records (mutable records beside the journal), export
 (the CSV's bytes) and cli (`donations ledger`).
 Re-exports their names so `from app.ledger import X` works; holds no logic and,
