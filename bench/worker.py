@@ -336,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         calls = (
             f", {run.stripe_calls / run.events:.2f} Stripe calls/event" if run.stripe_calls else ""
         )
+        if run.cpu_ms:
+            calls += f", {run.cpu_ms:.2f} ms CPU/event (client + server)"
         print(
             f"{label}: {run.processed:,} of {run.events:,} events in {run.seconds:,.1f} s, "
             f"{run.rate:,.0f}/s{calls}, totals {'exact' if run.exact else 'WRONG'} "
