@@ -3,7 +3,7 @@
 folded into ledger_daily_totals by the worker's roll-up
 
 Revision ID: 0017
-Revises: 0015 (the head of main)
+Revises: 0019 (the head of main)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
