@@ -13,7 +13,7 @@ import re
 import traceback
 from typing import Any
 
-from flask import Flask, current_app, render_template, request
+from flask import Flask, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -24,6 +24,8 @@ from werkzeug.routing import IntegerConverter
 from app import extensions
 from app.db import Database
 from app.guard import gate as guard_gate
+from app.i18n.prefix import LanguagePrefix
+from app.i18n.views import select_locale
 from app.money import format_money, format_plain, format_short
 from app.observe import views as observe
 from app.observe.logs import configure_logging
@@ -109,9 +111,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.before_request(refuse_hostile_input)  # before CSRF: its error page reads the form
     extensions.csrf.init_app(app)
     _init_security_headers(app)
-    extensions.babel.init_app(app, locale_selector=_select_locale)
+    extensions.babel.init_app(app, locale_selector=select_locale)
 
     _register_blueprints(app)
+    # /ru/donate is /donate in Russian; inside ProxyFix (which staff_gate adds).
+    app.wsgi_app = LanguagePrefix(app.wsgi_app, app.config["LANGUAGES"])  # type: ignore[method-assign]
     staff_gate.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
     guard_gate.init_app(app)  # the donor forms' caps (same limiter), honeypot, CAPTCHA, 429 page
     app.extensions["donations.limiter"].request_filter(never_limited)
@@ -150,9 +154,11 @@ def _register_blueprints(app: Flask) -> None:
     from app import health
     from app.appeals import admin as appeals_admin
     from app.appeals import views as appeals
+    from app.brand import views as brand
     from app.donate import views as donate
     from app.finance import events as finance_events
     from app.finance import views as finance
+    from app.i18n import views as i18n
     from app.receipts import views as receipts
     from app.reconcile import views as reconcile
     from app.sandbox import views as sandbox
@@ -163,6 +169,8 @@ def _register_blueprints(app: Flask) -> None:
 
     app.extensions["donations.webhooks"] = webhooks()
     app.register_blueprint(donate.bp)
+    app.register_blueprint(i18n.bp)
+    app.register_blueprint(brand.bp)
     app.register_blueprint(health.bp)
     if isinstance(app.extensions["donations.payments"], SandboxPayments):
         app.register_blueprint(sandbox.bp)
@@ -191,11 +199,6 @@ def _choose_payments(app: Flask) -> Any:
 
 def never_limited() -> bool:
     return (request.method, request.endpoint) in NEVER_LIMITED
-
-
-def _select_locale() -> str | None:
-    languages: list[str] = current_app.config["LANGUAGES"]
-    return request.accept_languages.best_match(languages) or languages[0]
 
 
 def _bad_integer(value: str) -> bool:

@@ -61,8 +61,20 @@ _SPACES = "\u00a0\u202f "
 _CURRENCY_SYMBOLS = ("$", "€", "£", "¥", "₽")
 
 
+def N_(text: str) -> str:
+    """Marks a message for the catalogs (babel.cfg); translated where shown."""
+    return text
+
+
 class MoneyError(ValueError):
-    """Input that is not an amount of money in the given currency."""
+    """Input that is not an amount of money in the given currency. `message`
+    is the English text with %(name)s placeholders and `values` fill them, so
+    a page can translate it (str() is the English)."""
+
+    def __init__(self, message: str, **values: str) -> None:
+        self.message = message
+        self.values = values
+        super().__init__(message % values if values else message)
 
 
 def decimal_places(currency: str) -> int:
@@ -129,11 +141,17 @@ def parse_amount(text: str, currency: str, locale: str) -> int:
     if not cleaned or any(
         ch not in _ASCII_DIGITS + symbols.decimal + symbols.groups for ch in cleaned
     ):
-        raise MoneyError(f"Enter an amount in digits, such as 25 or {example}.")
+        raise MoneyError(
+            N_("Enter an amount in digits, such as 25 or %(example)s."), example=example
+        )
     match = symbols.pattern().fullmatch(cleaned)
     unclear = MoneyError(
-        f"Enter the amount as in {example} or 25: “{symbols.decimal}” before the "
-        "decimals, thousands apart in groups of three."
+        N_(
+            "Enter the amount as in %(example)s or 25: “%(decimal)s” before the "
+            "decimals, thousands apart in groups of three."
+        ),
+        example=example,
+        decimal=symbols.decimal,
     )
     if match is None:
         raise unclear
@@ -152,11 +170,17 @@ def parse_amount(text: str, currency: str, locale: str) -> int:
     places = decimal_places(currency)
     if len(fraction) > places:
         if places == 0:
-            raise MoneyError(f"{currency.upper()} amounts are whole numbers.")
-        raise MoneyError(f"Use at most {places} decimal places for {currency.upper()}.")
+            raise MoneyError(
+                N_("%(currency)s amounts are whole numbers."), currency=currency.upper()
+            )
+        raise MoneyError(
+            N_("Use at most %(places)s decimal places for %(currency)s."),
+            places=str(places),
+            currency=currency.upper(),
+        )
     minor = int(value.scaleb(places))
     if minor <= 0:
-        raise MoneyError("Enter an amount greater than zero.")
+        raise MoneyError(N_("Enter an amount greater than zero."))
     return minor
 
 

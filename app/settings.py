@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
+from app.brand.page import colour_problem
 from app.money import charge_step, is_currency_code
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,6 +148,7 @@ def _finish(settings: dict[str, Any]) -> None:
     settings["PUBLIC_BASE_URL"] = str(settings["PUBLIC_BASE_URL"]).rstrip("/")
     settings["DATABASE_URL"] = _anchor_sqlite_path(str(settings["DATABASE_URL"]))
     _check_currencies(settings)
+    _check_page(settings)
 
 
 def _dev_server_url(environ: Mapping[str, str]) -> str:
@@ -249,3 +252,25 @@ def _check_currencies(settings: dict[str, Any]) -> None:
         if not (str(rate).isdigit() and 0 <= int(rate) < 10_000):
             raise ConfigError("FEE_COVER_RATE_BP must be empty or between 0 and 9999")
         settings["FEE_COVER_RATE_BP"] = int(rate)
+
+
+def _check_page(settings: dict[str, Any]) -> None:
+    """Languages Babel knows, readable colours, a logo that exists."""
+    languages = settings.get("LANGUAGES")
+    if not isinstance(languages, list) or not languages:
+        raise ConfigError('LANGUAGES must list at least one language, like ["en", "ru"]')
+    for code in languages:
+        try:
+            Locale.parse(str(code))
+        except (ValueError, UnknownLocaleError) as exc:
+            raise ConfigError(f"LANGUAGES: {code!r} is not a language Babel knows") from exc
+    localised = settings.get("LOCALISED") or {}
+    if not isinstance(localised, dict) or any(not isinstance(v, dict) for v in localised.values()):
+        raise ConfigError("LOCALISED must be tables [localised.<lang>] of page settings")
+    problem = colour_problem(settings)
+    if problem:
+        raise ConfigError(problem)
+    for table in [settings, *localised.values()]:
+        logo = str(table.get("LOGO", table.get("logo")) or "")
+        if logo and not (ROOT / "static" / logo).is_file():
+            raise ConfigError(f"LOGO: static/{logo} does not exist")

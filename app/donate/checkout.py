@@ -72,6 +72,11 @@ class CheckoutSettings:
     membership_product: str  # prod_... or "" for an inline product
     membership_product_name: str
     fee_covers: dict[str, FeeCover]  # per offered currency
+    languages: tuple[str, ...] = ("en",)  # LANGUAGES; the first is the default
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0]
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> CheckoutSettings:
@@ -82,6 +87,7 @@ class CheckoutSettings:
             membership_product=config["MEMBERSHIP_PRODUCT"],
             membership_product_name=config["MEMBERSHIP_PRODUCT_NAME"],
             fee_covers={code: fee_cover_from_config(config, code) for code in config["CURRENCIES"]},
+            languages=tuple(config.get("LANGUAGES") or ("en",)),
         )
 
     def fee_cover(self, currency: str) -> FeeCover:
@@ -111,6 +117,15 @@ def checkout_id_for(gift: Gift) -> str:
 
 def idempotency_key_for(checkout_id: str) -> str:
     return f"checkout-session-create:{checkout_id}"
+
+
+def language_root(gift: Gift, settings: CheckoutSettings) -> str:
+    """The site's address in the gift's language: /ru for a Russian gift, none
+    for the default language (app.i18n.prefix), so Stripe sends the donor back
+    to pages in the language they gave in."""
+    if gift.locale != settings.default_language and gift.locale in settings.languages:
+        return f"{settings.public_base_url}/{gift.locale}"
+    return settings.public_base_url
 
 
 def cancel_url_for(gift: Gift, base_url: str) -> str:
@@ -163,9 +178,9 @@ def session_params(gift: Gift, checkout_id: str, settings: CheckoutSettings) -> 
         "client_reference_id": checkout_id,
         "metadata": metadata,
         "success_url": (
-            f"{settings.public_base_url}/donate/thanks?session_id={{CHECKOUT_SESSION_ID}}"
+            f"{language_root(gift, settings)}/donate/thanks?session_id={{CHECKOUT_SESSION_ID}}"
         ),
-        "cancel_url": cancel_url_for(gift, settings.public_base_url),
+        "cancel_url": cancel_url_for(gift, language_root(gift, settings)),
         "locale": gift.locale if gift.locale in STRIPE_CHECKOUT_LOCALES else "auto",
     }
     params["customer_email"] = gift.email

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask_babel import get_locale
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, RadioField, SelectField, StringField, TextAreaField
@@ -132,7 +132,7 @@ class DonationForm(FlaskForm):
         try:
             self.amount_minor = self.chosen_amount(self.currency.data, page_locale(self._config))
         except MoneyError as exc:
-            self.amount.errors = [*self.amount.errors, str(exc)]
+            self.amount.errors = [*self.amount.errors, gettext(exc.message, **exc.values)]
             return False
         return True
 

@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from babel.numbers import format_percent
 from flask import (
@@ -26,12 +27,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
+from app.brand.page import Page
 from app.donate.checkout import CheckoutSettings, checkout_id_for, start_checkout
 from app.donate.forms import (
     ATTRIBUTION_FIELDS,
@@ -43,6 +46,7 @@ from app.donate.forms import (
 from app.donate.models import Checkout
 from app.extensions import db_session
 from app.guard.gate import captcha_site_key, screen_submission
+from app.i18n.views import url_language
 from app.money import (
     FeeCover,
     MoneyError,
@@ -336,6 +340,15 @@ def thanks() -> tuple[str, int]:
     payments = _payments()
     if checkout is None or payments is None:
         abort(404)
+    # In the language of the URL (/ru/donate/thanks), else the one the gift was given in.
+    language = url_language() or checkout.locale
+    if language not in current_app.config["LANGUAGES"]:
+        language = _locale()
+    with force_locale(language):
+        return _thanks_page(checkout, payments, session_id)
+
+
+def _thanks_page(checkout: Checkout, payments: Payments, session_id: str) -> tuple[str, int]:
     try:
         stripe_session = payments.retrieve_checkout_session(session_id)
     except PaymentsError as exc:
@@ -350,7 +363,28 @@ def thanks() -> tuple[str, int]:
         amount_minor=stripe_session.get("amount_total") or checkout.total_minor,
         currency=stripe_session.get("currency") or checkout.currency,
         locale=_locale(),
+        **_next_steps(),
     ), 200
+
+
+def _next_steps() -> dict[str, Any]:
+    """Where the thanks page sends a donor next: /manage (once that page
+    exists), a page to share (the newsroom's, or this form) and a mail to a friend."""
+    config = current_app.config
+    page = Page.for_language(config, _locale())
+    share_url = page.share_url or config["PUBLIC_BASE_URL"] + url_for("donate.form")
+    subject = _("I support %(organisation)s", organisation=page.name)
+    body = _(
+        "I gave to %(organisation)s to keep its journalism independent. You can too: %(url)s",
+        organisation=page.name,
+        url=share_url,
+    )
+    has_manage = any(rule.rule == "/manage" for rule in current_app.url_map.iter_rules())
+    return {
+        "manage_url": f"{request.script_root}/manage" if has_manage else None,
+        "share_url": share_url,
+        "share_mailto": f"mailto:?subject={quote(subject)}&body={quote(body)}",
+    }
 
 
 def payment_state(stripe_session: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ is not known yet (the job is retried), JobError when it never will be.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -51,6 +51,10 @@ class Organisation:
     base_url: str
     receipt_prefix: str
     default_locale: str
+    languages: tuple[str, ...] = ("en",)
+    # [localised.<lang>] of the settings: organisation_name and the like per language.
+    localised: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    language_prefix: str = ""  # "/ru" once in_language("ru"): links to pages in it
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Organisation:
@@ -63,11 +67,29 @@ class Organisation:
             base_url=str(settings.get("PUBLIC_BASE_URL") or "").rstrip("/"),
             receipt_prefix=str(settings.get("RECEIPT_NUMBER_PREFIX") or "R-"),
             default_locale=str((settings.get("LANGUAGES") or ["en"])[0]),
+            languages=tuple(settings.get("LANGUAGES") or ("en",)),
+            localised=dict(settings.get("LOCALISED") or {}),
+        )
+
+    def in_language(self, locale: str) -> Organisation:
+        """As a letter in `locale` names it: its per-language name and tax
+        status, and links to the site's pages in that language (/ru/manage)."""
+        language = locale.replace("-", "_").split("_")[0]
+        values = self.localised.get(language) or {}
+        default = self.default_locale.split("_")[0]
+        return replace(
+            self,
+            name=str(values.get("organisation_name") or self.name),
+            tax_status=str(values.get("organisation_tax_status") or self.tax_status),
+            address=str(values.get("organisation_address") or self.address),
+            language_prefix=f"/{language}"
+            if language != default and language in self.languages
+            else "",
         )
 
     @property
     def manage_url(self) -> str:
-        return f"{self.base_url}/manage"
+        return f"{self.base_url}{self.language_prefix}/manage"
 
     @property
     def mail_domain(self) -> str:

@@ -126,6 +126,7 @@ def build_message(
     """One message of kind `name` to `recipient`. Its Message-ID comes from the
     job's `key`, so a message sent again after a crash is recognisably the same."""
     locale = recipient.locale
+    org = org.in_language(locale)
     text, html = render(name, locale, org=org, recipient=recipient, **context)
     message = EmailMessage(policy=POLICY)
     message["Subject"] = gettext(

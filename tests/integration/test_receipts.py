@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -231,6 +232,37 @@ def test_the_worker_command_sends_the_receipt_in_the_checkouts_language(
     text, _ = parts(receipt)
     assert "1.500,00\xa0€" in text  # app.money.format_money for the locale
     assert "21. September 2026" in text
+
+
+@pytest.mark.settings(
+    LOCALISED={"ru": {"organisation_name": "Независимая редакция"}},
+)
+def test_a_gift_given_in_russian_gets_its_receipt_in_russian(
+    app: Flask,
+    client: FlaskClient,
+    db: Session,
+    mailbox: Mailbox,
+    stripe_http: responses.RequestsMock,
+) -> None:
+    once = ef.one_time_donation("ru", amount=100050, currency="eur")
+    once.stub(stripe_http)
+    add_checkout(db, "co_ru", once.facts["email"], locale="ru")
+    with frozen_at(NOW):
+        deliver(client, once.events)
+        work(app)
+
+    (receipt,) = mailbox.received
+    assert receipt["Content-Language"] == "ru"
+    assert str(receipt["Subject"]) == "Ваша квитанция от Независимая редакция"
+    text, html = parts(receipt)
+    for body in (text, html):
+        assert "Спасибо за вашу поддержку. Это ваша квитанция." in body
+        assert "1\xa0000,50\xa0€" in body  # Babel's Russian: grouped by a space, comma decimals
+        assert re.search(r"21 сентября 2026\sг\.", body)  # CLDR: a narrow space before "г."
+        assert "Разовое пожертвование" in body
+        assert f"{BASE}/ru/manage" in body  # links to the pages in Russian
+        assert "Receipt" not in body and "Thank you" not in body
+    assert "Номер квитанции: R-" in text
 
 
 def test_a_refund_sends_a_corrected_note_with_the_refund_and_the_net_gift(

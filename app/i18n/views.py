@@ -1,0 +1,63 @@
+"""The request's language (Flask-Babel's locale selector) and the language
+switcher every donor page shows. Web side: reads the request, never writes.
+
+The language is the URL prefix's (app.i18n.prefix), else the best match of
+Accept-Language among LANGUAGES, else the first of LANGUAGES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from babel import Locale
+from flask import Blueprint, current_app, request
+
+from app.i18n.prefix import ENVIRON_KEY, unprefixed_root
+
+bp = Blueprint("i18n", __name__)
+
+
+@dataclass(frozen=True)
+class LanguageLink:
+    code: str
+    name: str  # in its own language: "English", "Русский"
+    href: str
+    current: bool
+
+
+def select_locale() -> str:
+    languages: list[str] = current_app.config["LANGUAGES"]
+    prefixed = url_language()
+    if prefixed:
+        return prefixed
+    return request.accept_languages.best_match(languages) or languages[0]
+
+
+def url_language() -> str | None:
+    """The language the URL's prefix named (/ru/donate), if any."""
+    language: str | None = request.environ.get(ENVIRON_KEY)
+    return language
+
+
+@cache
+def native_name(code: str) -> str:
+    name = Locale.parse(code).get_display_name(code) or code
+    return name[:1].upper() + name[1:]
+
+
+def language_links(current: str) -> list[LanguageLink]:
+    """This page in each offered language: its prefix, then the same path and query."""
+    root = unprefixed_root(request.script_root, url_language())
+    query = request.query_string.decode("latin-1")
+    suffix = request.path + (f"?{query}" if query else "")
+    return [
+        LanguageLink(code, native_name(code), f"{root}/{code}{suffix}", code == current)
+        for code in current_app.config["LANGUAGES"]
+    ]
+
+
+@bp.app_context_processor
+def switcher() -> dict[str, Any]:
+    return {"language_links": language_links}
