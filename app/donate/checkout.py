@@ -9,6 +9,7 @@ No Flask and no `stripe` here: the payments provider is passed in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +17,21 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
+from app.brand.page import localised
 from app.donate.models import Checkout
 from app.donors import find_or_create_donor
 from app.money import FeeCover, format_plain
 from app.payments import Payments
+
+
+def N_(text: str) -> str:
+    """Marks a message for the catalogs; `CheckoutSettings.translate` translates it."""
+    return text
+
+
+# What Checkout's line items say (in the gift's language: see CheckoutSettings.for_language).
+DONATION_LINE = N_("%(product)s to %(organisation)s")
+FEE_LINE = N_("Processing fee, covered by you")
 
 # Locales Stripe Checkout speaks that we may offer; others fall back to "auto".
 STRIPE_CHECKOUT_LOCALES = frozenset({"en", "ru", "de", "fr", "es", "it", "nl", "pt", "uk", "pl"})
@@ -73,19 +85,29 @@ class CheckoutSettings:
     membership_product_name: str
     fee_covers: dict[str, FeeCover]  # per offered currency
     languages: tuple[str, ...] = ("en",)  # LANGUAGES; the first is the default
+    translate: Callable[[str], str] = str  # gettext in the gift's language (default: English)
 
     @property
     def default_language(self) -> str:
         return self.languages[0]
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> CheckoutSettings:
+    def from_config(
+        cls,
+        config: dict[str, Any],
+        language: str | None = None,
+        translate: Callable[[str], str] = str,
+    ) -> CheckoutSettings:
+        """The settings; with `language`, the names Checkout shows as
+        [localised.<language>] gives them, and `translate` for our own words."""
+        language = language or (config.get("LANGUAGES") or ["en"])[0]
         return cls(
             public_base_url=config["PUBLIC_BASE_URL"],
-            organisation_name=config["ORGANISATION_NAME"],
-            donation_product_name=config["DONATION_PRODUCT_NAME"],
+            organisation_name=localised(config, "ORGANISATION_NAME", language),
+            donation_product_name=localised(config, "DONATION_PRODUCT_NAME", language),
             membership_product=config["MEMBERSHIP_PRODUCT"],
-            membership_product_name=config["MEMBERSHIP_PRODUCT_NAME"],
+            membership_product_name=localised(config, "MEMBERSHIP_PRODUCT_NAME", language),
+            translate=translate,
             fee_covers={code: fee_cover_from_config(config, code) for code in config["CURRENCIES"]},
             languages=tuple(config.get("LANGUAGES") or ("en",)),
         )
@@ -162,12 +184,16 @@ def session_params(gift: Gift, checkout_id: str, settings: CheckoutSettings) -> 
     else:
         gift_product = {
             "product_data": {
-                "name": f"{settings.donation_product_name} to {settings.organisation_name}"
+                "name": settings.translate(DONATION_LINE)
+                % {
+                    "product": settings.donation_product_name,
+                    "organisation": settings.organisation_name,
+                }
             }
         }
     line_items = [{"price_data": price_data(gift.amount_minor, gift_product), "quantity": 1}]
     if gift.fee_cover_minor:
-        fee_product = {"product_data": {"name": "Processing fee, covered by you"}}
+        fee_product = {"product_data": {"name": settings.translate(FEE_LINE)}}
         line_items.append(
             {"price_data": price_data(gift.fee_cover_minor, fee_product), "quantity": 1}
         )

@@ -300,7 +300,7 @@ def submit() -> Response | tuple[str, int]:
     if payments is None:
         return _render_form(donation_form, 503, notice="not_configured")
 
-    settings = CheckoutSettings.from_config(current_app.config)
+    settings = CheckoutSettings.from_config(current_app.config, _locale(), _)
     currency = donation_form.currency.data
     fee_minor = settings.fee_cover(currency).extra_for(donation_form.amount_minor or 0)
     gift = donation_form.to_gift(locale=_locale(), fee_cover_minor=fee_minor)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template
-from flask_babel import get_locale
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -58,17 +58,23 @@ def _render(
     *,
     notice: str | None = None,
 ) -> tuple[str, int]:
-    return render_template(
-        "sandbox/checkout.html",
-        session=checkout_session,
-        lines=params["line_items"],
-        interval=params["interval"],
-        state=_state_of(checkout_session),
-        fixed_email=sandbox.known_email(checkout_session),
-        form=form,
-        notice=notice,
-        locale=str(get_locale() or "en"),
-    ), status
+    # In the session's `locale`, as Stripe Checkout shows itself.
+    language = checkout_session.get("locale")
+    if language not in current_app.config["LANGUAGES"]:
+        language = str(get_locale() or "en")
+    with force_locale(language):
+        page = render_template(
+            "sandbox/checkout.html",
+            session=checkout_session,
+            lines=params["line_items"],
+            interval=params["interval"],
+            state=_state_of(checkout_session),
+            fixed_email=sandbox.known_email(checkout_session),
+            form=form,
+            notice=notice,
+            locale=language,
+        )
+    return page, status
 
 
 @bp.get("/checkout/<session_id>")

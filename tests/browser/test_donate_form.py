@@ -15,10 +15,15 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from app.donate.checkout import CheckoutSettings
 from app.money import MoneyError, format_short, parse_amount
+from app.receipts.messages import gettext as translated
 from tests.browser.conftest import CHROMIUM_ARGS
 
 NEUTRAL = {"once": "Give once", "month": "Give every month", "year": "Give every year"}
-SUFFIX = {"once": "", "month": " every month", "year": " every year"}
+LABELS = {
+    "once": "Give %(amount)s",
+    "month": "Give %(amount)s every month",
+    "year": "Give %(amount)s every year",
+}
 # Texts a reader might type: the server's verdict decides what the label must say.
 TYPED = [
     "1,000",
@@ -72,12 +77,13 @@ def _expected(
     try:
         minor = parse_amount(text, currency, locale)
     except MoneyError:
-        return NEUTRAL[frequency]
+        return translated(locale, NEUTRAL[frequency])
     if not limits["min"] <= minor <= limits["max"]:
-        return NEUTRAL[frequency]
+        return translated(locale, NEUTRAL[frequency])
     if cover:
         minor += CheckoutSettings.from_config(app.config).fee_cover(currency).extra_for(minor)
-    return f"Give {format_short(minor, currency, locale)}{SUFFIX[frequency]}"
+    amount = format_short(minor, currency, locale)
+    return translated(locale, LABELS[frequency], amount=amount)
 
 
 def test_the_button_names_the_amount_typed_with_thousands_or_nothing(
