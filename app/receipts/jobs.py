@@ -25,6 +25,7 @@ from app.receipts.letters import (
     Recipient,
     donor_locale,
     failed_payment_for,
+    latest_checkout,
     receipt_for,
     refund_note_for,
 )
@@ -137,9 +138,9 @@ def run_statement(session: Session, payload: Mapping[str, Any], ctx: JobContext)
     statement = statement_for(session, donor_id, year, zone)
     if statement is None:
         raise JobError(f"no donor {donor_id}")
-    recipient = Recipient(
-        statement.donor_id, statement.email, statement.name, donor_locale(None, org.default_locale)
-    )
+    # In the language the donor last gave in.
+    language = donor_locale(latest_checkout(session, donor_id), org.default_locale)
+    recipient = Recipient(statement.donor_id, statement.email, statement.name, language)
     key = f"statement:{year}:{donor_id}"
     message = build_message(
         "statement",
@@ -159,6 +160,8 @@ def run_statement(session: Session, payload: Mapping[str, Any], ctx: JobContext)
     message.add_attachment(
         document, maintype="application", subtype="pdf", filename=f"statement-{year}.pdf"
     )
+    if "Content-Language" not in message:  # add_attachment moved it into the text part
+        message["Content-Language"] = recipient.locale.replace("_", "-")
     send_message(ctx.mail, message, name=key)
     return None
 

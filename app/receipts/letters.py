@@ -137,6 +137,16 @@ class FailedPayment:
     recipient: Recipient
 
 
+def latest_checkout(session: Session, donor_id: int) -> Checkout | None:
+    """The donor's most recent checkout: the language they last gave in."""
+    return session.scalars(
+        select(Checkout)
+        .where(Checkout.donor_id == donor_id)
+        .order_by(Checkout.created_at.desc(), Checkout.id.desc())
+        .limit(1)
+    ).first()
+
+
 def donor_locale(checkout: Checkout | None, default: str) -> str:
     """The checkout's locale when it is one Babel knows, else the default."""
     if checkout is not None and checkout.locale:

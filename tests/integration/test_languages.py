@@ -141,8 +141,24 @@ def test_a_russian_gift_opens_checkout_in_russian_and_comes_back_to_russian_page
     assert params["success_url"] == f"{BASE}/ru/donate/thanks?session_id={{CHECKOUT_SESSION_ID}}"
     assert params["cancel_url"].startswith(f"{BASE}/ru/donate?")
     assert params["line_items[0][price_data][unit_amount]"] == "100050"
+    assert params["line_items[0][price_data][product_data][name]"] == "Членство"
     checkout = db.scalars(select(Checkout)).one()
     assert checkout.locale == "ru"  # so the receipts follow it
+
+
+def test_a_russian_one_time_gift_names_its_lines_in_russian_on_checkout(
+    client: FlaskClient, stripe_http: responses.RequestsMock
+) -> None:
+    stripe_http.post(SESSIONS_URL, json=checkout_session())
+    data = russian_form(client, amount="10", currency="eur", cover_fees="y")
+    assert client.post("/ru/donate", data=data).status_code == 303
+    params = sent_params(stripe_http.calls[0])
+    assert params["line_items[0][price_data][product_data][name]"] == (
+        "Пожертвование в пользу The Independent Newsroom"
+    )
+    assert params["line_items[1][price_data][product_data][name]"] == (
+        "Комиссия за платёж, которую покрываете вы"
+    )
 
 
 def test_an_english_gift_keeps_unprefixed_return_urls_and_english_checkout(

@@ -456,6 +456,34 @@ def test_the_annual_statement_run_twice_sends_one_message_per_donor(
     assert attachment.get_content().startswith(b"%PDF")
 
 
+def test_the_annual_statement_is_in_the_language_the_donor_last_gave_in(
+    app: Flask,
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    db: Session,
+    mailbox: Mailbox,
+    stripe_http: responses.RequestsMock,
+) -> None:
+    once = ef.one_time_donation("strus", amount=250000, currency="eur")
+    once.stub(stripe_http)
+    add_checkout(db, "co_strus", once.facts["email"], locale="ru")
+    with frozen_at(NOW):
+        deliver(client, once.events)
+        work(app)
+    receipts = len(mailbox.received)
+    with frozen_at(datetime(2027, 1, 5, tzinfo=UTC)):
+        result = runner.invoke(main, ["receipts", "annual", "--year", "2026"])
+
+    assert result.exit_code == 0, result.output
+    (statement,) = mailbox.received[receipts:]
+    assert statement["Content-Language"] == "ru"
+    assert str(statement["Subject"]) == (
+        "Ваша справка о пожертвованиях за 2026 год от The Independent Newsroom"
+    )
+    text, _ = parts(statement)
+    assert "Итого пожертвований: 2\xa0500,00\xa0€" in text
+
+
 @pytest.mark.parametrize(
     ("year", "message"),
     [("2026", "2026 has not ended yet"), ("1999", "between 2000 and"), ("soon", "not a valid")],
