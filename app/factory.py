@@ -24,6 +24,7 @@ from werkzeug.routing import IntegerConverter
 from app import extensions
 from app.db import Database
 from app.guard import gate as guard_gate
+from app.i18n.catalogs import compile_catalogs
 from app.i18n.prefix import LanguagePrefix
 from app.i18n.views import select_locale
 from app.money import format_money, format_plain, format_short
@@ -93,6 +94,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         instance_path=str(ROOT / "instance"),
     )
     app.config.update(load_settings(overrides=test_config))
+    if app.config["APP_ENV"] == "development":
+        compile_catalogs()  # a .po edited since `make`: its .mo again (a few stat calls otherwise)
     app.url_map.converters["int"] = BoundedIntConverter
     # Flask's defaults exist (SameSite None), so assign rather than setdefault.
     app.config["SESSION_COOKIE_HTTPONLY"] = True

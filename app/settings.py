@@ -254,6 +254,9 @@ def _check_currencies(settings: dict[str, Any]) -> None:
         settings["FEE_COVER_RATE_BP"] = int(rate)
 
 
+SOURCE_LANGUAGE = "en"  # the language of the msgids themselves: needs no catalog
+
+
 def _check_page(settings: dict[str, Any]) -> None:
     """Languages Babel knows, readable colours, a logo that exists."""
     languages = settings.get("LANGUAGES")
@@ -264,6 +267,15 @@ def _check_page(settings: dict[str, Any]) -> None:
             Locale.parse(str(code))
         except (ValueError, UnknownLocaleError) as exc:
             raise ConfigError(f"LANGUAGES: {code!r} is not a language Babel knows") from exc
+    for code in languages:
+        catalog = ROOT / "translations" / str(code) / "LC_MESSAGES" / "messages.po"
+        if code != SOURCE_LANGUAGE and not catalog.is_file():
+            raise ConfigError(
+                f"LANGUAGES: {code!r} has no catalog translations/{code}/LC_MESSAGES/messages.po"
+            )
+        compiled = catalog.with_suffix(".mo")
+        if settings["APP_ENV"] == "production" and catalog.is_file() and not compiled.is_file():
+            raise ConfigError(f"LANGUAGES: {code!r} is not compiled (run `make catalogs`)")
     localised = settings.get("LOCALISED") or {}
     if not isinstance(localised, dict) or any(not isinstance(v, dict) for v in localised.values()):
         raise ConfigError("LOCALISED must be tables [localised.<lang>] of page settings")

@@ -284,6 +284,7 @@ def test_no_page_setting_means_no_footer_and_the_name_in_text(client: FlaskClien
         ({"LANGUAGES": []}, "LANGUAGES must list at least one language"),
         ({"LANGUAGES": ["en", "xx-nope"]}, "LANGUAGES: 'xx-nope' is not a language"),
         ({"LOCALISED": {"ru": "x"}}, "LOCALISED must be tables"),
+        ({"LANGUAGES": ["en", "de"]}, "LANGUAGES: 'de' has no catalog translations/de/"),
     ],
 )
 def test_unreadable_colours_a_missing_logo_or_an_unknown_language_stop_the_start(
