@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.browser.conftest import CHROMIUM_ARGS
@@ -173,3 +174,21 @@ def tab_to(page: Page, selector: str, limit: int = 60) -> None:
         if focused(page, selector):
             return
     pytest.fail(f"{selector} was not reached with Tab")
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_manage_pages_pass_axe(
+    served: str, app: Flask, browser: Browser, language: str
+) -> None:
+    """/manage (the email form and the answer to it), once that page exists."""
+    if not any(rule.rule == "/manage" for rule in app.url_map.iter_rules()):
+        pytest.skip("no /manage route in this build")
+    page = new_page(browser, language)
+    page.goto(f"{served}{PREFIX[language]}/manage")
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    assert_accessible(page, "the manage form")
+    page.fill("input[type=email]", f"manage.{language}@example.org")
+    page.locator("input[type=email]").press("Enter")
+    page.wait_for_load_state()
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    assert_accessible(page, "the manage form's answer")
