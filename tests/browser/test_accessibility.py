@@ -1,7 +1,7 @@
 """Accessibility in Chromium: axe-core (vendored, tests/browser/vendor/)
 finds no WCAG 2.1 A/AA or best-practice violation on the donation form (as
-it loads and with errors), the sandbox checkout and the thanks page, in
-English and in Russian; and a reader completes a gift with the keyboard
+it loads and with errors), the sandbox checkout, the thanks page, the 429
+page and /manage (once built), in English and in Russian; and a reader completes a gift with the keyboard
 alone, every stop showing its focus."""
 
 from __future__ import annotations
@@ -192,3 +192,24 @@ def test_the_manage_pages_pass_axe(
     page.wait_for_load_state()
     expect(page.locator("html")).to_have_attribute("lang", language)
     assert_accessible(page, "the manage form's answer")
+
+
+@pytest.mark.settings(DONOR_FORM_LIMIT_PER_ADDRESS="1 per minute")
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_too_many_requests_page_passes_axe(
+    served: str, browser: Browser, language: str
+) -> None:
+    page = new_page(browser, language)
+    statuses = []
+    for _attempt in range(2):
+        page.goto(f"{served}{PREFIX[language]}/donate?currency=eur")
+        page.fill("#amount", "25")
+        page.fill("#email", f"limit.{language}@example.org")
+        page.fill("#name", "Ada Reader")
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.click("#give")
+        statuses.append(answer.value.status)
+        page.wait_for_load_state()
+    assert statuses == [303, 429]
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    assert_accessible(page, "the 429 page")
