@@ -1,8 +1,8 @@
 """Accessibility in Chromium: axe-core (vendored, tests/browser/vendor/)
 finds no WCAG 2.1 A/AA or best-practice violation on the donation form (as
 it loads and with errors), the sandbox checkout, the thanks page, the 429
-page and /manage (once built), in English and in Russian; and a reader completes a gift with the keyboard
-alone, every stop showing its focus."""
+page and /manage (once built), in English and in Russian; and a reader
+completes a gift with the keyboard alone, every stop showing its focus."""
 
 from __future__ import annotations
 
