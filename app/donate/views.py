@@ -4,6 +4,9 @@ page (GET /donate/thanks?session_id=).
 Bad input is a 400 with the form and a message at each field, and changes
 nothing; Stripe trouble is a friendly page to try again, never a stack trace.
 This view commits the checkout record once, after Stripe answered.
+
+Why one module: the form, its re-renders after bad input and the thanks page
+share one form context; the next split is the thanks page into its own module.
 """
 
 from __future__ import annotations
