@@ -188,7 +188,8 @@ def signed(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
 
 def deliver_until_acknowledged(base: str, events: list[dict[str, Any]], *,
                                threads: int = 4, timeout: float = 120,
-                               pause: float = 0.2) -> dict[str, int]:
+                               pause: float = 0.2,
+                               stop: threading.Event | None = None) -> dict[str, int]:
     """Send every delivery as Stripe does: whatever gets no 2xx (an error, a
     refused connection, a timeout) is sent again until it does. Returns the
     tries per status ("error" for no answer)."""
@@ -216,6 +217,8 @@ def deliver_until_acknowledged(base: str, events: list[dict[str, Any]], *,
                     return
                 index = pending.pop()
             while not one(http, index):
+                if stop is not None and stop.is_set():
+                    return
                 assert time.monotonic() < deadline, "deliveries were never acknowledged"
                 http.close()
                 http = requests.Session()
@@ -387,3 +390,66 @@ def wait_for(condition: Any, *, timeout: float, what: str, every: float = 0.1) -
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(every)
+
+
+# -- a PostgreSQL cluster of the test's own ---------------------------------------------
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+class Cluster:
+    """`initdb` into a temporary folder and `pg_ctl` on a free loopback port
+    (its socket in that folder): a server the test may stop and start, never the
+    shared one. As root, the server runs as the `postgres` user."""
+
+    def __init__(self, folder: Path) -> None:
+        bin_dir = postgres_bin()
+        assert bin_dir is not None
+        self.bin = bin_dir
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/donations"
+        self.log = folder / "postgres.log"
+
+    def run(self, *args: str) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+        self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                 "--no-sync", "-E", "UTF8")
+        self.start()
+        import psycopg
+
+        with psycopg.connect(self.url.replace("/donations", "/postgres"),
+                             autocommit=True) as conn:
+            conn.execute("CREATE DATABASE donations")
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+                   f"-c unix_socket_directories={self.folder} -c fsync=off "
+                   "-c max_connections=60")
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
+                 "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            try:
+                self.stop("immediate")
+            except subprocess.CalledProcessError:
+                pass
