@@ -16,7 +16,8 @@ from typing import Any
 from flask import Flask, current_app, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter
@@ -252,6 +253,16 @@ def _describe(exc: BaseException) -> str:
     return f"{kind} at {place}"
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (down, restarting, a
+    dropped connection, the pool exhausted), not that our code is wrong."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    )
+
+
 def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(BadInput)
     def bad_input(exc: BadInput) -> tuple[str, int]:
@@ -278,7 +289,19 @@ def _register_error_pages(app: Flask) -> None:
         return render_template("errors/error.html", status=status, reason=exc.description), status
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[str, int]:
+    def unexpected(exc: Exception) -> Any:
+        if database_unavailable(exc):
+            # Not a bug of ours: say so with a 503, which Stripe (and a person)
+            # retries; the page itself must not need the database.
+            log.error("database unavailable on %s %s: %s", request.method, request.endpoint,
+                      _describe(exc))
+            headers = {"Retry-After": "5"}
+            if request.path.startswith("/webhooks/"):
+                return {"error": "database unavailable"}, 503, headers
+            try:
+                return render_template("errors/error.html", status=503, reason=None), 503, headers
+            except Exception:
+                return "Service unavailable; please try again in a moment.\n", 503, headers
         # Never a stack trace to a person; the log keeps the type and place
         # only (a traceback or an SQL error's text would carry its parameters).
         log.error("unhandled error on %s %s: %s", request.method, request.endpoint, _describe(exc))
