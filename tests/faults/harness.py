@@ -294,9 +294,10 @@ def truncate(database: Database) -> None:
 # -- processes -------------------------------------------------------------------------
 
 
-def app_env(database_url: str, stripe_base: str, **extra: str) -> dict[str, str]:
+def app_env(database_url: str, stripe_base: str, folder: Path, **extra: str) -> dict[str, str]:
     """The environment of a `donations` process in these tests: quick retries,
-    Stripe at the stand-in, the suite's webhook secret."""
+    Stripe at the stand-in, the suite's webhook secret, mail without an SMTP
+    server written under `folder`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAIL_", "REDIS_"))}
     env.update(
         APP_ENV="test",
@@ -314,6 +315,7 @@ def app_env(database_url: str, stripe_base: str, **extra: str) -> dict[str, str]
         OUTBOX_RETRY_MAX_SECONDS="0.5",
         WORKER_IDLE_SECONDS="0.1",
         PYTHONUNBUFFERED="1",
+        MAIL_FOLDER=str(folder / "mail"),
     )
     env.update(extra)
     return env

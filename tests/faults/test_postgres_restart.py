@@ -69,7 +69,7 @@ def test_the_service_rides_out_a_postgres_restart_answering_503_meanwhile(
         add_checkouts(database, stream)
         with StripeStub(stream.scenario.stubs).serve() as stripe_base:
             expected = expected_ledger(sqlite_template, tmp_path, stream, stripe_base)
-            env = app_env(cluster.url, stripe_base)
+            env = app_env(cluster.url, stripe_base, tmp_path)
             web, base = start_gunicorn(env, tmp_path / "gunicorn.log")
             worker = start_worker(env, tmp_path / "worker.log")
             halt = threading.Event()

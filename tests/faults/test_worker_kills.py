@@ -58,7 +58,7 @@ def test_a_worker_killed_again_and_again_leaves_the_exact_ledger_and_one_receipt
         app.extensions["donations.db"].dispose()
         assert event_counts(pg) == {"pending": stream.unique}
 
-        env = app_env(pg_url, stripe_base, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(mailbox.port),
+        env = app_env(pg_url, stripe_base, tmp_path, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(mailbox.port),
                       MAIL_FROM="receipts@newsroom.test")
         log = tmp_path / "worker.log"
         # Kill points spread over the stream: each worker is killed once it has
