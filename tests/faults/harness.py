@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -66,14 +66,23 @@ class StripeStub:
             number = len(self.calls)
         if method == "POST" and path == "/v1/checkout/sessions":
             session_id = f"cs_test_stub{number}"
-            return 200, {"id": session_id, "object": "checkout.session",
-                         "url": f"https://checkout.stripe.test/c/pay/{session_id}",
-                         "status": "open", "payment_status": "unpaid"}
+            return 200, {
+                "id": session_id,
+                "object": "checkout.session",
+                "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+                "status": "open",
+                "payment_status": "unpaid",
+            }
         for stub in self.routes.get(path, []):
             if stub.query is None or stub.query == query:
                 return stub.status, stub.body
-        return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                               "message": "No such object"}}
+        return 404, {
+            "error": {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "message": "No such object",
+            }
+        }
 
     @contextmanager
     def serve(self) -> Iterator[str]:
@@ -85,8 +94,9 @@ class StripeStub:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                status, body = stub.answer(method, url.path,
-                                           dict(urllib.parse.parse_qsl(url.query)))
+                status, body = stub.answer(
+                    method, url.path, dict(urllib.parse.parse_qsl(url.query))
+                )
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -135,8 +145,14 @@ class Stream:
         return len(self.scenario.events)
 
 
-def build_stream(deliveries: int, *, duplicates: float = 0.3, seed: int = 12,
-                 start: int | None = None, tag: str = "k") -> Stream:
+def build_stream(
+    deliveries: int,
+    *,
+    duplicates: float = 0.3,
+    seed: int = 12,
+    start: int | None = None,
+    tag: str = "k",
+) -> Stream:
     """About `deliveries` deliveries, `duplicates` of them repeats. `start`
     defaults to a day ago, so every payment is news and gets its receipt."""
     rng = random.Random(seed)
@@ -149,11 +165,13 @@ def build_stream(deliveries: int, *, duplicates: float = 0.3, seed: int = 12,
         at = begin + g * 120
         once = ef.one_time_donation(f"{tag}{g}o", amount=2500 + g, start=at)
         member = ef.membership(f"{tag}{g}m", amount=1000 + g, start=at + 10, renewals=1)
-        refund = ef.partial_refunds(once.facts["charge_object"], [500], start=at + 60,
-                                    tag=f"{tag}{g}")
+        refund = ef.partial_refunds(
+            once.facts["charge_object"], [500], start=at + 60, tag=f"{tag}{g}"
+        )
         disputed = member.facts["charges"][0]
         dispute = (ef.dispute_won if g % 2 else ef.dispute_lost)(
-            disputed, 1000 + g, start=at + 70, tag=f"{tag}{g}")
+            disputed, 1000 + g, start=at + 70, tag=f"{tag}{g}"
+        )
         payout = ef.payout_paid(f"{tag}{g}", 3000 + g, start=at + 90, stripe_fee=200)
         group = [once, member, refund, dispute, payout]
         parts.extend(group)
@@ -175,21 +193,34 @@ def build_stream(deliveries: int, *, duplicates: float = 0.3, seed: int = 12,
 def add_checkouts(database: Database, stream: Stream) -> None:
     with database.session() as session:
         for checkout_id, email, frequency, amount in stream.checkouts:
-            add_checkout(session, checkout_id, email, frequency=frequency, amount=amount,
-                         session_id=f"cs_{checkout_id[3:]}")
+            add_checkout(
+                session,
+                checkout_id,
+                email,
+                frequency=frequency,
+                amount=amount,
+                session_id=f"cs_{checkout_id[3:]}",
+            )
         session.commit()
 
 
 def signed(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     body = encode(event)
-    return body, {"Stripe-Signature": sign(body, WEBHOOK_SECRET),
-                  "Content-Type": "application/json"}
+    return body, {
+        "Stripe-Signature": sign(body, WEBHOOK_SECRET),
+        "Content-Type": "application/json",
+    }
 
 
-def deliver_until_acknowledged(base: str, events: list[dict[str, Any]], *,
-                               threads: int = 4, timeout: float = 120,
-                               pause: float = 0.2,
-                               stop: threading.Event | None = None) -> dict[str, int]:
+def deliver_until_acknowledged(
+    base: str,
+    events: list[dict[str, Any]],
+    *,
+    threads: int = 4,
+    timeout: float = 120,
+    pause: float = 0.2,
+    stop: threading.Event | None = None,
+) -> dict[str, int]:
     """Send every delivery as Stripe does: whatever gets no 2xx (an error, a
     refused connection, a timeout) is sent again until it does. Returns the
     tries per status ("error" for no answer)."""
@@ -201,8 +232,11 @@ def deliver_until_acknowledged(base: str, events: list[dict[str, Any]], *,
     def one(http: requests.Session, index: int) -> bool:
         body, headers = signed(events[index])
         try:
-            status = str(http.post(f"{base}/webhooks/stripe", data=body, headers=headers,
-                                   timeout=10).status_code)
+            status = str(
+                http.post(
+                    f"{base}/webhooks/stripe", data=body, headers=headers, timeout=10
+                ).status_code
+            )
         except requests.RequestException:
             status = "error"
         with lock:
@@ -256,8 +290,9 @@ def expected_ledger(template: Path, tmp: Path, stream: Stream, stripe_base: str)
     database = Database(f"sqlite:///{path}")
     try:
         add_checkouts(database, stream)
-        stripe = StripeApi(STRIPE_TEST_KEY, api_version=API_VERSION, api_base=stripe_base,
-                           max_network_retries=0)
+        stripe = StripeApi(
+            STRIPE_TEST_KEY, api_version=API_VERSION, api_base=stripe_base, max_network_retries=0
+        )
         for event in stream.scenario.events:
             with database.session() as session:
                 apply_event(session, event, stripe)
@@ -349,8 +384,9 @@ class Process:
 
 def start(args: list[str], env: dict[str, str], log: Path) -> Process:
     with log.open("ab") as out:
-        popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Process(popen, log)
 
 
@@ -358,12 +394,15 @@ def start_worker(env: dict[str, str], log: Path) -> Process:
     return start([DONATIONS, "worker"], env, log)
 
 
-def start_gunicorn(env: dict[str, str], log: Path, *, port: int | None = None,
-                   workers: int = 2) -> tuple[Process, str]:
+def start_gunicorn(
+    env: dict[str, str], log: Path, *, port: int | None = None, workers: int = 2
+) -> tuple[Process, str]:
     port = port or free_port()
     process = start(
         [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "app:create_app()"],
-        {**env, "PORT": str(port), "WEB_WORKERS": str(workers)}, log)
+        {**env, "PORT": str(port), "WEB_WORKERS": str(workers)},
+        log,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_until_up(base, process)
     return process, base
@@ -383,8 +422,15 @@ def wait_until_up(base: str, process: Process, timeout: float = 60) -> None:
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DONATIONS, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [DONATIONS, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def wait_for(condition: Any, *, timeout: float, what: str, every: float = 0.1) -> None:
@@ -430,28 +476,48 @@ class Cluster:
 
             user = pwd.getpwnam("postgres")
             os.chown(self.folder, user.pw_uid, user.pw_gid)
-        self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                 "--no-sync", "-E", "UTF8")
+        self.run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         self.start()
         import psycopg
 
-        with psycopg.connect(self.url.replace("/donations", "/postgres"),
-                             autocommit=True) as conn:
+        with psycopg.connect(self.url.replace("/donations", "/postgres"), autocommit=True) as conn:
             conn.execute("CREATE DATABASE donations")
 
     def start(self) -> None:
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                   f"-c unix_socket_directories={self.folder} -c fsync=off "
-                   "-c max_connections=60")
-        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
-                 "-w", "-t", "60", "start")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.folder} -c fsync=off "
+            "-c max_connections=60"
+        )
+        self.run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def destroy(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            try:
+            with suppress(subprocess.CalledProcessError):
                 self.stop("immediate")
-            except subprocess.CalledProcessError:
-                pass

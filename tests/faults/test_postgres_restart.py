@@ -77,8 +77,11 @@ def test_the_service_rides_out_a_postgres_restart_answering_503_meanwhile(
             bodies: list[str] = []
 
             def deliver() -> None:
-                counts.update(deliver_until_acknowledged(base, stream.deliveries, threads=3,
-                                                         timeout=240, stop=halt))
+                counts.update(
+                    deliver_until_acknowledged(
+                        base, stream.deliveries, threads=3, timeout=240, stop=halt
+                    )
+                )
 
             sender = threading.Thread(target=deliver)
             sender.start()
@@ -94,8 +97,11 @@ def test_the_service_rides_out_a_postgres_restart_answering_503_meanwhile(
                     time.sleep(1.0)
                     cluster.start()
                 sender.join()
-                wait_for(lambda: set(event_counts(database)) == {"processed"}, timeout=180,
-                         what="every event processed after the restarts")
+                wait_for(
+                    lambda: set(event_counts(database)) == {"processed"},
+                    timeout=180,
+                    what="every event processed after the restarts",
+                )
                 assert web.popen.poll() is None and worker.popen.poll() is None
             finally:
                 halt.set()

@@ -50,16 +50,22 @@ def test_a_web_server_killed_mid_delivery_loses_and_doubles_nothing(
         counts: dict[str, int] = {}
 
         def deliver() -> None:
-            counts.update(deliver_until_acknowledged(base, stream.deliveries, threads=4,
-                                                     timeout=240, stop=halt))
+            counts.update(
+                deliver_until_acknowledged(
+                    base, stream.deliveries, threads=4, timeout=240, stop=halt
+                )
+            )
 
         sender = threading.Thread(target=deliver)
         sender.start()
         try:
             for kill in range(KILLS):
                 received = (kill + 1) * stream.unique // (KILLS + 2)
-                wait_for(lambda r=received: sum(event_counts(pg).values()) >= r,
-                         timeout=120, what=f"{received} events stored")
+                wait_for(
+                    lambda r=received: sum(event_counts(pg).values()) >= r,
+                    timeout=120,
+                    what=f"{received} events stored",
+                )
                 web.kill()
                 time.sleep(0.5)  # deliveries fail meanwhile: refused connections
                 web, base = start_gunicorn(env, log, port=port)

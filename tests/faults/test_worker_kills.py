@@ -58,16 +58,26 @@ def test_a_worker_killed_again_and_again_leaves_the_exact_ledger_and_one_receipt
         app.extensions["donations.db"].dispose()
         assert event_counts(pg) == {"pending": stream.unique}
 
-        env = app_env(pg_url, stripe_base, tmp_path, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(mailbox.port),
-                      MAIL_FROM="receipts@newsroom.test")
+        env = app_env(
+            pg_url,
+            stripe_base,
+            tmp_path,
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=str(mailbox.port),
+            MAIL_FROM="receipts@newsroom.test",
+        )
         log = tmp_path / "worker.log"
         # Kill points spread over the stream: each worker is killed once it has
         # applied up to the next point (at a random moment in its work).
         points = sorted(rng.sample(range(1, stream.unique - 1), KILLS))
         for point in points:
             worker = start_worker(env, log)
-            wait_for(lambda p=point, w=worker: _processed(pg) >= p or w.popen.poll() is not None,
-                     timeout=120, what=f"{point} events processed", every=0.02)
+            wait_for(
+                lambda p=point, w=worker: _processed(pg) >= p or w.popen.poll() is not None,
+                timeout=120,
+                what=f"{point} events processed",
+                every=0.02,
+            )
             assert worker.popen.poll() is None, worker.output()[-3000:]
             worker.kill()
         worker = start_worker(env, log)
@@ -93,9 +103,15 @@ def test_a_worker_killed_again_and_again_leaves_the_exact_ledger_and_one_receipt
 def _settings(pg_url: str, stripe_base: str) -> dict[str, Any]:
     from tests.conftest import STRIPE_TEST_KEY
 
-    return {"APP_ENV": "test", "TESTING": True, "DATABASE_URL": pg_url,
-            "SECRET_KEY": "test-secret-key", "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
-            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": stripe_base}
+    return {
+        "APP_ENV": "test",
+        "TESTING": True,
+        "DATABASE_URL": pg_url,
+        "SECRET_KEY": "test-secret-key",
+        "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": stripe_base,
+    }
 
 
 def _processed(pg: Database) -> int:
