@@ -5,7 +5,7 @@ event is stored and applied once, the ledger equals one clean run's, each form
 post made one Checkout Session; and the rate limits live in Redis, so the two
 instances share one count.
 
-Sizes: CI 600 deliveries and 20 form posts; SLOW_TESTS=1 5,000 and 100.
+Sizes: CI 400 deliveries and 20 form posts; SLOW_TESTS=1 5,000 and 100.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tests.faults.harness import (
 )
 from tests.integration.test_auth import REDIS_URL, redis_prefix  # noqa: F401 (a fixture)
 
-DELIVERIES, FORM_POSTS = (5_000, 100) if SLOW else (600, 20)
+DELIVERIES, FORM_POSTS = (5_000, 100) if SLOW else (400, 20)
 LOGIN_LIMIT = 6
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]*)"')
 NONCE = re.compile(r'name="nonce"[^>]*value="([^"]*)"')
