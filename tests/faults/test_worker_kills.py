@@ -9,7 +9,9 @@ Sizes: CI 1,000 deliveries and 5 kills; SLOW_TESTS=1 5,000 and 20 (issue 12).
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -121,3 +123,62 @@ def _processed(pg: Database) -> int:
 def _settled(pg: Database) -> bool:
     events, jobs = event_counts(pg), job_counts(pg)
     return set(events) == {"processed"} and set(jobs) <= {"done", "dead"}
+
+
+class StallingMailbox(Mailbox):
+    """An SMTP server that has the first message in full and then never says
+    250: the worker is killed while it waits, with that receipt in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await asyncio.sleep(60)
+        return answer
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_killed_mid_send_sends_only_the_receipt_in_flight_again(
+    pg_url: str, pg: Database, tmp_path: Path
+) -> None:
+    stream = build_stream(30, duplicates=0, seed=3, tag="send")
+    box = StallingMailbox()
+    box.start()
+    try:
+        with StripeStub(stream.scenario.stubs).serve() as stripe_base:
+            add_checkouts(pg, stream)
+            app = create_app(_settings(pg_url, stripe_base))
+            client = app.test_client()
+            for event in stream.deliveries:
+                assert post_event(client, event, WEBHOOK_SECRET).status_code == 200
+            app.extensions["donations.db"].dispose()
+            env = app_env(
+                pg_url,
+                stripe_base,
+                tmp_path,
+                MAIL_SERVER="127.0.0.1",
+                MAIL_PORT=str(box.port),
+                MAIL_FROM="receipts@newsroom.test",
+            )
+            log = tmp_path / "worker.log"
+            worker = start_worker(env, log)
+            wait_for(box.stalled.is_set, timeout=120, what="a receipt in flight")
+            worker.kill()
+            in_flight = str(box.received[0]["Message-ID"])
+            worker = start_worker(env, log)
+            try:
+                wait_for(lambda: _settled(pg), timeout=120, what="every event and job done")
+            finally:
+                worker.stop()
+    finally:
+        box.stop()
+
+    jobs = job_counts(pg)
+    assert set(jobs) == {"done"}, jobs
+    sent = Counter(str(message["Message-ID"]) for message in box.received)
+    assert len(sent) == jobs["done"]
+    assert {mid: n for mid, n in sent.items() if n > 1} == {in_flight: 2}
