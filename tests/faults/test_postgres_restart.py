@@ -74,21 +74,31 @@ def test_the_service_rides_out_a_postgres_restart_answering_503_meanwhile(
             worker = start_worker(env, tmp_path / "worker.log")
             halt = threading.Event()
             counts: dict[str, int] = {}
+            lock = threading.Lock()
             bodies: list[str] = []
+            # One share of the deliveries before the first outage, one sent
+            # from the moment each outage begins (so some surely meet it).
+            shares = [stream.deliveries[k :: OUTAGES + 1] for k in range(OUTAGES + 1)]
 
-            def deliver() -> None:
-                counts.update(
-                    deliver_until_acknowledged(
-                        base, stream.deliveries, threads=3, timeout=240, stop=halt
-                    )
-                )
+            def deliver(share: list[dict[str, object]]) -> None:
+                tries = deliver_until_acknowledged(base, share, threads=3, timeout=240, stop=halt)
+                with lock:
+                    for status, n in tries.items():
+                        counts[status] = counts.get(status, 0) + n
 
-            sender = threading.Thread(target=deliver)
-            sender.start()
+            senders = [threading.Thread(target=deliver, args=(shares[0],))]
+            senders[0].start()
             try:
                 for n in range(OUTAGES):
-                    time.sleep(1.0)  # under load: deliveries and processing under way
+                    # under load: deliveries and processing under way
+                    wait_for(
+                        lambda: sum(event_counts(database).values()) > 0,
+                        timeout=60,
+                        what="deliveries under way",
+                    )
                     cluster.stop("fast")
+                    senders.append(threading.Thread(target=deliver, args=(shares[n + 1],)))
+                    senders[-1].start()
                     # Down: the route says 503 (Stripe retries), never 500.
                     for _ in range(3):
                         response = _post_one(base, stream.deliveries[n])
@@ -96,7 +106,8 @@ def test_the_service_rides_out_a_postgres_restart_answering_503_meanwhile(
                         assert response.status_code == 503, response.text[:500]
                     time.sleep(1.0)
                     cluster.start()
-                sender.join()
+                for sender in senders:
+                    sender.join()
                 wait_for(
                     lambda: set(event_counts(database)) == {"processed"},
                     timeout=180,
@@ -105,7 +116,8 @@ def test_the_service_rides_out_a_postgres_restart_answering_503_meanwhile(
                 assert web.popen.poll() is None and worker.popen.poll() is None
             finally:
                 halt.set()
-                sender.join()
+                for sender in senders:
+                    sender.join()
                 web.stop()
                 worker.stop()
     finally:
