@@ -44,13 +44,14 @@ QUOTED = re.compile(r"\"[^\"]*\"?|'[^']*'?|\([^)]*\)?")
 FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
 # No inline script or style anywhere (tests/unit/test_settings_and_layout.py
 # greps the templates); forms post to us, and POST /donate's 303 goes on to
-# Stripe Checkout, which browsers check against form-action too.
+# Stripe Checkout (and a card update's to Stripe's billing portal), which
+# browsers check against form-action too.
 CONTENT_SECURITY_POLICY = {
     "default-src": "'self'",
     "script-src": "'self'",
     "style-src": "'self'",
     "img-src": ["'self'", "data:"],
-    "form-action": ["'self'", "https://checkout.stripe.com"],
+    "form-action": ["'self'", "https://checkout.stripe.com", "https://billing.stripe.com"],
     "base-uri": "'none'",
     "object-src": "'none'",
     "frame-ancestors": "'none'",
@@ -154,6 +155,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.donate import views as donate
     from app.finance import events as finance_events
     from app.finance import views as finance
+    from app.manage import views as manage
     from app.receipts import views as receipts
     from app.reconcile import views as reconcile
     from app.sandbox import views as sandbox
@@ -177,6 +179,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(receipts.bp)
     app.register_blueprint(appeals.bp)
     app.register_blueprint(appeals_admin.bp)
+    app.register_blueprint(manage.bp)
 
 
 def _choose_payments(app: Flask) -> Any:
