@@ -11,6 +11,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Regexp
 
 from app.manage.actions import REASON_MAX_CHARS
@@ -77,7 +78,7 @@ class ChangeForm(ActionForm):
     )
     interval = RadioField(
         _l("How often"),
-        choices=[(key, label) for key, label in INTERVAL_LABELS.items()],
+        choices=[SelectChoice(key, label) for key, label in INTERVAL_LABELS.items()],
         validators=[InputRequired(_l("Choose monthly or annually."))],
     )
 
