@@ -36,7 +36,7 @@ from webhooks.worker import Jobs, RetryPolicy, drain
 API = "https://api.stripe.com/v1"
 BASE = "http://donate.test"
 POLICY = RetryPolicy(max_attempts=3, base_delay_seconds=60, max_delay_seconds=3600)
-LINK = re.compile(re.escape(BASE) + r"/manage/([A-Za-z0-9_-]{43})")
+LINK = re.compile(r"https?://[^/\s]+/manage/([A-Za-z0-9_-]{43})")
 PERIOD_END = datetime(2026, 12, 20, 12, 0, tzinfo=UTC)
 
 
