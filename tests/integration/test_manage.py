@@ -590,3 +590,30 @@ def test_a_member_cancels_and_changes_and_the_webhooks_bring_the_new_state(
     assert "$25.00" in client.get("/manage/account").get_data(as_text=True)
     assert [(a.kind, a.status) for a in actions(db)] == [("cancel", "sent"), ("change", "sent")]
     assert len(stripe_posts(stripe_http, f"/subscriptions/{sub}")) == 2
+
+
+def test_a_russian_reader_gets_the_page_and_the_link_in_russian(
+    app: Flask, client: FlaskClient, db: Session
+) -> None:
+    add_member(db)
+    headers = {"Accept-Language": "ru"}
+    page = client.get("/manage", headers=headers)
+    assert "Прислать мне ссылку" in page.get_data(as_text=True)
+    response = client.post(
+        "/manage",
+        data={"csrf_token": csrf(page.get_data(as_text=True)), "email": "member@example.org"},
+        headers=headers,
+    )
+    assert "Проверьте почту" in response.get_data(as_text=True)
+    work(app)
+    (message,) = mails(app)
+    assert message["Content-Language"] == "ru"
+    assert "Ссылка работает один раз, в течение 30 минут" in text_of(message)
+    token = LINK.search(text_of(message))
+    assert token is not None
+    client.post(
+        f"/manage/{token.group(1)}",
+        data={"csrf_token": csrf(client.get(f"/manage/{token.group(1)}").get_data(as_text=True))},
+    )
+    account = client.get("/manage/account", headers=headers).get_data(as_text=True)
+    assert "Отменить в конце периода" in account and "История пожертвований" in account
