@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import insert_for
@@ -26,6 +26,9 @@ from app.manage.models import MembershipAction
 from app.payments import MembershipChanges, PaymentsError
 
 REASON_MAX_CHARS = 500
+# A claim older than this is a request that died mid-send (Stripe calls time
+# out well before): the action may be taken again, with the same key.
+STALE_CLAIM = timedelta(minutes=2)
 
 
 class ActionRefused(Exception):
@@ -171,6 +174,27 @@ def stripe_request(
     }
 
 
+def claim_action(session: Session, action: MembershipAction, now: datetime) -> bool:
+    """Take the action to send it (status sending): False when it was sent
+    already or another request holds it, so two submits at the same moment
+    make one request. The caller commits the claim before calling Stripe."""
+    result = session.execute(
+        update(MembershipAction)
+        .where(
+            MembershipAction.id == action.id,
+            or_(
+                MembershipAction.status.in_(("pending", "failed")),
+                (MembershipAction.status == "sending")
+                & (MembershipAction.claimed_at < now - STALE_CLAIM),
+            ),
+        )
+        .values(status="sending", claimed_at=now, attempts=MembershipAction.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(action)
+    return getattr(result, "rowcount", 0) == 1
+
+
 def send_action(
     session: Session,
     payments: MembershipChanges,
@@ -182,13 +206,10 @@ def send_action(
     locale: str,
     now: datetime,
 ) -> MembershipAction:
-    """Send the action to Stripe unless it was sent already (a double submit
-    makes no second request). The idempotency key is the row's, so a retry
-    after a timeout is the same change at Stripe. Raises PaymentsError after
-    recording the failure on the row (the caller commits it)."""
-    if action.status == "sent":
-        return action
-    action.attempts += 1
+    """Send a claimed action to Stripe with the row's idempotency key, so a
+    retry after a timeout is the same change at Stripe, and record the
+    outcome. Raises PaymentsError after recording the failure on the row
+    (the caller commits it)."""
     try:
         if action.stripe_params is None:
             params = stripe_request(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, one_of
 
 ACTION_KINDS = ("cancel", "resume", "change", "update_card")
-ACTION_STATUSES = ("pending", "sent", "failed")
+ACTION_STATUSES = ("pending", "sending", "sent", "failed")
 
 
 class ManageLink(Base):
@@ -59,6 +59,9 @@ class MembershipAction(Base):
     # there again instead of asking Stripe for another.
     result_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()
+    # When a request last took the row to send it (status sending): a second
+    # request for the same form meanwhile sends nothing.
+    claimed_at: Mapped[datetime | None] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (

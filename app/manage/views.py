@@ -32,7 +32,13 @@ from app.clock import utcnow
 from app.extensions import db_session
 from app.ledger.records import Membership
 from app.manage.account import is_ended, load_account, membership_of
-from app.manage.actions import ActionRefused, ActionRequest, record_action, send_action
+from app.manage.actions import (
+    ActionRefused,
+    ActionRequest,
+    claim_action,
+    record_action,
+    send_action,
+)
 from app.manage.forms import (
     INTERVAL_LABELS,
     ActionForm,
@@ -288,7 +294,10 @@ def _send(
     if payments is None:
         return _render_account(donor_id, 503, notice="not_configured")
     session = db_session()
-    already = action.status == "sent"
+    claimed = claim_action(session, action, utcnow())
+    session.commit()  # the claim: a second submit meanwhile sends nothing
+    if not claimed:
+        return _after(action)
     try:
         send_action(
             session,
@@ -305,12 +314,21 @@ def _send(
         log.warning("membership action %s not sent: kind=%s", action.id, exc.kind)
         return _render_account(donor_id, 503 if exc.retryable else 502, notice="provider_error")
     session.commit()
-    if not already and isinstance(payments, SandboxPayments):
+    if isinstance(payments, SandboxPayments):
         payments.deliver_pending()
+    return _after(action)
+
+
+def _after(action: MembershipAction) -> Response:
+    """Where a submitted change leads: Stripe's portal for a card update
+    (once it has its address), else the account page with what happened."""
     if action.kind == "update_card" and action.result_url:
         return redirect(action.result_url, code=303)
-    flash(
-        _("Thank you: your change was sent. It shows here as soon as Stripe confirms it."),
-        "done",
-    )
+    if action.status == "sent":
+        flash(
+            _("Thank you: your change was sent. It shows here as soon as Stripe confirms it."),
+            "done",
+        )
+    else:
+        flash(_("Your change is being sent. Reload this page in a moment."), "notice")
     return redirect(url_for("manage.account"), code=303)

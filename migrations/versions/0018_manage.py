@@ -54,13 +54,14 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("result_url", sa.Text(), nullable=True),
         sa.Column("created_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("claimed_at", app.db.UTCDateTime(), nullable=True),
         sa.Column("sent_at", app.db.UTCDateTime(), nullable=True),
         sa.CheckConstraint(
             "kind IN ('cancel', 'resume', 'change', 'update_card')",
             name=op.f("ck_membership_actions_kind_known"),
         ),
         sa.CheckConstraint(
-            "status IN ('pending', 'sent', 'failed')",
+            "status IN ('pending', 'sending', 'sent', 'failed')",
             name=op.f("ck_membership_actions_status_known"),
         ),
         sa.ForeignKeyConstraint(

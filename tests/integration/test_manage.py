@@ -617,3 +617,40 @@ def test_a_russian_reader_gets_the_page_and_the_link_in_russian(
     )
     account = client.get("/manage/account", headers=headers).get_data(as_text=True)
     assert "Отменить в конце периода" in account and "История пожертвований" in account
+
+
+def test_a_submit_while_another_request_sends_the_same_form_sends_nothing(
+    app: Flask, client: FlaskClient, db: Session, stripe_http: responses.RequestsMock
+) -> None:
+    membership = add_member(db)
+    html = sign_in(app, client)
+    path = f"{API}/subscriptions/{membership.stripe_subscription_id}"
+    stripe_http.post(path, json=subscription_json(membership))
+    data = form_fields(html, membership.id, "cancel")
+    start = utcnow()
+    with frozen_at(start):
+        stripe_http.replace(responses.POST, path, body=ConnectionError("timed out"))
+        assert client.post(f"/manage/memberships/{membership.id}/cancel", data=data).status_code
+    (action,) = actions(db)
+    # As if a request had taken the row and not finished yet.
+    action.status, action.claimed_at = "sending", start
+    db.commit()
+    stripe_http.replace(responses.POST, path, json=subscription_json(membership))
+
+    with frozen_at(start + timedelta(seconds=30)):
+        busy = client.post(f"/manage/memberships/{membership.id}/cancel", data=data)
+        assert busy.status_code == 303
+        assert "being sent" in client.get("/manage/account").get_data(as_text=True)
+    assert (
+        len(stripe_posts(stripe_http, f"/subscriptions/{membership.stripe_subscription_id}")) == 1
+    )
+
+    with frozen_at(start + timedelta(minutes=3)):  # that request died: taken again
+        again = client.post(f"/manage/memberships/{membership.id}/cancel", data=data)
+        assert again.status_code == 303
+    calls = stripe_posts(stripe_http, f"/subscriptions/{membership.stripe_subscription_id}")
+    assert len(calls) == 2
+    assert {c.request.headers["Idempotency-Key"] for c in calls} == {
+        f"membership_action:{action.id}"
+    }
+    assert actions(db)[0].status == "sent"
