@@ -30,6 +30,7 @@ from werkzeug.wrappers import Response
 
 from app.clock import utcnow
 from app.extensions import db_session
+from app.guard.gate import screen_submission
 from app.ledger.records import Membership
 from app.manage.account import is_ended, load_account, membership_of
 from app.manage.actions import (
@@ -118,16 +119,26 @@ def start() -> tuple[str, int]:
     return render_template("manage/start.html", form=LinkRequestForm()), 200
 
 
+def _sent() -> tuple[str, int]:
+    minutes = int(current_app.config.get("MANAGE_LINK_MINUTES") or 30)
+    return render_template("manage/sent.html", minutes=minutes), 200
+
+
 @bp.post("", endpoint="request_link")
 def request_link_view() -> tuple[str, int]:
+    """Held by app.guard's donor-form caps (donor_form_endpoints names it)."""
     form = LinkRequestForm()
+    screening = screen_submission()  # app.guard: the honeypot, the CAPTCHA thresholds
+    if screening.bot:  # quietly: the usual answer, nothing written, nobody mailed
+        return _sent()
     if not form.validate():
         return render_template("manage/start.html", form=form), 400
+    if not screening.captcha_passed():
+        return render_template("manage/start.html", form=form, notice="captcha"), 400
     session = db_session()
     request_link(session, form.email.data or "", _locale())
     session.commit()
-    minutes = int(current_app.config.get("MANAGE_LINK_MINUTES") or 30)
-    return render_template("manage/sent.html", minutes=minutes), 200
+    return _sent()
 
 
 # -- opening a link ------------------------------------------------------------------

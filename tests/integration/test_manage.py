@@ -654,3 +654,69 @@ def test_a_submit_while_another_request_sends_the_same_form_sends_nothing(
         f"membership_action:{action.id}"
     }
     assert actions(db)[0].status == "sent"
+
+
+# -- the guard on the magic-link form ---------------------------------------------------
+
+
+def link_rows(db: Session) -> int:
+    db.rollback()
+    found = db.scalar(select(func.count()).select_from(ManageLink)) or 0
+    db.commit()
+    return found
+
+
+def test_a_filled_honeypot_gets_the_usual_answer_and_nothing_is_written(
+    client: FlaskClient, db: Session
+) -> None:
+    add_member(db)
+    page = client.get("/manage").get_data(as_text=True)
+    assert 'name="homepage"' in page
+    response = client.post(
+        "/manage",
+        data={"csrf_token": csrf(page), "email": "member@example.org", "homepage": "http://x"},
+    )
+    assert response.status_code == 200
+    assert "Check your email" in response.get_data(as_text=True)
+    assert link_rows(db) == 0
+
+
+@pytest.mark.settings(DONOR_FORM_LIMIT_PER_EMAIL="2 per hour", DONOR_FORM_LIMIT_PER_ADDRESS="")
+def test_the_magic_link_form_is_held_to_the_donor_form_caps(
+    client: FlaskClient, db: Session
+) -> None:
+    add_member(db)
+    token = csrf(client.get("/manage").get_data(as_text=True))
+    statuses = [
+        client.post(
+            "/manage",
+            data={"csrf_token": token, "email": "member@example.org"},
+            environ_base={"REMOTE_ADDR": f"203.0.113.{n}"},
+        ).status_code
+        for n in range(4)
+    ]
+    assert statuses == [200, 200, 429, 429]
+    assert link_rows(db) == 2
+
+
+@pytest.mark.settings(
+    TURNSTILE_SITE_KEY="1x00000000000000000000AA",
+    TURNSTILE_SECRET_KEY="1x0000000000000000000000000000000AA",
+    CAPTCHA_AFTER_PER_ADDRESS="1 per hour",
+    CAPTCHA_AFTER_SITE="",
+)
+def test_past_the_captcha_threshold_no_link_is_made_without_a_valid_token(
+    client: FlaskClient, db: Session, stripe_http: responses.RequestsMock
+) -> None:
+    stripe_http.post(
+        "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+        json={"success": False, "error-codes": ["invalid-input-response"]},
+    )
+    token = csrf(client.get("/manage").get_data(as_text=True))
+    data = {"csrf_token": token, "email": "member@example.org"}
+    assert client.post("/manage", data=data).status_code == 200
+    refused = client.post("/manage", data={**data, "cf-turnstile-response": "forged"})
+    assert refused.status_code == 400
+    assert "not a robot" in refused.get_data(as_text=True)
+    assert 'class="cf-turnstile"' in refused.get_data(as_text=True)
+    assert link_rows(db) == 1
