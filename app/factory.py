@@ -16,7 +16,8 @@ from typing import Any
 from flask import Flask, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter
@@ -46,13 +47,14 @@ QUOTED = re.compile(r"\"[^\"]*\"?|'[^']*'?|\([^)]*\)?")
 FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
 # No inline script or style anywhere (tests/unit/test_settings_and_layout.py
 # greps the templates); forms post to us, and POST /donate's 303 goes on to
-# Stripe Checkout, which browsers check against form-action too.
+# Stripe Checkout (and a card update's to Stripe's billing portal), which
+# browsers check against form-action too.
 CONTENT_SECURITY_POLICY = {
     "default-src": "'self'",
     "script-src": "'self'",
     "style-src": "'self'",
     "img-src": ["'self'", "data:"],
-    "form-action": ["'self'", "https://checkout.stripe.com"],
+    "form-action": ["'self'", "https://checkout.stripe.com", "https://billing.stripe.com"],
     "base-uri": "'none'",
     "object-src": "'none'",
     "frame-ancestors": "'none'",
@@ -162,6 +164,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.finance import events as finance_events
     from app.finance import views as finance
     from app.i18n import views as i18n
+    from app.manage import views as manage
     from app.receipts import views as receipts
     from app.reconcile import views as reconcile
     from app.sandbox import views as sandbox
@@ -187,6 +190,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(receipts.bp)
     app.register_blueprint(appeals.bp)
     app.register_blueprint(appeals_admin.bp)
+    app.register_blueprint(manage.bp)
 
 
 def _choose_payments(app: Flask) -> Any:
@@ -258,6 +262,16 @@ def _describe(exc: BaseException) -> str:
     return f"{kind} at {place}"
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (down, restarting, a
+    dropped connection, the pool exhausted), not that our code is wrong."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    )
+
+
 def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(BadInput)
     def bad_input(exc: BadInput) -> tuple[str, int]:
@@ -284,7 +298,19 @@ def _register_error_pages(app: Flask) -> None:
         return render_template("errors/error.html", status=status, reason=exc.description), status
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[str, int]:
+    def unexpected(exc: Exception) -> Any:
+        if database_unavailable(exc):
+            # Not a bug of ours: say so with a 503, which Stripe (and a person)
+            # retries; the page itself must not need the database.
+            log.error("database unavailable on %s %s: %s", request.method, request.endpoint,
+                      _describe(exc))
+            headers = {"Retry-After": "5"}
+            if request.path.startswith("/webhooks/"):
+                return {"error": "database unavailable"}, 503, headers
+            try:
+                return render_template("errors/error.html", status=503, reason=None), 503, headers
+            except Exception:
+                return "Service unavailable; please try again in a moment.\n", 503, headers
         # Never a stack trace to a person; the log keeps the type and place
         # only (a traceback or an SQL error's text would carry its parameters).
         log.error("unhandled error on %s %s: %s", request.method, request.endpoint, _describe(exc))

@@ -126,3 +126,25 @@ class Webhooks:
     # Process one stored event now (its own transaction): "type: status", or
     # None when another worker took it.
     replay: Callable[[Database, Any, Mapping[str, Any], str], str | None]
+class MembershipChanges(Protocol):
+    """The calls a donor's own changes make (app.manage): each takes our
+    idempotency key, derived from the action row, so a retried action is one
+    change at Stripe. Implemented by StripeApi and the sandbox; raises
+    PaymentsError."""
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]: ...
+
+    def update_subscription(
+        self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """POST /v1/subscriptions/{id}: cancel_at_period_end, items with
+        price_data, proration_behavior, metadata."""
+        ...
+
+    def create_billing_portal_session(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """POST /v1/billing_portal/sessions: `customer`, `return_url`,
+        `flow_data` (payment_method_update), `locale`; its `url` is where the
+        donor updates their card."""
+        ...

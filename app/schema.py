@@ -12,6 +12,7 @@ import app.donors
 import app.finance.reports  # indexes the finance views need (migration 0006)
 import app.ledger
 import app.ledger.records
+import app.manage.models
 import app.outbox.models
 import app.reconcile.models
 import app.sandbox.models

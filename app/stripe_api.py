@@ -115,6 +115,29 @@ class StripeApi:
             params={"expand": ["payment_intent"]},
         )
 
+    # -- a donor's own changes (MembershipChanges) ------------------------------
+
+    def update_subscription(
+        self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return self._call(
+            "subscription update",
+            self._sdk.v1.subscriptions.update,
+            subscription_id,
+            params=params,
+            options={"idempotency_key": idempotency_key},
+        )
+
+    def create_billing_portal_session(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return self._call(
+            "billing portal session create",
+            self._sdk.v1.billing_portal.sessions.create,
+            params=params,
+            options={"idempotency_key": idempotency_key},
+        )
+
     # -- read-only look-ups for webhook processing (StripeLookup) -------------
 
     def _list_all(self, what: str, fn: Any, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ a batch in one transaction (one claim, one mark, one commit for up to
 back and its events applied one transaction each, so a failure is retried
 with exponential backoff and an event is marked dead after the last attempt
 (or at once when Stripe says the object it needs does not exist), as before.
-Between batches it runs the outbox's due jobs (receipts, notices:
+Between batches it runs the outbox's due jobs (receipts, notices, magic links:
 app.outbox.runner, the kinds in JOB_RUNNERS) when given `jobs`, and every few
 seconds the daily totals' roll-up (app.ledger.rollup).
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.exc import StatementError
 
-from app import receipts
+from app import manage, receipts
 from app.clock import utcnow
 from app.db import Database
 from app.ledger.rollup import roll_up
@@ -44,7 +44,7 @@ from webhooks.inbox import (
 log = logging.getLogger(__name__)
 
 # Every kind of outbox job the worker runs, by kind.
-JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS}
+JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS, **manage.RUNNERS}
 # Events per transaction, and seconds between roll-ups of the daily totals
 # (the settings worker_batch_size and ledger_rollup_every_seconds).
 BATCH_SIZE = 20

@@ -121,16 +121,18 @@ def build_message(
     *,
     key: str,
     subject_values: dict[str, Any] | None = None,
+    subject: str | None = None,
     **context: Any,
 ) -> EmailMessage:
     """One message of kind `name` to `recipient`. Its Message-ID comes from the
-    job's `key`, so a message sent again after a crash is recognisably the same."""
+    job's `key`, so a message sent again after a crash is recognisably the same.
+    `subject` (untranslated) is for messages other packages own; else SUBJECTS."""
     locale = recipient.locale
     org = org.in_language(locale)
     text, html = render(name, locale, org=org, recipient=recipient, **context)
     message = EmailMessage(policy=POLICY)
     message["Subject"] = gettext(
-        locale, SUBJECTS[name], organisation=org.name, **(subject_values or {})
+        locale, subject or SUBJECTS[name], organisation=org.name, **(subject_values or {})
     )
     message["To"] = formataddr((recipient.name or "", recipient.email))
     if org.contact_email:

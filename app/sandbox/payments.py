@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.db import Database
 from app.payments import PaymentsError
-from app.sandbox import charging, objects, store
+from app.sandbox import changes, charging, objects, store
 from app.sandbox.charging import PayResult
 from app.sandbox.delivery import DeliveryReport, deliver_pending
 from app.sandbox.objects import new_id
@@ -105,6 +105,36 @@ class SandboxPayments:
         if intent_id:
             found["payment_intent"] = self._read(intent_id, "payment_intent")
         return found
+
+    # -- a donor's own changes (MembershipChanges) --------------------------------
+
+    def update_subscription(
+        self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return changes.update_subscription(
+            self._session(),
+            subscription_id,
+            params,
+            idempotency_key=idempotency_key,
+            api_version=self.api_version,
+        )
+
+    def create_billing_portal_session(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return changes.create_portal_session(
+            self._session(),
+            params,
+            idempotency_key=idempotency_key,
+            public_base_url=self.public_base_url,
+        )
+
+    def portal_page(self, portal_id: str) -> dict[str, Any] | None:
+        """The billing portal session of the sandbox's portal page, or None."""
+        try:
+            return self._read(portal_id, "billing_portal.session")
+        except PaymentsError:
+            return None
 
     # -- read-only look-ups (StripeLookup) ---------------------------------------
 

@@ -121,3 +121,13 @@ def _state_of(checkout_session: dict[str, Any]) -> str:
     if status == "open" and checkout_session["expires_at"] < int(utcnow().timestamp()):
         return "expired"
     return status
+
+
+@bp.get("/billing_portal/<portal_id>")
+def billing_portal(portal_id: str) -> tuple[str, int]:
+    """What Stripe's billing portal would show for updating a card: the sandbox
+    stores no card, so this page only says so and leads back."""
+    portal = _sandbox().portal_page(portal_id)
+    if portal is None:
+        abort(404)
+    return render_template("sandbox/billing_portal.html", portal=portal), 200

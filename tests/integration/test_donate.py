@@ -607,6 +607,8 @@ def test_the_thanks_page_tells_the_real_state_from_stripe(
     html = response.get_data(as_text=True)
     assert text in html
     assert "€10.00" in html and "every month" in html
+    if "went through" in text or "processing" in text:
+        assert 'href="/manage"' in html  # where a member cancels or changes
 
 
 def test_an_unknown_or_foreign_session_is_a_404_without_asking_stripe(

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from app import ledger, receipts
 from app.ledger.checks import posted_refunds
-from app.ledger.records import Refund, get_or_insert, payment_by_charge
+from app.ledger.records import Refund, get_or_insert, note_amount_refunded, payment_by_charge
 from webhooks import mapping
 from webhooks.handlers.common import Context
 from webhooks.mapping import RefundFacts, TxnRef
@@ -107,8 +107,15 @@ def record_charge_refunds(
 
 
 def handle_refund(ctx: Context) -> None:
-    """refund.created / updated / failed, and the older charge.refund.updated."""
-    record_refund(ctx, mapping.refund(ctx.object))
+    """refund.created / updated / failed, and the older charge.refund.updated.
+    A refund's event newer than the charge's own brings the charge's refunded
+    figure up to date (the charge.refunded that says so may still be on its way)."""
+    facts = mapping.refund(ctx.object)
+    record_refund(ctx, facts)
+    payment = payment_by_charge(ctx.session, facts.charge_id) if facts.charge_id else None
+    if payment is not None and payment.amount_refunded_minor is not None:
+        held = posted_refunds(ctx.session, payment.stripe_charge_id)
+        note_amount_refunded(payment, held, ctx.created)
 
 
 HANDLERS = {
