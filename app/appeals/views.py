@@ -19,11 +19,11 @@ from flask import (
     render_template,
     request,
     send_from_directory,
+    url_for,
 )
 from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import force_locale
-from werkzeug.exceptions import HTTPException
 
 from app import extensions
 from app.appeals.counters import count_event
@@ -148,16 +148,11 @@ def _language(raw: str | None) -> str:
 
 
 def donate_path(language: str) -> str:
-    """/donate, or its language's own address (/ru/donate) where the site
-    serves one, so a Russian appeal leads to the Russian form."""
-    if language != current_app.config["LANGUAGES"][0]:
-        try:
-            endpoint, _args = current_app.url_map.bind("").match(f"/{language}/donate")
-        except HTTPException:
-            endpoint = None
-        if endpoint is not None:
-            return f"/{language}/donate"
-    return "/donate"
+    """/donate, or its language's own address (/ru/donate, app.i18n's prefix)
+    for a configured language other than the first, so a Russian appeal leads
+    to the Russian form."""
+    languages = current_app.config["LANGUAGES"]
+    return f"/{language}/donate" if language in languages[1:] else "/donate"
 
 
 def _cacheable(response: Response) -> Response:
@@ -359,7 +354,7 @@ def member_invite(checkout: Any, state: str) -> dict[str, Any] | None:
     record(_known_appeal(checkout.campaign), "", "invite_shown")
     return {
         "amount": format_short(monthly, checkout.currency, page_locale(config)),
-        "href": "/donate?" + urlencode(query),
+        "href": url_for("donate.form") + "?" + urlencode(query),  # keeps /ru/
     }
 
 

@@ -137,6 +137,7 @@ def test_the_russian_article_gets_the_russian_text(client: FlaskClient) -> None:
     assert 'lang="ru"' in html
     assert "Независимая журналистика жива." in html
     assert "Independent journalism" not in html
+    assert "/ru/donate?" in html and 'href="/donate?' not in html  # to the Russian form
     english = client.get(f"{EMBED}?article=en-123").get_data(as_text=True)
     assert "Independent journalism isn&#39;t dead." in english
 
@@ -316,6 +317,9 @@ def test_after_a_one_time_gift_the_thanks_page_invites_to_become_a_member(
     events = {(c[0], c[2]): c[3] for c in counters(db)}
     assert events[("support", "invite_shown")] == 1
     assert events[("support", "invite_click")] == 1
+    russian = client.get("/ru/donate/thanks?session_id=cs_test_a1b2c3").get_data(as_text=True)
+    invite = re.search(r'class="button" href="([^"]+)"', russian)
+    assert invite and invite.group(1).startswith("/ru/donate?")  # stays in the gift's language
 
 
 # -- the finance area -----------------------------------------------------------------
