@@ -78,6 +78,26 @@ def insert_missing(
 
 
 @cache
+def _insert_entity_statement(dialect: str, model: Any, index: tuple[str, ...]) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(model).on_conflict_do_nothing(index_elements=list(index)).returning(model)
+
+
+def insert_missing_entity(
+    session: Session, model: Any, values: Mapping[str, Any], *, index: Sequence[str]
+) -> Any:
+    """Like `insert_missing`, but an ORM insert that returns the new row as
+    an object of `model` (in the session, as if loaded), or None when a row
+    with the same `index` columns was there already: the caller then reads
+    that one. Saves the read after every insert that inserts."""
+    session.flush()
+    statement = _insert_entity_statement(dialect_of(session), model, tuple(index))
+    return session.scalars(
+        statement, dict(values), execution_options={"populate_existing": True}
+    ).first()
+
+
+@cache
 def _driver_sql(statement: Any, dialect: Dialect) -> tuple[str, dict[str, Any]]:
     compiled = statement.compile(dialect=dialect)
     if compiled.post_compile_params:

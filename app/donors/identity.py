@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import insert_for, insert_missing
+from app.db import insert_for, insert_missing_entity
 from app.donors.models import Donor, StripeCustomer
 
 
@@ -30,8 +30,10 @@ def find_or_create_donor(session: Session, email: str, name: str | None = None) 
     address = normalise_email(email)
     now = utcnow()
     values = {"email": address, "name": name or None, "created_at": now, "updated_at": now}
-    insert_missing(session, Donor, values, index=["email"])
-    donor: Donor = session.scalars(_donor_by_email(), {"email": address}).one()
+    donor: Donor | None = insert_missing_entity(session, Donor, values, index=["email"])
+    if donor is not None:  # new: one statement
+        return donor
+    donor = session.scalars(_donor_by_email(), {"email": address}).one()
     if name and not donor.name:
         donor.name = name
     return donor

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import utcnow
-from app.db import Base, insert_missing
+from app.db import Base, insert_missing_entity
 
 PAYMENT_KINDS = ("once", "membership")
 
@@ -177,12 +177,18 @@ def get_or_insert(
     if missing (insert on conflict do nothing, then read: safe when two
     workers race). Later changes are the caller's updates on the row; `lock`
     holds the row (SELECT ... FOR UPDATE on PostgreSQL) until commit, for
-    read-compare-write updates. Both statements are built once per shape."""
+    read-compare-write updates (a row this call inserted is held already).
+    The insert returns the new row (one statement); only a row that was
+    there is read. Both statements are built once per shape."""
     now = utcnow()
     defaults: dict[str, Any] = {"created_at": now}
     if hasattr(model, "updated_at"):
         defaults["updated_at"] = now
-    insert_missing(session, model, {key_column: key, **defaults, **values}, index=[key_column])
+    inserted = insert_missing_entity(
+        session, model, {key_column: key, **defaults, **values}, index=[key_column]
+    )
+    if inserted is not None:  # ours, and held by this transaction until commit
+        return inserted
     return session.scalars(_row_by_key(model, key_column, lock), {"key": key}).one()
 
 
