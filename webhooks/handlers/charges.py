@@ -187,6 +187,10 @@ def record_charge(
             status="succeeded",
             livemode=facts.livemode,
             stripe_created_at=facts.created_at,
+            # What `refund_charge` notes next for every caller (a recognisable
+            # charge): written with the row rather than updated after it.
+            amount_refunded_minor=facts.amount_refunded_minor,
+            amount_refunded_at=ctx.created,
         )
     fill_payment(ctx, payment, facts, checkout_id=checkout_id)
     if ledger.recognise_payment(
