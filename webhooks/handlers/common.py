@@ -6,14 +6,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.donate.models import Checkout
 from app.donors import Donor, attach_customer, donor_for_customer, find_or_create_donor
 from app.payments import StripeLookup
 from webhooks import mapping
+
+
+@cache
+def _checkout_donor() -> Any:
+    return (
+        select(Donor)
+        .join(Checkout, Checkout.donor_id == Donor.id)
+        .where(Checkout.id == bindparam("checkout_id"))
+    )
 
 
 @dataclass(frozen=True)
@@ -46,10 +57,10 @@ class Context:
 
 
 def checkout_donor(session: Session, checkout_id: str | None) -> Donor | None:
+    """Our checkout's donor, in one statement (not the checkout, then its donor)."""
     if not checkout_id:
         return None
-    checkout = session.get(Checkout, checkout_id)
-    return checkout.donor if checkout is not None else None
+    return session.scalars(_checkout_donor(), {"checkout_id": checkout_id}).first()
 
 
 def resolve_donor(
