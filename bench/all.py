@@ -2,11 +2,14 @@
 ONE table (every figure beside its target and the reference measured in the
 same run) with the machine's cores, memory and load, also written as JSON.
 
-    python bench/all.py [--only web,posting,worker,sync,ledger] [--step-timeout S]
+    python bench/all.py [--only web,posting,worker,sync-report,sync-posting,ledger]
 
 Each step is a script of bench/ run with `--json PATH`, writing a list of rows
-{name, value, unit, target, reference, met}. Results: bench-results/all.json
-and bench-results/all.md (git-ignored). Exit 1 when a target is missed.
+{name, value, unit, target, reference, met[, reason]}. A missed row without
+its own reason takes the one bench/reasons.json gives for the first key that
+starts "step: name" (the measured figures' explanation, kept beside them).
+Results: bench-results/all.json and all.md (git-ignored). Exit 1 when a target
+is missed.
 """
 
 from __future__ import annotations
@@ -26,13 +29,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PAYMENTS = os.environ.get("BENCH_PAYMENTS", "1000000")
 CHARGES = os.environ.get("BENCH_CHARGES", "20000")
+SYNC_PAYMENTS = os.environ.get("BENCH_SYNC_PAYMENTS", "1000000")
+SYNC_POSTING = os.environ.get("BENCH_SYNC_POSTING", "100000")
+REASONS = Path(__file__).resolve().parent / "reasons.json"
+
+# `--only sync` means both of its steps
+ALIASES = {"sync": ["sync-report", "sync-posting"]}
 
 # name -> the script and its arguments (each also gets --json PATH)
 STEPS: dict[str, list[str]] = {
     "web": ["bench/web.py"],
     "posting": ["bench/posting.py", "--charges", CHARGES],
     "worker": ["bench/worker.py"],
-    "sync": ["bench/sync.py"],
+    "sync-report": ["bench/sync.py", "--only", "report", "--payments", SYNC_PAYMENTS],
+    "sync-posting": ["bench/sync.py", "--only", "posting", "--posting", SYNC_POSTING],
     "ledger": ["bench/run.py", "--payments", PAYMENTS],
 }
 
@@ -82,7 +92,19 @@ def run_step(name: str, argv: list[str], timeout: float) -> list[dict[str, Any]]
     for row in rows:
         row.setdefault("step", name)
         row.setdefault("step_seconds", round(seconds, 1))
+    if done.returncode not in (0, 1):  # 1: a target missed; anything else: it broke
+        rows.append(_note(name, f"exited {done.returncode} after writing its rows", met=False))
     return rows
+
+
+def add_reasons(rows: list[dict[str, Any]], reasons: dict[str, str]) -> None:
+    """Every missed row gets a reason: its own, else reasons.json's."""
+    for row in rows:
+        if row.get("met") is not False or row.get("reason"):
+            continue
+        key = f"{row.get('step')}: {str(row['name']).strip()}"
+        found = [why for prefix, why in reasons.items() if key.startswith(prefix)]
+        row["reason"] = found[0] if found else "no reason recorded (see the step's output)"
 
 
 def _note(step: str, why: str, met: bool | None = None) -> dict[str, Any]:
@@ -94,6 +116,7 @@ def _note(step: str, why: str, met: bool | None = None) -> dict[str, Any]:
         "reference": "-",
         "met": met,
         "step": step,
+        "reason": why if met is False else None,
     }
 
 
@@ -102,7 +125,8 @@ def _value(row: dict[str, Any]) -> str:
     if value is None:
         return "-"
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.1f} {row.get('unit', '')}".strip()
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 1000 else 0
+        return f"{value:,.{digits}f} {row.get('unit', '')}".strip()
     return f"{value:,.0f} {row.get('unit', '')}".strip()
 
 
@@ -113,13 +137,14 @@ def table(rows: list[dict[str, Any]], box: dict[str, Any]) -> str:
         f"{box['memory_gib']} GiB, load average {box['load_average'][0]} at the start, "
         f"{box['load_average_end'][0]} at the end",
         "",
-        "| measure | measured | target | reference (same run) | met |",
-        "| --- | --- | --- | --- | --- |",
+        "| step | measure | measured | target | reference (same run) | met | reason |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['name']} | {_value(row)} | {row.get('target', '-')} | "
-            f"{row.get('reference', '-')} | {verdict[row.get('met')]} |"
+            f"| {row.get('step', '-')} | {row['name']} | {_value(row)} | "
+            f"{row.get('target') or '-'} | {row.get('reference') or '-'} | "
+            f"{verdict[row.get('met')]} | {row.get('reason') or ''} |"
         )
     return "\n".join(lines)
 
@@ -132,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
-    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    chosen = [
+        step
+        for name in args.only.split(",")
+        if name.strip()
+        for step in ALIASES.get(name.strip(), [name.strip()])
+    ]
     unknown = [name for name in chosen if name not in STEPS]
     if unknown:
         print(f"error: unknown step {unknown[0]} (known: {', '.join(STEPS)})", file=sys.stderr)
@@ -142,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         rows += run_step(name, STEPS[name], args.step_timeout)
     box["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    add_reasons(rows, json.loads(REASONS.read_text()) if REASONS.exists() else {})
     report = table(rows, box)
     print()
     print(report)

@@ -69,10 +69,10 @@ def ensure_database(args: argparse.Namespace) -> tuple[str, float | None]:
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
             (args.database,),
         ).fetchone()
-        if row is not None and row[0] == marker and not args.reseed:
+        reuse = row is not None and row[0] == marker and not args.reseed
+        if reuse:
             print(f"reusing {args.database}: {marker}", flush=True)
-            return url, None
-        if row is not None:
+        elif row is not None:
             print(f"dropping {args.database} (seeded differently)", flush=True)
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -80,11 +80,15 @@ def ensure_database(args: argparse.Namespace) -> tuple[str, float | None]:
                 (args.database,),
             )
             conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(args.database)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
+        if not reuse:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
     env = {**os.environ, "DATABASE_URL": url, "APP_ENV": "development"}
     env.pop("STRIPE_SECRET_KEY", None)
     donations = str(Path(sys.executable).parent / "donations")
+    # a reused database gets the migrations merged since it was seeded
     subprocess.run([donations, "db", "upgrade"], env=env, check=True)  # noqa: S603 (our own CLI)
+    if reuse:
+        return url, None
     started = time.monotonic()
     subprocess.run(  # noqa: S603 (our own CLI)
         [

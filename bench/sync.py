@@ -81,6 +81,10 @@ def create_database(name: str, *, drop: bool) -> bool:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists and not drop:
+            # a reused database gets the migrations merged since it was seeded
+            migrated = donations(app_env(database_url(name)), "db", "upgrade")
+            if migrated.returncode:
+                raise SystemExit(migrated.stderr)
             return False
         if exists:
             conn.execute(
