@@ -6,8 +6,8 @@ same run) with the machine's cores, memory and load, also written as JSON.
 
 Each step is a script of bench/ run with `--json PATH`, writing a list of rows
 {name, value, unit, target, reference, met[, reason]}. A missed row without
-its own reason takes the one bench/reasons.json gives for the first key that
-starts "step: name" (the measured figures' explanation, kept beside them).
+its own reason takes bench/reasons.json's first "step: part of the name" key
+that fits it (the measured figures' explanation, kept beside them).
 Results: bench-results/all.json and all.md (git-ignored). Exit 1 when a target
 is missed.
 """
@@ -102,8 +102,12 @@ def add_reasons(rows: list[dict[str, Any]], reasons: dict[str, str]) -> None:
     for row in rows:
         if row.get("met") is not False or row.get("reason"):
             continue
-        key = f"{row.get('step')}: {str(row['name']).strip()}"
-        found = [why for prefix, why in reasons.items() if key.startswith(prefix)]
+        step, name = row.get("step"), str(row["name"])
+        found = [
+            why
+            for key, why in reasons.items()
+            if key.partition(": ")[0] == step and key.partition(": ")[2] in name
+        ]
         row["reason"] = found[0] if found else "no reason recorded (see the step's output)"
 
 

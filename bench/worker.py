@@ -414,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
                 exact=all(r.exact for r in big),
             )
         )
+        if big[0].events < 50_000:  # the target is for 50,000: judge the same rate at that size
+            at_50k = rows[-1].value * 50_000 / big[0].events
+            rows[-1].name += f" (at this rate 50,000 take {at_50k:,.0f} s)"
+            rows[-1].met = rows[-1].met and at_50k <= TARGET_BACKLOG_SECONDS
     print()
     print_table(rows)
     if args.json_path:
