@@ -302,8 +302,12 @@ def _register_error_pages(app: Flask) -> None:
         if database_unavailable(exc):
             # Not a bug of ours: say so with a 503, which Stripe (and a person)
             # retries; the page itself must not need the database.
-            log.error("database unavailable on %s %s: %s", request.method, request.endpoint,
-                      _describe(exc))
+            log.error(
+                "database unavailable on %s %s: %s",
+                request.method,
+                request.endpoint,
+                _describe(exc),
+            )
             headers = {"Retry-After": "5"}
             if request.path.startswith("/webhooks/"):
                 return {"error": "database unavailable"}, 503, headers

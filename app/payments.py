@@ -126,6 +126,8 @@ class Webhooks:
     # Process one stored event now (its own transaction): "type: status", or
     # None when another worker took it.
     replay: Callable[[Database, Any, Mapping[str, Any], str], str | None]
+
+
 class MembershipChanges(Protocol):
     """The calls a donor's own changes make (app.manage): each takes our
     idempotency key, derived from the action row, so a retried action is one
