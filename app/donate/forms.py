@@ -42,6 +42,23 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
+def email_field() -> Any:
+    """The donor's email, asked the same way by every donor form (the gift, the
+    magic link of /manage): trimmed, at most 254 characters, no DNS look-up."""
+    return StringField(
+        _l("Email"),
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        validators=[
+            DataRequired(_l("Enter your email address.")),
+            Length(max=254, message=_l("That email address is too long.")),
+            Email(
+                _l("Enter a valid email address, like name@example.org."),
+                check_deliverability=False,
+            ),
+        ],
+    )
+
+
 class DonationForm(FlaskForm):
     nonce = HiddenField(
         validators=[
@@ -62,18 +79,7 @@ class DonationForm(FlaskForm):
     # A preset button (major units, as shown) or a typed amount; typed wins.
     preset = StringField(validators=[Optional(), Length(max=20)])
     amount = StringField(_l("Other amount"), validators=[Optional(), Length(max=20)])
-    email = StringField(
-        _l("Email"),
-        filters=[lambda value: value.strip() if isinstance(value, str) else value],
-        validators=[
-            DataRequired(_l("Enter your email address.")),
-            Length(max=254, message=_l("That email address is too long.")),
-            Email(
-                _l("Enter a valid email address, like name@example.org."),
-                check_deliverability=False,
-            ),
-        ],
-    )
+    email = email_field()
     name = StringField(
         _l("Name"),
         validators=[

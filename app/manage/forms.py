@@ -12,8 +12,9 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, InputRequired, Length, Regexp
+from wtforms.validators import InputRequired, Length, Regexp
 
+from app.donate.forms import email_field
 from app.manage.actions import REASON_MAX_CHARS
 from app.money import MoneyError, charge_step, format_money, parse_amount
 
@@ -25,18 +26,7 @@ def new_action_token() -> str:
 
 
 class LinkRequestForm(FlaskForm):
-    email = StringField(
-        _l("Email"),
-        filters=[lambda value: value.strip() if isinstance(value, str) else value],
-        validators=[
-            DataRequired(_l("Enter your email address.")),
-            Length(max=254, message=_l("That email address is too long.")),
-            Email(
-                _l("Enter a valid email address, like name@example.org."),
-                check_deliverability=False,
-            ),
-        ],
-    )
+    email = email_field()
 
 
 class OpenLinkForm(FlaskForm):
