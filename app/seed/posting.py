@@ -98,6 +98,8 @@ class Writer:
             for name in _INTEGER_IDS
         }
         self.written: dict[str, int] = defaultdict(int)
+        # Entries written in bulk leave the daily totals behind until `finish`.
+        self.totals_stale = False
         self.created_at = utcnow()
 
     def new_id(self, table: str) -> int:
@@ -148,8 +150,8 @@ class Writer:
             )
 
     def flush(self) -> None:
-        entries = self.rows.get("journal_entries")
-        new_entries = (entries[0]["id"], entries[-1]["id"]) if entries else None
+        if self.rows.get("journal_entries"):
+            self.totals_stale = True
         for name in TABLES:
             rows = self.rows.pop(name, None)
             if not rows:
@@ -159,8 +161,6 @@ class Writer:
             else:
                 self.session.execute(insert(_table(name)), rows)
             self.written[name] += len(rows)
-        if new_entries is not None:  # the daily totals move with the batch's entries
-            ledger_totals.add_entries(self.session, *new_entries)
         for op in self.ops:
             apply_exact(self.session, op)
         if self.ops:
@@ -168,6 +168,15 @@ class Writer:
         self.ops.clear()
         self.session.flush()
         self.move_sequences()
+
+    def finish(self) -> None:
+        """After the last flush: the daily totals recomputed from the journal
+        once (`ledger_totals.rebuild`, one grouped pass) if entries were
+        written in bulk, instead of a pass over the new entries per batch,
+        which grew with the journal (a 1M seed spent most of its time there)."""
+        if self.totals_stale:
+            ledger_totals.rebuild(self.session)
+            self.totals_stale = False
 
     def _copy(self, name: str, rows: list[dict[str, Any]]) -> None:
         columns = list(rows[0])
