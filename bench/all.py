@@ -36,12 +36,26 @@ REASONS = Path(__file__).resolve().parent / "reasons.json"
 # `--only sync` means both of its steps
 ALIASES = {"sync": ["sync-report", "sync-posting"]}
 
+# The sync report reads the finance step's seeded ledger (donations_bench) when
+# both want the same size; a ledger of its own otherwise, so neither reseeds
+# the other's on every run.
+LEDGER_DATABASE = os.environ.get("BENCH_DATABASE", "donations_bench")
+SYNC_LEDGER = LEDGER_DATABASE if SYNC_PAYMENTS == PAYMENTS else "donations_bench_sync"
+
 # name -> the script and its arguments (each also gets --json PATH)
 STEPS: dict[str, list[str]] = {
     "web": ["bench/web.py"],
     "posting": ["bench/posting.py", "--charges", CHARGES],
     "worker": ["bench/worker.py"],
-    "sync-report": ["bench/sync.py", "--only", "report", "--payments", SYNC_PAYMENTS],
+    "sync-report": [
+        "bench/sync.py",
+        "--only",
+        "report",
+        "--payments",
+        SYNC_PAYMENTS,
+        "--ledger-database",
+        SYNC_LEDGER,
+    ],
     "sync-posting": ["bench/sync.py", "--only", "posting", "--posting", SYNC_POSTING],
     "ledger": ["bench/run.py", "--payments", PAYMENTS],
 }

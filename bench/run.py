@@ -59,29 +59,52 @@ def database_url(admin_url: str, name: str) -> str:
 
 
 def ensure_database(args: argparse.Namespace) -> tuple[str, float | None]:
-    """The bench database, seeded with args.payments; reused when its marker
-    (a comment on the database) says it already is. Returns the URL and the
+    """The bench database, seeded with args.payments (see `ensure_ledger`)."""
+    return ensure_ledger(
+        args.admin_url,
+        args.database,
+        payments=args.payments,
+        seed=args.seed,
+        months=args.months,
+        reseed=args.reseed,
+    )
+
+
+def ensure_ledger(
+    admin_url: str,
+    database: str,
+    *,
+    payments: int,
+    seed: int = 1,
+    months: int = 24,
+    reseed: bool = False,
+) -> tuple[str, float | None]:
+    """A database seeded by `donations dev seed` with `payments`, `seed` and
+    `months`; reused when its marker (a comment on the database) says it
+    already is, else dropped, made and seeded again. bench/sync.py's report
+    step seeds through here too, so one seeded ledger serves both when their
+    sizes agree. Migrated to the head either way. Returns the URL and the
     seconds seeding took (None when reused)."""
-    marker = MARKER.format(payments=args.payments, seed=args.seed, months=args.months)
-    url = database_url(args.admin_url, args.database)
-    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+    marker = MARKER.format(payments=payments, seed=seed, months=months)
+    url = database_url(admin_url, database)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-            (args.database,),
+            (database,),
         ).fetchone()
-        reuse = row is not None and row[0] == marker and not args.reseed
+        reuse = row is not None and row[0] == marker and not reseed
         if reuse:
-            print(f"reusing {args.database}: {marker}", flush=True)
+            print(f"reusing {database}: {marker}", flush=True)
         elif row is not None:
-            print(f"dropping {args.database} (seeded differently)", flush=True)
+            print(f"dropping {database} (seeded differently)", flush=True)
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (args.database,),
+                (database,),
             )
-            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(args.database)))
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(database)))
         if not reuse:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     env = {**os.environ, "DATABASE_URL": url, "APP_ENV": "development"}
     env.pop("STRIPE_SECRET_KEY", None)
     donations = str(Path(sys.executable).parent / "donations")
@@ -89,6 +112,7 @@ def ensure_database(args: argparse.Namespace) -> tuple[str, float | None]:
     subprocess.run([donations, "db", "upgrade"], env=env, check=True)  # noqa: S603 (our own CLI)
     if reuse:
         return url, None
+    print(f"seeding {database} with {payments:,} payments", flush=True)
     started = time.monotonic()
     subprocess.run(  # noqa: S603 (our own CLI)
         [
@@ -96,11 +120,11 @@ def ensure_database(args: argparse.Namespace) -> tuple[str, float | None]:
             "dev",
             "seed",
             "--payments",
-            str(args.payments),
+            str(payments),
             "--seed",
-            str(args.seed),
+            str(seed),
             "--months",
-            str(args.months),
+            str(months),
             "--batch",
             "10000",
         ],
@@ -108,10 +132,10 @@ def ensure_database(args: argparse.Namespace) -> tuple[str, float | None]:
         check=True,
     )
     seconds = time.monotonic() - started
-    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                sql.Identifier(args.database), sql.Literal(marker)
+                sql.Identifier(database), sql.Literal(marker)
             )
         )
     return url, seconds

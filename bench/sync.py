@@ -3,14 +3,15 @@ Stripe's list API on loopback that answers at once (keep-alive, its own
 process, so its CPU and memory are not counted):
 
 - report: `sync --report-only` over every balance transaction of a seeded
-  ledger (database --database, seeded with --payments when empty), served as
+  ledger (--ledger-database, default bench/run.py's `donations_bench`, seeded
+  with --payments and reused by run.py's rule: one seed serves both), served as
   Stripe would list them, so the report should find no difference; wall
   time, peak RSS and list calls per 100 transactions;
 - posting: `sync` of --posting historical charges, each listed with its
   balance transaction expanded, into an empty ledger (a fresh database);
   charges posted per second, Stripe calls per charge, and `ledger verify`.
 
-    python bench/sync.py [--database donations_bench_sync] [--payments 1000000]
+    python bench/sync.py [--ledger-database donations_bench] [--payments 1000000]
                          [--posting 100000] [--only report|posting] [--json PATH]
 
 Prints a table; `--json PATH` writes its rows (name, value, unit, target,
@@ -100,18 +101,14 @@ def create_database(name: str, *, drop: bool) -> bool:
 
 
 def ensure_seeded(name: str, payments: int) -> None:
-    create_database(name, drop=False)
-    with psycopg.connect(database_url(name)) as conn:
-        row = conn.execute("SELECT count(*) FROM journal_entries").fetchone()
-    if row and row[0]:
-        print(f"reusing {name} ({row[0]:,} journal entries)", flush=True)
-        return
-    print(f"seeding {name} with {payments:,} payments", flush=True)
-    seeded = donations(
-        app_env(database_url(name)), "dev", "seed", "--payments", str(payments), "--batch", "10000"
-    )
-    if seeded.returncode:
-        raise SystemExit(seeded.stderr)
+    """The report's ledger: seeded and reused by bench/run.py's rule (a
+    marker comment naming payments, seed and months), so with the same size
+    the finance benchmark's database (`donations_bench`) serves both."""
+    from bench.run import ensure_ledger
+
+    _url, seconds = ensure_ledger(ADMIN_URL, name, payments=payments)
+    if seconds is not None:
+        print(f"seeded {name} with {payments:,} payments in {seconds:,.0f} s", flush=True)
 
 
 # -- the stub -------------------------------------------------------------------
@@ -312,10 +309,10 @@ def stub_calls(base: str) -> dict[str, int]:
 
 
 def measure_report(args: argparse.Namespace) -> list[Row]:
-    ensure_seeded(args.database, args.payments)
-    stub, base, count = start_stub("ledger", database_url(args.database))
+    ensure_seeded(args.ledger_database, args.payments)
+    stub, base, count = start_stub("ledger", database_url(args.ledger_database))
     try:
-        result = run_sync(database_url(args.database), base, "report")
+        result = run_sync(database_url(args.ledger_database), base, "report")
     finally:
         stub.terminate()
     per_100 = result["calls"] / (count / PAGE) if count else 0.0
@@ -435,7 +432,16 @@ def measure_posting(args: argparse.Namespace) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--database", default="donations_bench_sync")
+    parser.add_argument(
+        "--database",
+        default="donations_bench_sync",
+        help="The posting step's database is this name + _post (made afresh).",
+    )
+    parser.add_argument(
+        "--ledger-database",
+        default=os.environ.get("BENCH_DATABASE", "donations_bench"),
+        help="The report's seeded ledger: bench/run.py's (same seeding and reuse rule).",
+    )
     parser.add_argument("--payments", type=int, default=1_000_000)
     parser.add_argument("--posting", type=int, default=100_000)
     parser.add_argument("--only", choices=("report", "posting"))
