@@ -23,7 +23,8 @@ class SyncCursor(Base):
     __tablename__ = "sync_cursors"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    window: Mapped[str] = mapped_column(String(64))  # "SINCE..UNTIL" as UTC unix seconds
+    # "SINCE..UNTIL" as UTC unix seconds, "scheduled:SINCE..UNTIL" for the worker's runs
+    window: Mapped[str] = mapped_column(String(64))
     resource: Mapped[str] = mapped_column(String(64))
     starting_after: Mapped[str | None] = mapped_column(String(255))
     done: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -3,7 +3,9 @@ schedule and the finance area's button all go through it), and `run_due`,
 which a worker calls when idle: a run asked for on /ledger/reconciliation, or
 the daily one (`stripe_sync_every_hours`, over the last
 `stripe_sync_lookback_days`), one at a time across every worker (a
-PostgreSQL advisory lock; SQLite has one worker). No Flask, no `stripe`.
+PostgreSQL advisory lock; SQLite has one worker). A scheduled run's cursors
+are keyed as scheduled, so one that stopped is finished by the next scheduled
+run (before that run's own window) and no cursors pile up. No Flask, no `stripe`.
 """
 
 from __future__ import annotations
@@ -17,15 +19,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import Database
 from app.payments import Webhooks
-from app.reconcile.models import SyncRequest, SyncRun
+from app.reconcile.models import SyncCursor, SyncRequest, SyncRun
 from app.reconcile.report import Report, reconcile
-from app.reconcile.sync import Pacer, Window, forget_cursors, sync_objects
+from app.reconcile.sync import (
+    SCHEDULED_PREFIX,
+    Pacer,
+    Window,
+    forget_cursors,
+    sync_objects,
+)
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x5EC0_4C11  # pg_advisory lock id: one sync at a time
@@ -119,6 +127,29 @@ def latest_run(session: Session) -> SyncRun | None:
     ).first()
 
 
+def interrupted_scheduled(database: Database) -> Window | None:
+    """The latest scheduled window whose run stopped before it finished (its
+    cursors are still there), to be finished; the cursors of any earlier
+    interrupted scheduled window are deleted (that run is superseded: the
+    latest one reaches further back than its own lookback)."""
+    with database.session() as session, session.begin():
+        keys = session.scalars(
+            select(SyncCursor.window)
+            .where(SyncCursor.window.startswith(SCHEDULED_PREFIX))
+            .distinct()
+        ).all()
+        if not keys:
+            return None
+        windows = sorted(
+            (Window.from_key(key) for key in keys),
+            key=lambda w: w.since or datetime.min.replace(tzinfo=UTC),
+        )
+        stale = [w.key for w in windows[:-1]]
+        if stale:
+            session.execute(delete(SyncCursor).where(SyncCursor.window.in_(stale)))
+        return windows[-1]
+
+
 def run_due(
     database: Database, stripe: Any, hooks: Webhooks, config: Mapping[str, Any]
 ) -> SyncRun | None:
@@ -143,8 +174,14 @@ def run_due(
             report_only = pending.report_only
         else:
             lookback = timedelta(days=float(config["STRIPE_SYNC_LOOKBACK_DAYS"]))
-            window = Window((now - lookback).astimezone(UTC), None)
+            window = Window((now - lookback).astimezone(UTC), None, scheduled=True)
             report_only = False
+            # A scheduled run that stopped (Stripe down, the worker killed) is
+            # finished first from its cursors: the part of its window this
+            # one does not reach back to is covered, and its cursors go.
+            unfinished = interrupted_scheduled(database)
+            if unfinished is not None and unfinished.key != window.key:
+                perform(database, stripe, hooks, unfinished, report_only=False, config=config)
         if pending is not None:
             with database.session() as session, session.begin():
                 row = session.get(SyncRequest, pending.id)

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -35,6 +35,7 @@ Json = dict[str, Any]
 T = TypeVar("T")
 PAGE_SIZE = 100
 MAX_BACKOFF_SECONDS = 60.0
+SCHEDULED_PREFIX = "scheduled:"
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,33 @@ RESOURCES = (
 
 @dataclass(frozen=True)
 class Window:
-    """[since, until) in UTC; None is open-ended."""
+    """[since, until) in UTC; None is open-ended. `scheduled` marks the
+    worker's own runs (`app.reconcile.schedule`): their cursors are keyed
+    apart ("scheduled:SINCE..UNTIL"), so the next scheduled run can find an
+    interrupted one's and finish it instead of leaving them behind."""
 
     since: datetime | None
     until: datetime | None
+    scheduled: bool = False
 
     @property
     def key(self) -> str:
         def unix(moment: datetime | None) -> str:
             return "" if moment is None else str(int(moment.timestamp()))
 
-        return f"{unix(self.since)}..{unix(self.until)}"
+        bounds = f"{unix(self.since)}..{unix(self.until)}"
+        return f"{SCHEDULED_PREFIX}{bounds}" if self.scheduled else bounds
+
+    @classmethod
+    def from_key(cls, key: str) -> Window:
+        """The window a cursor's key names (the inverse of `key`)."""
+        scheduled = key.startswith(SCHEDULED_PREFIX)
+        since, _, until = key.removeprefix(SCHEDULED_PREFIX).partition("..")
+
+        def moment(unix: str) -> datetime | None:
+            return datetime.fromtimestamp(int(unix), UTC) if unix else None
+
+        return cls(moment(since), moment(until), scheduled=scheduled)
 
     def created(self) -> dict[str, int]:
         bounds: dict[str, int] = {}
@@ -240,8 +257,7 @@ def _save_cursor(
 def forget_cursors(database: Database, window: Window) -> None:
     """A finished window starts from the top next time."""
     with database.session() as session, session.begin():
-        for cursor in session.scalars(select(SyncCursor).where(SyncCursor.window == window.key)):
-            session.delete(cursor)
+        session.execute(delete(SyncCursor).where(SyncCursor.window == window.key))
 
 
 def apply_object(database: Database, hooks: Webhooks, lookup: StripeLookup, event: Json) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,12 @@ from sqlalchemy.orm import Session
 
 from app import create_app, ledger
 from app.cli import main
+from app.clock import frozen_at
 from app.db import Database
 from app.ledger.rollup import open_changes
 from app.migrate import upgrade
 from app.outbox.models import OutboxJob
+from app.payments import PaymentsError
 from app.reconcile.models import SyncCursor, SyncRequest, SyncRun
 from app.reconcile.schedule import run_due
 from tests import event_factory as ef
@@ -430,6 +432,57 @@ def test_a_worker_runs_the_asked_for_reconciliation_and_the_daily_one_once(
         # The daily run was done by that one; nothing is due until tomorrow.
         assert run_due(database, payments, app.extensions["donations.webhooks"], app.config) is None
     assert "no differences" in finance.get("/ledger/reconciliation").get_data(as_text=True)
+
+
+@pytest.mark.settings(
+    STRIPE_SYNC_REQUESTS_PER_SECOND=0,
+    STRIPE_SYNC_MAX_RETRIES=0,
+    STRIPE_SYNC_EVERY_HOURS=24,
+    STRIPE_SYNC_LOOKBACK_DAYS=5,
+)
+def test_an_interrupted_scheduled_run_is_finished_by_the_next_and_leaves_no_cursors(
+    app: Flask, stripe_http: responses.RequestsMock
+) -> None:
+    fake = a_week_of_stripe()
+    fake.install(stripe_http)
+    database: Database = app.extensions["donations.db"]
+    payments = app.extensions["donations.payments"]
+    hooks = app.extensions["donations.webhooks"]
+    first = datetime.fromtimestamp(T0, UTC) + timedelta(days=4)
+    fake.fail_after = 5  # Stripe goes down part way through the lists
+    with app.app_context(), frozen_at(first), pytest.raises(PaymentsError):
+        run_due(database, payments, hooks, app.config)
+    with database.session() as session:
+        left = {(c.window, c.resource, c.done) for c in session.scalars(select(SyncCursor))}
+        # An older interrupted scheduled run's place, superseded by this one's.
+        session.add(
+            SyncCursor(
+                window=f"scheduled:{T0 - 10 * DAY}..",
+                resource="charges",
+                starting_after="ch_gone",
+                done=False,
+            )
+        )
+        session.commit()
+    stopped_key = f"scheduled:{int(first.timestamp()) - 5 * DAY}.."
+    assert {window for window, _, _ in left} == {stopped_key}
+    assert ("subscriptions", True) in {(resource, done) for _, resource, done in left}
+
+    fake.fail_after = None
+    calls_before = len(fake.calls)
+    # Nothing finished, so the schedule is still due an hour later: the stopped
+    # window is finished from its cursors (its done lists are not read again),
+    # then the hour's own window runs.
+    with app.app_context(), frozen_at(first + timedelta(hours=1)):
+        fresh = run_due(database, payments, hooks, app.config)
+    assert fresh is not None and fresh.differences == 0
+    subscription_lists = [c for c in fake.calls[calls_before:] if c.startswith("/v1/subscriptions")]
+    assert len(subscription_lists) == 1  # the hour's window; the stopped one had them done
+    with database.session() as session:
+        assert session.scalars(select(SyncCursor)).all() == []
+        runs = session.scalars(select(SyncRun).order_by(SyncRun.id)).all()
+        assert [(run.report_only, run.differences) for run in runs] == [(False, 0), (False, 0)]
+        assert ledger.verify(session) == []
 
 
 def test_fees_still_unknown_are_settled_from_the_balance_transaction_list(
