@@ -25,7 +25,7 @@ from app.outbox.runner import JobOutcome
 from app.reconcile.schedule import run_due
 from webhooks.hooks import webhooks
 from webhooks.inbox import find_events, list_failed, reset_for_replay
-from webhooks.worker import Jobs, Outcome, RetryPolicy, drain, process_next, run
+from webhooks.worker import Jobs, Outcome, Pruning, RetryPolicy, drain, process_next, run
 
 
 def _fail(message: str) -> NoReturn:
@@ -91,6 +91,7 @@ def worker(once: bool) -> None:
         idle_seconds=float(config["WORKER_IDLE_SECONDS"]),
         when_idle=partial(run_due, _database(), _payments(), webhooks(), config),
         jobs=_jobs(),
+        pruning=Pruning.from_settings(_database(), config),
         **_pace(),
     )
     click.echo("worker: stopped", err=True)

@@ -6,7 +6,9 @@ with exponential backoff and an event is marked dead after the last attempt
 (or at once when Stripe says the object it needs does not exist), as before.
 Between batches it runs the outbox's due jobs (receipts, notices, magic links:
 app.outbox.runner, the kinds in JOB_RUNNERS) when given `jobs`, and every few
-seconds the daily totals' roll-up (app.ledger.rollup).
+seconds the daily totals' roll-up (app.ledger.rollup); when idle, once a day,
+it prunes what is kept only for a while (`Pruning`: old magic-link requests
+and appeal counters).
 
 Knows no Flask; the CLI hands it the database, the payments provider and the
 retry policy. Each transaction is committed here, the edge.
@@ -20,14 +22,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import StatementError
 
 from app import manage, receipts
+from app.appeals.counters import prune_counters
 from app.clock import utcnow
 from app.db import Database
 from app.ledger.rollup import roll_up
+from app.manage.links import prune_links
 from app.outbox.mail import MailSettings
 from app.outbox.runner import JobContext, JobOutcome, JobPolicy, Runner, run_next_job
 from app.payments import PaymentsError, StripeLookup
@@ -49,6 +54,7 @@ JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS, **manage.RUNNERS}
 # (the settings worker_batch_size and ledger_rollup_every_seconds).
 BATCH_SIZE = 20
 ROLLUP_EVERY_SECONDS = 5.0
+PRUNE_EVERY_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,53 @@ class RollUps:
             return folded
 
 
+@dataclass
+class Pruning:
+    """Deletes, at most every `every_seconds` (a day) and in a transaction of
+    its own, magic-link requests older than `links_keep_days` that can no
+    longer be opened and appeal counters of days older than
+    `counters_keep_days` (the settings manage_links_keep_days and
+    appeal_counters_keep_days; 0 keeps for ever). Deleting again what another
+    worker deleted is harmless. A failure is logged and left for the next turn."""
+
+    database: Database
+    links_keep_days: float = 30
+    counters_keep_days: float = 730
+    every_seconds: float = PRUNE_EVERY_SECONDS
+    last: float = field(default=float("-inf"))
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Mapping[str, Any]) -> Pruning:
+        return cls(
+            database,
+            links_keep_days=float(settings.get("MANAGE_LINKS_KEEP_DAYS", 30)),
+            counters_keep_days=float(settings.get("APPEAL_COUNTERS_KEEP_DAYS", 730)),
+        )
+
+    def run(self, *, force: bool = False) -> dict[str, int]:
+        """How many rows of each table went ({} when not due or failed)."""
+        moment = time.monotonic()
+        if not force and moment - self.last < self.every_seconds:
+            return {}
+        self.last = moment
+        now = utcnow()
+        pruned: dict[str, int] = {}
+        try:
+            with self.database.session() as session, session.begin():
+                if self.links_keep_days > 0:
+                    before = now - timedelta(days=self.links_keep_days)
+                    pruned["manage_links"] = prune_links(session, before=before, now=now)
+                if self.counters_keep_days > 0:
+                    day = (now - timedelta(days=self.counters_keep_days)).date()
+                    pruned["appeal_counters"] = prune_counters(session, before=day)
+        except Exception as exc:
+            log.error("worker: pruning failed (%s)", type(exc).__name__)
+            return {}
+        if any(pruned.values()):
+            log.info("worker: pruned %s", ", ".join(f"{n} {t}" for t, n in pruned.items()))
+        return pruned
+
+
 def _run_jobs(jobs: Jobs | None, database: Database, count: int) -> list[JobOutcome]:
     """Up to `count` due outbox jobs (at least one turn), until none is due."""
     outcomes: list[JobOutcome] = []
@@ -283,11 +336,13 @@ def run(
     jobs: Jobs | None = None,
     batch_size: int = BATCH_SIZE,
     rollup_every_seconds: float = ROLLUP_EVERY_SECONDS,
+    pruning: Pruning | None = None,
 ) -> None:
     """Process events in batches (and, with `jobs`, outbox jobs, in turn with
     each batch) until `stop` is set, rolling the daily totals up every
     `rollup_every_seconds`, sleeping `idle_seconds` when nothing is due
-    (after `when_idle`, the scheduled work, if given). The batch or job in
+    (after `pruning`, when due, and `when_idle`, the scheduled work, if
+    given). The batch or job in
     hand is always finished before stopping. A database outage is logged and
     waited out, not fatal."""
     rollups = RollUps(database, rollup_every_seconds)
@@ -305,6 +360,8 @@ def run(
                 log.error("worker: cannot claim jobs (%s); retrying", type(exc).__name__)
         rollups.run()
         if not batch and not done:
+            if pruning is not None:
+                pruning.run()
             if when_idle is not None:
                 try:
                     when_idle()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
 from app.appeals.models import COUNTER_EVENTS, AppealCounter
@@ -43,3 +43,14 @@ def count_event(
         set_={"count": table.c.count + statement.excluded.count},
     )
     session.execute(statement)
+
+
+def prune_counters(session: Session, *, before: date) -> int:
+    """Delete the counters of days before `before` (the funnel then reaches
+    back no further). Returns how many rows went."""
+    result = session.execute(
+        delete(AppealCounter)
+        .where(AppealCounter.day < before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -144,3 +144,19 @@ def use_link(session: Session, token: str, now: datetime) -> LinkCheck:
     if getattr(result, "rowcount", 0) != 1:
         return LinkCheck("used")
     return found
+
+
+def prune_links(session: Session, *, before: datetime, now: datetime) -> int:
+    """Delete the link requests made before `before` that can no longer be
+    opened: used, expired, or never issued (an address that was no donor's,
+    or a job that never sent one). They serve nothing once a link's lifetime
+    is long past, and each names a donor. Returns how many went."""
+    result = session.execute(
+        delete(ManageLink)
+        .where(
+            ManageLink.requested_at < before,
+            or_(ManageLink.expires_at.is_(None), ManageLink.expires_at < now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -30,13 +30,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.appeals.counters import count_event
+from app.appeals.models import AppealCounter
 from app.cli import main
 from app.clock import frozen_at, utcnow
 from app.db import Database
+from app.donors import Donor
+from app.manage.models import ManageLink
 from tests.conftest import STRIPE_TEST_KEY, WEBHOOK_SECRET
 from tests.stripe_helpers import make_event, post_event, stripe_object
 from webhooks.inbox import StripeEvent, claim_event, record_failure
-from webhooks.worker import RetryPolicy, describe_error, drain
+from webhooks.worker import Pruning, RetryPolicy, describe_error, drain
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 NOW_TS = int(NOW.timestamp())
@@ -495,3 +499,53 @@ def test_the_error_kept_on_an_event_leaves_out_the_values_a_database_error_carri
     assert text == (
         'IntegrityError: Exception: duplicate key value violates unique constraint "uq_donors_email"'
     )
+
+
+def test_the_worker_prunes_old_magic_links_and_appeal_counters_once_a_day(
+    app: Flask, db: Session
+) -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    donor = Donor(email="pruned@example.org", created_at=now, updated_at=now)
+    db.add(donor)
+    db.flush()
+
+    def link(name: str, age_days: int, *, issued: bool, used: bool, lifetime: timedelta) -> None:
+        at = now - timedelta(days=age_days)
+        db.add(
+            ManageLink(
+                donor_id=donor.id,
+                locale=name,  # tells the rows apart below
+                token_hash=f"{name:0<64}"[:64] if issued else None,
+                requested_at=at,
+                issued_at=at if issued else None,
+                expires_at=at + lifetime if issued else None,
+                used_at=at + timedelta(minutes=1) if used else None,
+            )
+        )
+
+    half_hour = timedelta(minutes=30)
+    link("old-used", 40, issued=True, used=True, lifetime=half_hour)
+    link("old-expired", 40, issued=True, used=False, lifetime=half_hour)
+    link("old-unsent", 40, issued=False, used=False, lifetime=half_hour)
+    link("old-but-open", 40, issued=True, used=False, lifetime=timedelta(days=60))
+    link("recent-used", 3, issued=True, used=True, lifetime=half_hour)
+    for age in (800, 729, 1):
+        count_event(db, "spring", "a", "seen", (now - timedelta(days=age)).date(), by=5)
+    db.commit()
+
+    pruning = Pruning.from_settings(app.extensions["donations.db"], app.config)
+    assert (pruning.links_keep_days, pruning.counters_keep_days) == (30, 730)
+    with frozen_at(now):
+        assert pruning.run() == {"manage_links": 3, "appeal_counters": 1}
+        assert pruning.run() == {}  # not due again until tomorrow
+    db.expire_all()
+    assert sorted(db.scalars(select(ManageLink.locale))) == ["old-but-open", "recent-used"]
+    assert sorted(db.scalars(select(AppealCounter.day))) == [
+        (now - timedelta(days=729)).date(),
+        (now - timedelta(days=1)).date(),
+    ]
+
+    keep_for_ever = Pruning(app.extensions["donations.db"], links_keep_days=0, counters_keep_days=0)
+    with frozen_at(now + timedelta(days=5000)):
+        assert keep_for_ever.run() == {}
+    assert len(db.scalars(select(ManageLink.id)).all()) == 2
