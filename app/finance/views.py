@@ -57,7 +57,8 @@ def dashboard() -> Any:
     except reports.ReportError as exc:
         error = str(exc)
         period = reports.choose_period(None, None, None, now, zone)
-    months = reports.monthly_figures(session, zone, now)
+    kept = current_app.extensions.setdefault("donations.first_gifts", reports.FirstGifts())
+    months = reports.monthly_figures(session, zone, now, first_gifts=kept)
     if period.kind == "month":  # this month: already among the thirteen
         figures, new_donors = months[-1].figures, months[-1].new_donors
     else:

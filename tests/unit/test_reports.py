@@ -5,6 +5,7 @@ Stripe-shaped events (both database backends where a database is used)."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +19,7 @@ from app.clock import frozen_at
 from app.db import Database
 from app.donors import Donor, find_or_create_donor
 from app.finance import reports
+from app.ledger.records import Payment
 from app.stripe_api import StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION
@@ -246,6 +248,67 @@ def test_new_donors_are_those_whose_first_payment_falls_in_the_month_in_the_repo
     assert reports.new_donor_counts(
         db, [datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC)]
     ) == [0]
+
+
+def test_closed_months_new_donors_are_kept_until_a_payment_dated_in_them_is_posted(
+    db: Session,
+) -> None:
+    """The long span's first-payment aggregate and a month's own probes agree
+    (named and unnamed payments alike), and FirstGifts reuses the closed
+    months only while no payment dated before this month arrives."""
+
+    def pay(donor: Donor | None, charge: str, at: datetime) -> None:
+        ledger.recognise_payment(
+            db,
+            charge_id=charge,
+            kind="donation",
+            currency="usd",
+            amount_minor=1000,
+            occurred_at=at,
+            donor_id=donor.id if donor else None,
+        )
+
+    with frozen_at(datetime(2024, 1, 1, tzinfo=UTC)):
+        a, b, c, d = (find_or_create_donor(db, f"{n}@example.org") for n in "abcd")
+    pay(a, "ch_a1", datetime(2026, 3, 3, tzinfo=UTC))
+    pay(a, "ch_a2", datetime(2026, 6, 3, tzinfo=UTC))
+    pay(b, "ch_b1", datetime(2026, 5, 5, tzinfo=UTC))
+    pay(d, "ch_d1", datetime(2026, 10, 2, tzinfo=UTC))  # this month
+    # Posted before its donor was known: the payment record names c.
+    db.add(
+        Payment(
+            stripe_charge_id="ch_c1",
+            donor_id=c.id,
+            kind="once",
+            amount_minor=1000,
+            currency="usd",
+            status="succeeded",
+            stripe_created_at=datetime(2026, 4, 4, tzinfo=UTC),
+        )
+    )
+    pay(None, "ch_c1", datetime(2026, 4, 4, tzinfo=UTC))
+    pay(c, "ch_c2", datetime(2026, 7, 7, tzinfo=UTC))  # c's second: not new in July
+    db.commit()
+
+    zone = ZoneInfo("UTC")
+    now = datetime(2026, 10, 20, tzinfo=UTC)
+    firsts = reports.month_firsts(now, zone)
+    bounds = [reports.day_start(f, zone) for f in [*firsts, reports.add_months(firsts[-1], 1)]]
+    by_month = [reports.new_donor_counts(db, [s, e])[0] for s, e in pairwise(bounds)]
+    kept = reports.FirstGifts()
+    counts = kept.counts(db, bounds)
+    assert counts == reports.new_donor_counts(db, bounds) == by_month
+    new_in = {date(2026, 3, 1), date(2026, 4, 1), date(2026, 5, 1), date(2026, 10, 1)}
+    assert counts == [int(first in new_in) for first in firsts]
+    assert kept.counts(db, bounds) == counts and len(kept.kept) == 1  # reused
+
+    pay(d, "ch_d0", datetime(2026, 2, 2, tzinfo=UTC))  # a late webhook: d gave in February
+    db.commit()
+    moved = kept.counts(db, bounds)
+    assert len(kept.kept) == 2  # not the kept counts: they were recomputed
+    assert moved[firsts.index(date(2026, 2, 1))] == 1
+    assert moved[-1] == 0  # d is no longer new this month
+    assert moved == [reports.new_donor_counts(db, [s, e])[0] for s, e in pairwise(bounds)]
 
 
 def test_journal_totals_equal_the_sum_of_the_filtered_rows(

@@ -57,6 +57,7 @@ from app.finance.reports.memberships import (
     membership_stats,
     monthly_amount,
 )
+from app.finance.reports.newdonors import FirstGifts, new_donor_counts
 from app.finance.reports.notes import (
     JOURNAL_STAFF_COLUMNS,
     NOTE_COLUMNS,
@@ -93,7 +94,6 @@ from app.finance.reports.totals import (
     Month,
     figures_between,
     monthly_figures,
-    new_donor_counts,
     ranged_groups,
 )
 from webhooks.inbox import StripeEvent
@@ -115,6 +115,7 @@ __all__ = [
     "DonorNote",
     "FailedPayment",
     "Figures",
+    "FirstGifts",
     "JournalFilter",
     "JournalLine",
     "JournalPage",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.donors import Donor
@@ -50,19 +50,34 @@ def membership_stats(session: Session, zone: ZoneInfo, now: datetime) -> Members
     """Counts by status, MRR per currency of active and past-due memberships,
     and churn this month: memberships that ended (or were canceled) since the
     month began, in the reporting zone, over those alive when it began."""
+    start = day_start(month_of(now, zone), zone)
+    ended = func.coalesce(Membership.ended_at, Membership.canceled_at)
+    churned = and_(Membership.status == "canceled", ended >= start, ended < now)
+    alive = and_(
+        Membership.created_at < start,
+        Membership.status.not_in(("incomplete", "incomplete_expired")),
+        or_(ended.is_(None), ended >= start),
+    )
     counts = {status: 0 for status in MEMBERSHIP_STATUSES}
-    for status, n in session.execute(
-        select(Membership.status, func.count()).group_by(Membership.status)
-    ):
-        counts[status] = int(n)
     monthly: dict[str, int] = defaultdict(int)
     yearly: dict[str, int] = defaultdict(int)
-    for currency, interval, total in session.execute(
-        select(Membership.currency, Membership.interval, func.sum(Membership.amount_minor))
-        .where(Membership.status.in_(ACTIVE_STATUSES), Membership.currency.is_not(None))
-        .group_by(Membership.currency, Membership.interval)
+    churned_this_month = alive_at_start = 0
+    # One pass over the memberships, grouped by what the figures need.
+    for status, currency, interval, n, total, n_churned, n_alive in session.execute(
+        select(
+            Membership.status,
+            Membership.currency,
+            Membership.interval,
+            func.count(),
+            func.sum(Membership.amount_minor),
+            func.count().filter(churned),
+            func.count().filter(alive),
+        ).group_by(Membership.status, Membership.currency, Membership.interval)
     ):
-        if currency is None:
+        counts[status] = counts.get(status, 0) + int(n)
+        churned_this_month += int(n_churned or 0)
+        alive_at_start += int(n_alive or 0)
+        if status not in ACTIVE_STATUSES or currency is None:
             continue
         if interval == "year":
             yearly[currency] += int(total or 0)
@@ -72,24 +87,12 @@ def membership_stats(session: Session, zone: ZoneInfo, now: datetime) -> Members
         currency: monthly_amount(monthly.get(currency, 0), yearly.get(currency, 0))
         for currency in sorted(set(monthly) | set(yearly))
     }
-    start = day_start(month_of(now, zone), zone)
-    ended = func.coalesce(Membership.ended_at, Membership.canceled_at)
-    churned = session.scalar(
-        select(func.count()).where(Membership.status == "canceled", ended >= start, ended < now)
-    )
-    alive_at_start = session.scalar(
-        select(func.count()).where(
-            Membership.created_at < start,
-            Membership.status.not_in(("incomplete", "incomplete_expired")),
-            or_(ended.is_(None), ended >= start),
-        )
-    )
     return MembershipStats(
         counts=counts,
         active=sum(counts.get(s, 0) for s in ACTIVE_STATUSES),
         mrr=mrr,
-        churned_this_month=int(churned or 0),
-        active_at_month_start=int(alive_at_start or 0),
+        churned_this_month=churned_this_month,
+        active_at_month_start=alive_at_start,
     )
 
 

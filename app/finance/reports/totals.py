@@ -16,13 +16,13 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy.orm import Session
 
 from app import ledger
+from app.finance.reports.newdonors import FirstGifts, new_donor_counts
 from app.finance.reports.periods import MONTHS_ON_DASHBOARD, add_months, day_start, month_firsts
 from app.ledger import totals as ledger_totals
-from app.ledger.records import Membership, Payment
 
 # -- figures (the contract's summary definitions) ------------------------------------
 
@@ -290,11 +290,17 @@ def _only(
 
 
 def monthly_figures(
-    session: Session, zone: ZoneInfo, now: datetime, count: int = MONTHS_ON_DASHBOARD
+    session: Session,
+    zone: ZoneInfo,
+    now: datetime,
+    count: int = MONTHS_ON_DASHBOARD,
+    *,
+    first_gifts: FirstGifts | None = None,
 ) -> list[Month]:
     """Figures per currency for each of the last `count` months (oldest first),
     month boundaries taken in `zone`: whole UTC days from the daily rollup,
-    the days cut by a local midnight from the journal (`ranged_groups`)."""
+    the days cut by a local midnight from the journal (`ranged_groups`); new
+    donors through `first_gifts` (the closed months' counts kept) if given."""
     firsts = month_firsts(now, zone, count)
     bounds = [day_start(first, zone) for first in [*firsts, add_months(firsts[-1], 1)]]
     months = [Month(first) for first in firsts]
@@ -302,65 +308,12 @@ def monthly_figures(
     for index, groups in per_month.items():
         months[index].figures = figures_of(groups)
 
-    for month, n in enumerate(new_donor_counts(session, bounds)):
+    counted = (
+        first_gifts.counts(session, bounds) if first_gifts else new_donor_counts(session, bounds)
+    )
+    for month, n in enumerate(counted):
         months[month].new_donors = n
     return months
-
-
-def new_donor_counts(session: Session, bounds: Sequence[datetime]) -> list[int]:
-    """For each range between consecutive `bounds` (ascending instants), the
-    donors whose first payment (a donation or membership_payment row) falls
-    in it. A donor who only opened a checkout is not new: they have not given.
-
-    Read without walking the whole ledger: the payments inside the ranges
-    whose entry names its donor, less the donors with an entry-named payment
-    before the first bound (one probe each on the entries' donor index), plus
-    the few payments posted before their donor was known, whose donor comes
-    from the payment or membership record as in the CSV's rows."""
-    if len(bounds) < 2:
-        return []
-    start, end = bounds[0], bounds[-1]
-    entry = aliased(ledger.JournalEntry, name="e")
-    named = select(entry.donor_id.label("donor_id"), entry.occurred_at.label("at")).where(
-        entry.kind.in_(ledger.PAYMENT_KINDS),
-        entry.donor_id.is_not(None),
-        entry.occurred_at >= start,
-        entry.occurred_at < end,
-    )
-    late = aliased(ledger.JournalEntry, name="l")
-    unnamed = (
-        select(
-            func.coalesce(Payment.donor_id, Membership.donor_id).label("donor_id"),
-            late.occurred_at.label("at"),
-        )
-        .select_from(late)
-        .join(Payment, Payment.stripe_charge_id == late.stripe_charge_id)
-        .outerjoin(Membership, Membership.stripe_subscription_id == Payment.stripe_subscription_id)
-        .where(late.kind.in_(ledger.PAYMENT_KINDS), late.donor_id.is_(None), late.occurred_at < end)
-    )
-    payments = union_all(named, unnamed).subquery("p")
-    earlier = aliased(ledger.JournalEntry, name="b")
-    gave_before = (
-        select(earlier.id)
-        .where(
-            earlier.donor_id == payments.c.donor_id,
-            earlier.kind.in_(ledger.PAYMENT_KINDS),
-            earlier.occurred_at < start,
-        )
-        .exists()
-    )
-    first = (
-        select(payments.c.donor_id, func.min(payments.c.at).label("first_at"))
-        .where(payments.c.donor_id.is_not(None), ~gave_before)
-        .group_by(payments.c.donor_id)
-        .having(func.min(payments.c.at) >= start)
-        .subquery("f")
-    )
-    part = _tag(first.c.first_at, list(bounds[1:-1])).label("part")
-    counts = [0] * (len(bounds) - 1)
-    for index, n in session.execute(select(part, func.count()).select_from(first).group_by(part)):
-        counts[int(index)] = int(n)
-    return counts
 
 
 def figures_between(
