@@ -337,8 +337,8 @@ def measure_report(args: argparse.Namespace) -> list[Row]:
         ),
         Row(
             "  its CPU per 1,000 transactions (the syncing process; PostgreSQL's not counted)",
-            round(result["cpu_s"] * 1000 / count, 2) if count else 0.0,
-            "s",
+            round(result["cpu_s"] * 1_000_000 / count, 1) if count else 0.0,
+            "ms",
             "",
             f"{result['cpu_s']:.1f} s of CPU in {result['seconds']:.1f} s",
             None,
