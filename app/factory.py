@@ -13,6 +13,7 @@ import re
 import traceback
 from typing import Any
 
+import psycopg
 from flask import Flask, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
@@ -59,12 +60,11 @@ CONTENT_SECURITY_POLICY = {
     "object-src": "'none'",
     "frame-ancestors": "'none'",
 }
-RAW_BODY_ENDPOINTS = frozenset({"webhooks.receive_stripe_event"})  # reads its own bytes
 # Requests no rate limit may ever apply to, so Flask-Limiter does not even look
-# (its look-up was a quarter of a GET /donate, profiled): Stripe's signed
-# deliveries (a 429 would only make Stripe retry) and the form page itself.
-# POST /donate and the login stay limited.
-NEVER_LIMITED = frozenset({("POST", "webhooks.receive_stripe_event"), ("GET", "donate.form")})
+# (its look-up was a quarter of a GET /donate, profiled): the form page itself.
+# POST /donate and the login stay limited. Stripe's signed deliveries never
+# reach this app's hooks (webhooks.wsgi: a 429 would only make Stripe retry).
+NEVER_LIMITED = frozenset({("GET", "donate.form")})
 
 
 class BadInput(BadRequest):
@@ -132,6 +132,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         format_short=format_short,
     )
     _register_error_pages(app)
+    # Outermost: POST /webhooks/stripe is answered by its own small app (same
+    # settings, extensions and pools) without the site's hooks (webhooks.wsgi).
+    from webhooks.wsgi import WebhookDispatch, webhook_app
+
+    app.wsgi_app = WebhookDispatch(app.wsgi_app, webhook_app(app))  # type: ignore[method-assign]
     return app
 
 
@@ -170,7 +175,6 @@ def _register_blueprints(app: Flask) -> None:
     from app.sandbox import views as sandbox
     from app.staff import admin as staff_admin
     from app.staff import views as staff_login
-    from webhooks import receiver
     from webhooks.hooks import webhooks
 
     app.extensions["donations.webhooks"] = webhooks()
@@ -180,8 +184,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     if isinstance(app.extensions["donations.payments"], SandboxPayments):
         app.register_blueprint(sandbox.bp)
-    app.register_blueprint(receiver.bp)
-    extensions.csrf.exempt(receiver.receive_stripe_event)  # Stripe signs; this route only
     app.register_blueprint(staff_login.bp)
     app.register_blueprint(staff_admin.bp)
     app.register_blueprint(finance.bp)
@@ -220,9 +222,8 @@ def _bad_integer(value: str) -> bool:
 def refuse_hostile_input() -> None:
     """Before every view: a 400 for control characters in the path, the query
     string or a form, an integer out of range or not in ASCII in the query
-    string, and a body that is not a form (JSON where a form belongs)."""
-    if request.endpoint in RAW_BODY_ENDPOINTS:
-        return
+    string, and a body that is not a form (JSON where a form belongs). The
+    webhook route, which reads its own bytes, never passes here (webhooks.wsgi)."""
     bad = ["path"] if CONTROL.search(request.path) else []
     for key, value in request.args.items(multi=True):
         if CONTROL.search(key) or CONTROL.search(value) or _bad_integer(value):
@@ -248,7 +249,7 @@ def _cleaned_form() -> MultiDict[str, str]:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """The exception's type, where it was raised, and for a database error the
     driver's first line: never the statement's parameters, never a value."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -265,8 +266,8 @@ def _describe(exc: BaseException) -> str:
 def database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the database cannot be reached (down, restarting, a
     dropped connection, the pool exhausted), not that our code is wrong."""
-    if isinstance(exc, PoolTimeout):
-        return True
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+        return True  # psycopg's own: the webhook route's raw connection
     return isinstance(exc, DBAPIError) and (
         exc.connection_invalidated or isinstance(exc, OperationalError)
     )
@@ -306,7 +307,7 @@ def _register_error_pages(app: Flask) -> None:
                 "database unavailable on %s %s: %s",
                 request.method,
                 request.endpoint,
-                _describe(exc),
+                describe(exc),
             )
             headers = {"Retry-After": "5"}
             if request.path.startswith("/webhooks/"):
@@ -317,5 +318,5 @@ def _register_error_pages(app: Flask) -> None:
                 return "Service unavailable; please try again in a moment.\n", 503, headers
         # Never a stack trace to a person; the log keeps the type and place
         # only (a traceback or an SQL error's text would carry its parameters).
-        log.error("unhandled error on %s %s: %s", request.method, request.endpoint, _describe(exc))
+        log.error("unhandled error on %s %s: %s", request.method, request.endpoint, describe(exc))
         return render_template("errors/error.html", status=500, reason=None), 500

@@ -32,7 +32,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,70 @@ def drop_database(admin_url: str, name: str) -> None:
         )
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) process `pid` has used; 0 once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with suppress(FileNotFoundError):
+            found += [int(x) for x in task.read_text().split()]
+    return found
+
+
+@dataclass
+class Server:
+    """A gunicorn under test: its address, and the CPU its master and workers
+    (and, with `database`, that database's PostgreSQL backends on this
+    machine) have used, so a run's CPU per request can be taken (the rate
+    depends on what else runs on the shared cores; the CPU per request much less)."""
+
+    base: str
+    pid: int
+    admin_url: str | None = None
+    database: str | None = None
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of the app and of its backends, and the database's session and transaction counts."""
+        app = process_cpu_seconds(self.pid) + sum(
+            process_cpu_seconds(child) for child in children_of(self.pid)
+        )
+        backends = 0.0
+        if self.admin_url and self.database:
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                pids = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (self.database,),
+                ).fetchall()
+                counts = conn.execute(
+                    "SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database"
+                    " WHERE datname = %s",
+                    (self.database,),
+                ).fetchone()
+            backends = sum(process_cpu_seconds(int(pid)) for (pid,) in pids)
+            # pg_stat_database's counters (sessions opened, transactions) lag
+            # by up to the stats flush interval; over a run of seconds they are close.
+            if counts:
+                return {"app": app, "db": backends, "sessions": counts[0], "xacts": counts[1]}
+        return {"app": app, "db": backends, "sessions": 0, "xacts": 0}
+
+
 @contextmanager
-def gunicorn(app_spec: str, env: dict[str, str], log: Path, *, chdir: Path = ROOT) -> Iterator[str]:
+def gunicorn(
+    app_spec: str,
+    env: dict[str, str],
+    log: Path,
+    *,
+    chdir: Path = ROOT,
+    admin_url: str | None = None,
+    database: str | None = None,
+) -> Iterator[Server]:
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
     full_env.pop("WEB_BIND", None)
@@ -170,7 +233,7 @@ def gunicorn(app_spec: str, env: dict[str, str], log: Path, *, chdir: Path = ROO
             # Every worker warm (imports, pools): a burst wider than the workers.
             for _ in range(40):
                 requests.get(f"{base}/donate", timeout=10)
-            yield base
+            yield Server(base, server.pid, admin_url, database)
         finally:
             server.terminate()
             try:
@@ -181,13 +244,14 @@ def gunicorn(app_spec: str, env: dict[str, str], log: Path, *, chdir: Path = ROO
 
 
 def wrk(
-    base: str, path: str, seconds: float, connections: int, script: str, env: dict[str, str]
+    server: Server, path: str, seconds: float, connections: int, script: str, env: dict[str, str]
 ) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + DONE_LUA)
         lua = f.name
     try:
         load_before = os.getloadavg()[0]
+        cpu_before = server.cpu_seconds()
         out = subprocess.run(  # noqa: S603 (wrk, on loopback)
             [
                 shutil.which("wrk") or "wrk",
@@ -201,13 +265,14 @@ def wrk(
                 "10s",
                 "-s",
                 lua,
-                f"{base}{path}",
+                f"{server.base}{path}",
             ],
             capture_output=True,
             text=True,
             env={**os.environ, **env},
             timeout=seconds + 60,
         )
+        cpu_after = server.cpu_seconds()
         if out.returncode != 0:
             raise SystemExit(f"bench: wrk failed: {out.stderr.strip()[:500]}")
         text = out.stdout
@@ -217,6 +282,18 @@ def wrk(
     found: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARK))
     found["rate"] = found["requests"] / (found["duration_us"] / 1e6)
     found["load"] = round((load_before + os.getloadavg()[0]) / 2, 2)
+    # The server's CPU per request (master and workers; PostgreSQL's backends
+    # apart), in ms: wrk's own CPU and the other suites' are not in it.
+    for part in ("app", "db"):
+        found[f"cpu_{part}_ms"] = (
+            1000 * (cpu_after[part] - cpu_before[part]) / max(1, found["requests"])
+        )
+    # New PostgreSQL connections and transactions per request (a pool too small
+    # for the threads opens and closes connections: a backend's fork each).
+    for part in ("sessions", "xacts"):
+        found[f"{part}_per_request"] = (cpu_after[part] - cpu_before[part]) / max(
+            1, found["requests"]
+        )
     return found
 
 
@@ -255,6 +332,33 @@ def stored_events(url: str) -> int:
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in runs))
+
+
+def cpu_note(ours: dict[str, Any], bare: dict[str, Any]) -> str:
+    return (
+        f"CPU/request {ours['cpu_app_ms']:.2f} ms app + {ours['cpu_db_ms']:.2f} ms PostgreSQL"
+        f" vs bare {bare['cpu_app_ms']:.2f} ms; per request {ours['xacts_per_request']:.2f}"
+        f" transactions, {ours['sessions_per_request']:.3f} new connections"
+    )
+
+
+def cpu_row(name: str, ours: list[dict[str, Any]], bare: list[dict[str, Any]]) -> dict[str, Any]:
+    """The server's CPU per request (gunicorn master and workers, plus the
+    app's PostgreSQL backends), which the load changes much less than the rate."""
+    app, db = median_of(ours, "cpu_app_ms"), median_of(ours, "cpu_db_ms")
+    reference = median_of(bare, "cpu_app_ms")
+    return row(
+        name,
+        round(app + db, 3),
+        "ms CPU",
+        "-",
+        f"gunicorn and the app {app:.3f} ms + PostgreSQL {db:.3f} ms; bare {reference:.3f} ms"
+        f" ({(app + db) / reference:.1f}x)",
+        None,
+        app_ms=[round(r["cpu_app_ms"], 3) for r in ours],
+        db_ms=[round(r["cpu_db_ms"], 3) for r in ours],
+        reference_ms=[round(r["cpu_app_ms"], 3) for r in bare],
+    )
 
 
 # -- the stub Stripe -------------------------------------------------------
@@ -463,13 +567,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"web benchmarks: {settings}, {args.runs} runs of {args.seconds:g} s", flush=True)
     try:
-        with gunicorn("app:create_app()", web_env, log) as app_base:
-            (work / "donate.html").write_text(requests.get(f"{app_base}/donate", timeout=10).text)
-            with gunicorn("bare:create_app()", web_env, log, chdir=ROOT / "bench") as bare_base:
+        with gunicorn(
+            "app:create_app()", web_env, log, admin_url=args.admin_url, database=args.database
+        ) as app_server:
+            page = requests.get(f"{app_server.base}/donate", timeout=10).text
+            (work / "donate.html").write_text(page)
+            with gunicorn("bare:create_app()", web_env, log, chdir=ROOT / "bench") as bare_server:
                 if "webhook" in only:
-                    rows += bench_webhooks(args, app_base, bare_base, work, url, settings)
+                    rows += bench_webhooks(args, app_server, bare_server, work, url, settings)
                 if "donate" in only:
-                    rows += bench_donate(args, app_base, bare_base, settings)
+                    rows += bench_donate(args, app_server, bare_server, settings)
         if "checkout" in only:
             stub = StubStripe()
             try:
@@ -478,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                     "STRIPE_SECRET_KEY": "sk_test_bench",
                     "STRIPE_API_BASE": stub.base,
                 }
-                with gunicorn("app:create_app()", env, log) as base:
-                    rows += measure_checkout(base, stub, url, args.checkouts)
+                with gunicorn("app:create_app()", env, log) as server:
+                    rows += measure_checkout(server.base, stub, url, args.checkouts)
             finally:
                 stub.close()
     finally:
@@ -493,7 +600,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench_webhooks(
-    args: argparse.Namespace, app_base: str, bare_base: str, work: Path, url: str, settings: str
+    args: argparse.Namespace,
+    app_server: Server,
+    bare_server: Server,
+    work: Path,
+    url: str,
+    settings: str,
 ) -> list[dict[str, Any]]:
     events = work / "events.txt"
     ours: list[dict[str, Any]] = []
@@ -503,15 +615,16 @@ def bench_webhooks(
         env = {"BENCH_EVENTS": str(events), "BENCH_THREADS": "1"}
         before = stored_events(url)
         bare.append(
-            wrk(bare_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env)
+            wrk(bare_server, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env)
         )
         ours.append(
-            wrk(app_base, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env)
+            wrk(app_server, "/webhooks/stripe", args.seconds, args.connections, WEBHOOK_LUA, env)
         )
         ours[-1]["stored"] = stored_events(url) - before
         print(
             f"  webhook run {number + 1}: {ours[-1]['rate']:,.0f}/s (stored {ours[-1]['stored']:,},"
-            f" non-2xx {ours[-1]['non2xx']}) vs bare {bare[-1]['rate']:,.0f}/s, load {ours[-1]['load']}",
+            f" non-2xx {ours[-1]['non2xx']}) vs bare {bare[-1]['rate']:,.0f}/s, load {ours[-1]['load']};"
+            f" {cpu_note(ours[-1], bare[-1])}",
             flush=True,
         )
     rate, reference = median_of(ours, "rate"), median_of(bare, "rate")
@@ -543,20 +656,21 @@ def bench_webhooks(
             None,
             p99_ms=round(median_of(ours, "p99_us") / 1000, 1),
         ),
+        cpu_row("webhook ingest: CPU per event", ours, bare),
     ]
 
 
 def bench_donate(
-    args: argparse.Namespace, app_base: str, bare_base: str, settings: str
+    args: argparse.Namespace, app_server: Server, bare_server: Server, settings: str
 ) -> list[dict[str, Any]]:
     ours: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
     for number in range(args.runs):
-        bare.append(wrk(bare_base, "/donate", args.seconds, args.connections, "", {}))
-        ours.append(wrk(app_base, "/donate", args.seconds, args.connections, "", {}))
+        bare.append(wrk(bare_server, "/donate", args.seconds, args.connections, "", {}))
+        ours.append(wrk(app_server, "/donate", args.seconds, args.connections, "", {}))
         print(
             f"  donate run {number + 1}: {ours[-1]['rate']:,.0f}/s vs bare {bare[-1]['rate']:,.0f}/s,"
-            f" load {ours[-1]['load']}",
+            f" load {ours[-1]['load']}; {cpu_note(ours[-1], bare[-1])}",
             flush=True,
         )
     rate, reference = median_of(ours, "rate"), median_of(bare, "rate")
@@ -578,7 +692,8 @@ def bench_donate(
             failures=failures,
             load=[r["load"] for r in ours],
             settings=settings,
-        )
+        ),
+        cpu_row("GET /donate: CPU per page", ours, bare),
     ]
 
 

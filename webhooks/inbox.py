@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import backoff
@@ -36,6 +36,20 @@ from app.db import Base, dialect_of, one_of
 STATUSES = ("pending", "processed", "failed", "dead", "skipped")
 DUE_STATUSES = ("pending", "failed")
 ERROR_MAX_CHARS = 2000
+# The columns a stored event sets (event_values), the rest keep their defaults.
+STORED_COLUMNS = (
+    "stripe_event_id",
+    "type",
+    "api_version",
+    "livemode",
+    "stripe_created_at",
+    "stripe_object_id",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "received_at",
+)
 # A Stripe `created` we can store: not before 1970, not past the year 9999
 # (datetime's and the columns' range); anything else is not a real event.
 CREATED_MAX = 253_402_300_799
@@ -142,7 +156,13 @@ def store_event(
     One statement, one round trip: INSERT ... ON CONFLICT DO NOTHING RETURNING id
     (a row back means ours; rowcount is not relied on). `target` is a Session
     or, for the webhook route, a bare Connection (no ORM unit of work)."""
-    values = {
+    values = event_values(incoming, skipped=skipped, now=now)
+    return target.execute(_store_statement(dialect_of(target)), values).first() is not None
+
+
+def event_values(incoming: IncomingEvent, *, skipped: bool, now: datetime) -> dict[str, Any]:
+    """The row `store_event` inserts, as the statement's parameters."""
+    return {
         "stripe_event_id": incoming.stripe_event_id,
         "type": incoming.type,
         "api_version": incoming.api_version,
@@ -155,7 +175,17 @@ def store_event(
         "next_attempt_at": None if skipped else now,
         "received_at": now,
     }
-    return target.execute(_store_statement(dialect_of(target)), values).first() is not None
+
+
+@cache
+def store_event_sql(dialect: Dialect) -> str:
+    """`store_event`'s statement as PostgreSQL's driver (psycopg) takes it, for
+    the webhook route's raw connection: compiled once, run with `event_values`,
+    one row back when this call stored the event. The values need no type
+    processing (strings, a bool, ints, aware UTC datetimes)."""
+    return str(
+        _store_statement(dialect.name).compile(dialect=dialect, column_keys=list(STORED_COLUMNS))
+    )
 
 
 @cache

@@ -12,7 +12,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app import create_app
@@ -308,3 +308,41 @@ def test_one_event_delivered_by_eight_threads_at_once_is_stored_once_without_a_5
 
     assert statuses == [200] * 8
     assert count_events(db) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_pooled_connection_the_database_dropped_is_replaced_and_the_event_stored(
+    client: FlaskClient, app: Flask, db: Session, frozen: None
+) -> None:
+    first = post_event(client, charge_event(event_id="evt_before_drop"), WEBHOOK_SECRET, timestamp=NOW_TS)
+    assert first.status_code == 200
+    # Every idle connection of the route's pool is killed by the server.
+    db.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    )
+    db.commit()
+    after = post_event(client, charge_event(event_id="evt_after_drop"), WEBHOOK_SECRET, timestamp=NOW_TS)
+    assert after.status_code == 200, after.get_data(as_text=True)
+    assert after.get_json() == {"received": "stored"}
+    assert count_events(db) == 2
+
+
+def test_the_webhook_answer_sets_no_cookie_and_carries_the_fixed_headers(
+    client: FlaskClient, frozen: None
+) -> None:
+    response = post_event(client, charge_event(), WEBHOOK_SECRET, timestamp=NOW_TS)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert (
+        response.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert len(response.headers["X-Request-Id"]) == 32
+    refused = post_raw(client, b"{}", {})
+    assert refused.status_code == 400 and "Set-Cookie" not in refused.headers
+    assert refused.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/webhooks/stripe").status_code == 405
