@@ -13,10 +13,13 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import DateTime, Dialect, MetaData, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -255,3 +258,13 @@ class Database:
         if "single_statement_engine" in self.__dict__:
             self.single_statement_engine.dispose()
         self.engine.dispose()
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (down, restarting, a
+    dropped connection, the pool exhausted), not that our code is wrong."""
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+        return True  # psycopg's own: the webhook route's raw connection
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    )

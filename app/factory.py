@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
+from functools import cached_property
 from typing import Any
+from weakref import WeakSet
 
-import psycopg
 from flask import Flask, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter
 
 from app import extensions
-from app.db import Database
+from app.db import Database, database_unavailable
 from app.guard import gate as guard_gate
 from app.i18n.catalogs import compile_catalogs
 from app.i18n.prefix import LanguagePrefix
 from app.i18n.views import select_locale
 from app.money import format_money, format_plain, format_short
 from app.observe import views as observe
-from app.observe.logs import configure_logging
+from app.observe.logs import configure_logging, describe
 from app.sandbox import SandboxPayments, sandbox_allowed
 from app.settings import ROOT, load_settings
 from app.staff import gate as staff_gate
@@ -44,7 +42,6 @@ BIGINT_MAX = 2**63 - 1  # the largest id or number any of our columns holds
 # hold tabs and line breaks (a comment), nothing else below U+0020 nor DEL.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 FORM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-QUOTED = re.compile(r"\"[^\"]*\"?|'[^']*'?|\([^)]*\)?")
 FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
 # No inline script or style anywhere (tests/unit/test_settings_and_layout.py
 # greps the templates); forms post to us, and POST /donate's 303 goes on to
@@ -88,8 +85,30 @@ class BoundedIntConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+class App(Flask):
+    """Flask, asking once per function whether a hook or view is a coroutine
+    (Flask asks on every call: eighteen `inspect` look-ups a request,
+    profiled). Plain functions are remembered weakly, so one made for a single
+    request goes with it; a coroutine function is converted as Flask does."""
+
+    def ensure_sync(self, func: Any) -> Any:
+        try:
+            if func in self._plain:
+                return func
+        except TypeError:  # a callable that takes no weak reference
+            return super().ensure_sync(func)
+        made = super().ensure_sync(func)
+        if made is func:
+            self._plain.add(func)
+        return made
+
+    @cached_property
+    def _plain(self) -> WeakSet[Any]:
+        return WeakSet()
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = App(
         "app",
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
@@ -123,7 +142,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.wsgi_app = LanguagePrefix(app.wsgi_app, app.config["LANGUAGES"])  # type: ignore[method-assign]
     staff_gate.init_app(app)  # after every blueprint: the /ledger gate, login rate limit, ProxyFix
     guard_gate.init_app(app)  # the donor forms' caps (same limiter), honeypot, CAPTCHA, 429 page
-    app.extensions["donations.limiter"].request_filter(never_limited)
+    _skip_limiter_where_never_limited(app)
 
     app.jinja_env.globals.update(
         get_locale=get_locale,
@@ -210,6 +229,24 @@ def never_limited() -> bool:
     return (request.method, request.endpoint) in NEVER_LIMITED
 
 
+def _skip_limiter_where_never_limited(app: Flask) -> None:
+    """Flask-Limiter's own request filter is asked only after it has looked
+    up the view, its limits and its exemptions (profiled: still a sixteenth
+    of a GET /donate with nothing to limit), so its before-request hook is
+    wrapped to skip it outright for NEVER_LIMITED; the filter stays for its
+    other callers (a limit decorating a view)."""
+    limiter = app.extensions["donations.limiter"]
+    limiter.request_filter(never_limited)
+    hooks = app.before_request_funcs[None]
+    check = hooks[hooks.index(limiter._check_request_limit)]  # its hook, or a loud ValueError
+
+    def check_request_limit() -> None:
+        if not never_limited():
+            check()
+
+    hooks[hooks.index(check)] = check_request_limit
+
+
 def _bad_integer(value: str) -> bool:
     """A number in another script (int() reads "٣" and "²" fails), or one no
     column can hold."""
@@ -246,30 +283,6 @@ def _cleaned_form() -> MultiDict[str, str]:
             (CONTROL.sub("", key), FORM_CONTROL.sub("", value))
             for key, value in request.form.items(multi=True)
         ]
-    )
-
-
-def describe(exc: BaseException) -> str:
-    """The exception's type, where it was raised, and for a database error the
-    driver's first line: never the statement's parameters, never a value."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    place = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-    kind = type(exc).__name__
-    if isinstance(exc, DBAPIError | StatementError) and exc.orig is not None:
-        # The driver's first line, with anything quoted in it (a value) cut out.
-        first = QUOTED.sub("…", (str(exc.orig).splitlines() or [""])[0])[:200]
-        state = getattr(exc.orig, "sqlstate", None) or "-"
-        return f"{kind} ({type(exc.orig).__name__} {state}: {first}) at {place}"
-    return f"{kind} at {place}"
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot be reached (down, restarting, a
-    dropped connection, the pool exhausted), not that our code is wrong."""
-    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
-        return True  # psycopg's own: the webhook route's raw connection
-    return isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or isinstance(exc, OperationalError)
     )
 
 

@@ -22,7 +22,9 @@ from flask.sessions import SessionInterface
 from werkzeug.exceptions import HTTPException
 
 from app import extensions
+from app.db import database_unavailable
 from app.observe import views as observe
+from app.observe.logs import describe
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,6 @@ class WebhookDispatch:
 
 def webhook_app(site: Flask) -> Flask:
     """The receiver's app, sharing `site`'s config, extensions and pools."""
-    from app.factory import database_unavailable, describe
     from webhooks import receiver
 
     app = Flask("webhooks", root_path=site.root_path)

@@ -22,7 +22,6 @@ from flask import (
     url_for,
 )
 from flask.blueprints import BlueprintSetupState
-from flask.sessions import SecureCookieSessionInterface
 from flask_babel import force_locale
 
 from app import extensions
@@ -52,7 +51,7 @@ FREQUENCIES = ("once", "month", "year")
 KNOWN_FOR = 10.0  # seconds the beacon trusts its last reading of the appeals
 
 
-class EmbedSessionInterface(SecureCookieSessionInterface):
+class EmbedSessionInterface(extensions.CookieSessions):
     """Flask's cookie session, except under /embed/: there no session is
     opened, so nothing can set a cookie or add `Vary: Cookie`, and every
     view of an embed URL gets the same, cacheable answer."""
@@ -262,6 +261,8 @@ def count_arrival() -> None:
     # /donate, and its language-prefixed twins (/ru/donate) where they exist.
     if request.method != "GET" or not request.path.rstrip("/").endswith("/donate"):
         return
+    if not request.args:
+        return  # nothing to count: no link, no prefilled gift (the usual visit)
     args = request.args
     if args.get("nudge") == "invite" and current_app.config.get("APPEALS_MEMBER_INVITE", True):
         record(_known_appeal(args.get("campaign")), "", "invite_click")

@@ -26,6 +26,7 @@ from wtforms.validators import (
 )
 
 from app.donate.checkout import Gift
+from app.i18n.views import identifier_of
 from app.money import MoneyError, charge_step, format_money, parse_amount, parse_plain
 from app.settings import FREQUENCIES
 
@@ -35,7 +36,8 @@ FREQUENCY_LABELS = {"once": _l("Once"), "month": _l("Monthly"), "year": _l("Annu
 
 def page_locale(config: dict[str, Any]) -> str:
     """The page's language (Flask-Babel's choice), as amounts are read in it."""
-    return str(get_locale() or config["LANGUAGES"][0])
+    locale = get_locale()
+    return identifier_of(locale) if locale is not None else str(config["LANGUAGES"][0])
 
 
 def new_nonce() -> str:

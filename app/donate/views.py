@@ -112,7 +112,9 @@ def prefill() -> dict[str, Any]:
     """Values from the query string; anything unusable falls back to defaults
     (also read by app.appeals, which counts the nudge a cached page shows)."""
     config = current_app.config
-    args = request.args
+    # First values as a plain dict: a missing key of Werkzeug's MultiDict
+    # raises (and builds) an HTTP exception inside .get, nine a request here.
+    args = request.args.to_dict()
     currency = (args.get("currency") or "").strip().lower()
     if currency not in config["CURRENCIES"]:
         currency = config["CURRENCIES"][0]

@@ -11,15 +11,20 @@ import json
 import logging
 import re
 import sys
+import traceback
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from sqlalchemy.exc import DBAPIError, StatementError
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("donations_request_id", default=None)
 # What we accept from X-Request-Id (a proxy's or the load balancer's id).
 GIVEN_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+")
 HANDLER_NAME = "donations.json"
+# Anything quoted or in parentheses in a driver's message: a value.
+QUOTED = re.compile(r"\"[^\"]*\"?|'[^']*'?|\([^)]*\)?")
 
 
 def request_id_from(header: str | None) -> str:
@@ -73,3 +78,17 @@ def configure_logging(kind: str, level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter() if kind == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def describe(exc: BaseException) -> str:
+    """The exception's type, where it was raised, and for a database error the
+    driver's first line: never the statement's parameters, never a value."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    kind = type(exc).__name__
+    if isinstance(exc, DBAPIError | StatementError) and exc.orig is not None:
+        # The driver's first line, with anything quoted in it (a value) cut out.
+        first = QUOTED.sub("…", (str(exc.orig).splitlines() or [""])[0])[:200]
+        state = getattr(exc.orig, "sqlstate", None) or "-"
+        return f"{kind} ({type(exc.orig).__name__} {state}: {first}) at {place}"
+    return f"{kind} at {place}"

@@ -65,6 +65,7 @@ EDGE_MODULES = {
     "app.health",
     "app.finance.events",
     "webhooks.receiver",
+    "webhooks.wsgi",
 }
 MAX_LINES = 400
 
