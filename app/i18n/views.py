@@ -8,11 +8,13 @@ Accept-Language among LANGUAGES, else the first of LANGUAGES.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from babel import Locale
 from flask import Blueprint, current_app, request
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from app.i18n.prefix import ENVIRON_KEY, unprefixed_root
 
@@ -35,7 +37,17 @@ def select_locale() -> Locale:
     prefixed = url_language()
     if prefixed:
         return locale_of(prefixed)
-    return locale_of(request.accept_languages.best_match(languages) or languages[0])
+    return best_language(request.headers.get("Accept-Language"), tuple(languages))
+
+
+@lru_cache(maxsize=512)
+def best_language(header: str | None, languages: tuple[str, ...]) -> Locale:
+    """Accept-Language's best match among `languages` (else the first), as
+    Werkzeug's request.accept_languages finds it, kept per header text: the
+    same few headers come again and again, and parsing one was a third of
+    choosing the locale (profiled)."""
+    accepted = parse_accept_header(header, LanguageAccept)
+    return locale_of(accepted.best_match(languages) or languages[0])
 
 
 @cache
