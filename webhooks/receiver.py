@@ -108,7 +108,7 @@ def receive_stripe_event() -> ResponseReturnValue:
     except (OperationalError, psycopg.OperationalError):
         log.warning("webhook %s not stored: database unavailable", incoming.stripe_event_id)
         WEBHOOK_DELIVERIES.labels("unavailable").inc()
-        return {"error": "storage unavailable; deliver again"}, 503
+        return {"error": "storage unavailable; deliver again"}, 503, {"Retry-After": "5"}
     if not stored:
         outcome = "duplicate"
     elif skipped:

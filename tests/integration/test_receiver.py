@@ -314,7 +314,9 @@ def test_one_event_delivered_by_eight_threads_at_once_is_stored_once_without_a_5
 def test_a_pooled_connection_the_database_dropped_is_replaced_and_the_event_stored(
     client: FlaskClient, app: Flask, db: Session, frozen: None
 ) -> None:
-    first = post_event(client, charge_event(event_id="evt_before_drop"), WEBHOOK_SECRET, timestamp=NOW_TS)
+    first = post_event(
+        client, charge_event(event_id="evt_before_drop"), WEBHOOK_SECRET, timestamp=NOW_TS
+    )
     assert first.status_code == 200
     # Every idle connection of the route's pool is killed by the server.
     db.execute(
@@ -324,7 +326,9 @@ def test_a_pooled_connection_the_database_dropped_is_replaced_and_the_event_stor
         )
     )
     db.commit()
-    after = post_event(client, charge_event(event_id="evt_after_drop"), WEBHOOK_SECRET, timestamp=NOW_TS)
+    after = post_event(
+        client, charge_event(event_id="evt_after_drop"), WEBHOOK_SECRET, timestamp=NOW_TS
+    )
     assert after.status_code == 200, after.get_data(as_text=True)
     assert after.get_json() == {"received": "stored"}
     assert count_events(db) == 2
