@@ -8,6 +8,7 @@ and the CLI own their transactions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from app.db import Base, dialect_of, one_of
 STATUSES = ("pending", "processed", "failed", "dead", "skipped")
 DUE_STATUSES = ("pending", "failed")
 ERROR_MAX_CHARS = 2000
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # what no id, type or version holds
 # The columns a stored event sets (event_values), the rest keep their defaults.
 STORED_COLUMNS = (
     "stripe_event_id",
@@ -105,11 +107,7 @@ class NotAnEvent(ValueError):
 
 def _text(value: Any, limit: int) -> str | None:
     """A short printable string (ids, types, versions hold no control character)."""
-    if (
-        isinstance(value, str)
-        and 0 < len(value) <= limit
-        and not any(ch < " " or ch == "\x7f" for ch in value)
-    ):
+    if isinstance(value, str) and 0 < len(value) <= limit and CONTROL.search(value) is None:
         return value
     return None
 
