@@ -17,12 +17,23 @@ bind = (
     os.environ.get("WEB_BIND")
     or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 )
-# Threaded workers, one per core with 8 threads each, by measurement (bench/web.py,
-# README "Speed"): a stored webhook spends most of its time waiting for
-# PostgreSQL's commit to reach the disk, and threads let those waits overlap
-# (and share one flush), where a sync worker idles through each. On 2 cores,
-# same run: gthread 2 x 8 acknowledged 269 events/s and served 664 pages/s;
-# sync x 2, 138 and 497; sync x 5, 115 and 410.
+# Threaded workers, one per core with 8 threads each, by measurement
+# (bench/web.py, bench/README.md "The web stack"). A stored webhook waits for
+# PostgreSQL's commit, and threads let those waits overlap where a sync worker
+# idles through each; GET /donate never waits, so for it the choice hardly
+# matters. Measured 2026-12-01 on 2 cores under a load of 8-12 from other
+# suites (one or two 4-5 s runs each, so only the large differences count),
+# webhooks / pages per second and the server's CPU per webhook:
+#   gthread 2 x 8: 622 / 597, 1.35 ms (and 365 / 640 in a second sweep)
+#   gthread 2 x 4: 525 / 638, 1.45 ms
+#   gthread 2 x 2: 429 / 1,209, 1.58 ms (178 / 754 in the second sweep)
+#   gthread 2 x 1: 206 / 708;  sync x 2: 325 / 832;  gthread 1 x 8: 457 / 561
+#   gthread 4 x 4: 504 / 650, 1.48 ms;  gthread 2 x 16: 687 / 1,474, but 2 in 100
+#   webhooks opened a connection (threads beyond the pool below)
+# None is clearly better than 2 x 8 at this load; a quiet run may tell 4 x 4 apart.
+# The database pool for the webhook route holds 8 connections per worker
+# (app.db.SINGLE_STATEMENT_POOL, plus as many again opened and closed when busy):
+# more threads than that make connections churn.
 workers = int(os.environ.get("WEB_WORKERS") or multiprocessing.cpu_count())
 worker_class = os.environ.get("WEB_WORKER_CLASS") or "gthread"
 threads = int(os.environ.get("WEB_THREADS") or 8)
