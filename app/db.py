@@ -49,9 +49,14 @@ def dialect_of(target: Session | Connection) -> str:
     return str(bind.dialect.name)
 
 
+def insert_of(dialect: str) -> Any:
+    """The dialect's INSERT (with ON CONFLICT): "postgresql" or "sqlite"."""
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
 def insert_for(session: Session) -> Any:
     """The dialect's INSERT (with ON CONFLICT) for this session's database."""
-    return pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+    return insert_of(dialect_of(session))
 
 
 @cache
@@ -117,14 +122,17 @@ def _driver_sql(statement: Any, dialect: Dialect) -> tuple[str, dict[str, Any]]:
     return str(compiled), defaults
 
 
-def execute_prepared(session: Session, statement: Any, params: Mapping[str, Any]) -> Any:
+def execute_prepared(
+    target: Session | Connection, statement: Any, params: Mapping[str, Any]
+) -> Any:
     """Run a statement built once (a constant of the posting path) with
-    `params` on the session's connection. On PostgreSQL it is compiled once
-    to the driver's SQL and sent as is (psycopg prepares it after a few
-    uses): compiling and processing its parameters per call cost more than
-    running it. The parameters must need no type processing (aware
-    datetimes, ints, strings). Elsewhere it is executed as Core."""
-    connection = session.connection()
+    `params` on the session's connection (or on `target`, a connection). On
+    PostgreSQL it is compiled once to the driver's SQL and sent as is
+    (psycopg prepares it after a few uses): compiling and processing its
+    parameters per call cost more than running it. The parameters must need
+    no type processing (aware datetimes, ints, strings). Elsewhere it is
+    executed as Core."""
+    connection = target.connection() if isinstance(target, Session) else target
     if connection.dialect.name != "postgresql":
         return connection.execute(statement, dict(params))
     sql, defaults = _driver_sql(statement, connection.dialect)

@@ -3,23 +3,28 @@ receives, the idempotency that makes a double click one session, and the
 checkout record beside the ledger.
 
 No Flask and no `stripe` here: the payments provider is passed in
-(app.payments.Payments), and the caller (the view) commits.
+(app.payments.Payments), and the caller runs each statement on a connection
+of its own and commits it (the view).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, case, func, select
+from sqlalchemy.engine import Connection
 
 from app.brand.page import localised
+from app.clock import utcnow
+from app.db import execute_prepared, insert_of
 from app.donate.models import Checkout
-from app.donors import find_or_create_donor
+from app.donors import Donor, normalise_email
 from app.money import FeeCover, format_plain
 from app.payments import Payments
 
@@ -133,7 +138,8 @@ def checkout_id_for(gift: Gift) -> str:
     """Our id for one submission: the form's single-use nonce plus every choice,
     so a double click or a retried request is the same id (one row, one
     session) and a changed choice is a new one."""
-    material = "\x1f".join(f"{k}={v}" for k, v in sorted(asdict(gift).items()))
+    # vars(), not asdict(): the same fields (all plain values) without its deep copy.
+    material = "\x1f".join(f"{k}={v}" for k, v in sorted(vars(gift).items()))
     return "co_" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -220,51 +226,157 @@ def session_params(gift: Gift, checkout_id: str, settings: CheckoutSettings) -> 
     return params
 
 
+@dataclass(frozen=True)
+class StartedCheckout:
+    """A checkout's row as the donor's redirect needs it."""
+
+    id: str
+    url: str | None
+
+
+# Each statement a checkout runs is built once per dialect, and on PostgreSQL
+# compiled once (app.db.execute_prepared): building and compiling them per
+# request cost more than running them (profiled).
+@cache
+def _find_statement() -> Any:
+    table = Checkout.__table__
+    return select(table.c.id, table.c.stripe_checkout_url).where(table.c.id == bindparam("id"))
+
+
+@cache
+def _donor_statement(dialect: str) -> Any:
+    """The donor with this email, made if new; a name fills in a missing one
+    (as app.donors.find_or_create_donor). DO UPDATE, not DO NOTHING, so that
+    the donor's id comes back in the same statement whether it was made now,
+    before, or by a concurrent request."""
+    donors = Donor.__table__
+    insert = insert_of(dialect)(donors).values(
+        email=bindparam("donor_email"),
+        name=bindparam("donor_name"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[donors.c.email],
+        set_={
+            "name": func.coalesce(donors.c.name, insert.excluded.name),
+            "updated_at": case(
+                (donors.c.name.is_(None), insert.excluded.updated_at), else_=donors.c.updated_at
+            ),
+        },
+    ).returning(donors.c.id)
+
+
+# The checkout's own columns, each from the parameter of its name.
+_CHECKOUT_COLUMNS = tuple(c.name for c in Checkout.__table__.c if c.name != "donor_id")
+
+
+@cache
+def _record_statement(dialect: str) -> Any:
+    """The checkout's INSERT, a second one of the same submission doing
+    nothing. On PostgreSQL it carries the donor's upsert as a CTE: one
+    statement, one round trip, atomic in autocommit. SQLite's CTEs cannot
+    write, so there the donor's id is a parameter (`_donor_statement` first)."""
+    table = Checkout.__table__
+    values: dict[str, Any] = {name: bindparam(f"c_{name}") for name in _CHECKOUT_COLUMNS}
+    if dialect == "postgresql":
+        donor = _donor_statement(dialect).cte("donor")
+        values["donor_id"] = select(donor.c.id).scalar_subquery()
+    else:
+        values["donor_id"] = bindparam("c_donor_id")
+    return (
+        insert_of(dialect)(table)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(table.c.id, table.c.stripe_checkout_url)
+    )
+
+
+def find_checkout(connection: Connection, checkout_id: str) -> StartedCheckout | None:
+    row = execute_prepared(connection, _find_statement(), {"id": checkout_id}).first()
+    return None if row is None else StartedCheckout(row.id, row.stripe_checkout_url)
+
+
+def record_checkout(
+    connection: Connection,
+    gift: Gift,
+    checkout_id: str,
+    created: dict[str, Any],
+    *,
+    livemode: bool,
+) -> StartedCheckout | None:
+    """Writes the donor (found or made) and the checkout for the session Stripe
+    `created`; for a submission recorded meanwhile (the same one at once:
+    Stripe returned the same session for the same key), that row."""
+    dialect = connection.dialect.name
+    now = utcnow()
+    email = normalise_email(gift.email)
+    expires_at = created.get("expires_at")
+    values: dict[str, Any] = {
+        "id": checkout_id,
+        "email": email,
+        "name": gift.name,
+        "frequency": gift.frequency,
+        "currency": gift.currency,
+        "amount_minor": gift.amount_minor,
+        "fee_cover_minor": gift.fee_cover_minor,
+        "total_minor": gift.total_minor,
+        "cover_fees": gift.fee_cover_minor > 0,
+        "campaign": gift.campaign,
+        "utm_source": gift.utm_source,
+        "utm_medium": gift.utm_medium,
+        "utm_content": gift.utm_content,
+        "utm_term": gift.utm_term,
+        "nudge": gift.nudge,
+        "dedication_kind": gift.dedication_kind,
+        "dedication_name": gift.dedication_name,
+        "anonymous": gift.anonymous,
+        "comment": gift.comment,
+        "locale": gift.locale,
+        "stripe_checkout_session_id": created["id"],
+        "stripe_checkout_url": created.get("url"),
+        "stripe_customer_id": None,  # Checkout makes the customer; the webhook tells it
+        "livemode": bool(created.get("livemode", livemode)),
+        "status": "open",
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": datetime.fromtimestamp(expires_at, UTC) if expires_at else None,
+        "completed_at": None,
+    }
+    params = {f"c_{name}": values[name] for name in _CHECKOUT_COLUMNS}
+    donor = {"donor_email": email, "donor_name": gift.name or None, "now": now}
+    if dialect == "postgresql":
+        params.update(donor)
+    else:
+        params["c_donor_id"] = connection.execute(_donor_statement(dialect), donor).scalar_one()
+    row = execute_prepared(connection, _record_statement(dialect), params).first()
+    if row is None:
+        return find_checkout(connection, checkout_id)
+    return StartedCheckout(row.id, row.stripe_checkout_url)
+
+
 def start_checkout(
-    session: Session, payments: Payments, gift: Gift, settings: CheckoutSettings
-) -> Checkout:
+    run: Callable[..., Any], payments: Payments, gift: Gift, settings: CheckoutSettings
+) -> StartedCheckout | None:
     """The checkout for this submission: the existing one for a repeated
     submission, otherwise a new Stripe Checkout Session and its record.
 
-    Stripe is called before anything is written, so a failure leaves no
-    half-made row; the idempotency key makes a retry after a lost answer
-    return the same session instead of a second one.
+    `run(fn, *args)` calls `fn(connection, *args)` on a connection of the
+    caller's and commits it: one statement (a round trip) before Stripe is
+    called and one after, none held while Stripe answers. Stripe is called
+    before anything is written, so a failure leaves no half-made row; the
+    idempotency key makes a retry after a lost answer return the same
+    session instead of a second one.
     """
     checkout_id = checkout_id_for(gift)
-    existing = session.get(Checkout, checkout_id)
+    existing: StartedCheckout | None = run(find_checkout, checkout_id)
     if existing is not None:
         return existing
-    params = session_params(gift, checkout_id, settings)
     created = payments.create_checkout_session(
-        params, idempotency_key=idempotency_key_for(checkout_id)
+        session_params(gift, checkout_id, settings),
+        idempotency_key=idempotency_key_for(checkout_id),
     )
-    donor = find_or_create_donor(session, gift.email, gift.name)
-    expires_at = created.get("expires_at")
-    checkout = Checkout(
-        id=checkout_id,
-        donor_id=donor.id,
-        email=donor.email,
-        name=gift.name,
-        frequency=gift.frequency,
-        currency=gift.currency,
-        amount_minor=gift.amount_minor,
-        fee_cover_minor=gift.fee_cover_minor,
-        total_minor=gift.total_minor,
-        cover_fees=gift.fee_cover_minor > 0,
-        dedication_kind=gift.dedication_kind,
-        dedication_name=gift.dedication_name,
-        anonymous=gift.anonymous,
-        comment=gift.comment,
-        locale=gift.locale,
-        stripe_checkout_session_id=created["id"],
-        stripe_checkout_url=created.get("url"),
-        stripe_customer_id=None,  # Checkout makes the customer; the webhook tells it
-        livemode=bool(created.get("livemode", payments.livemode)),
-        status="open",
-        expires_at=datetime.fromtimestamp(expires_at, UTC) if expires_at else None,
-        nudge=gift.nudge,
-        **gift.attribution,
+    recorded: StartedCheckout | None = run(
+        record_checkout, gift, checkout_id, created, livemode=payments.livemode
     )
-    session.add(checkout)
-    session.flush()
-    return checkout
+    return recorded

@@ -16,8 +16,9 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from babel.numbers import format_percent
@@ -25,6 +26,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -34,11 +36,11 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response
 
 from app.brand.page import Page
-from app.donate.checkout import CheckoutSettings, checkout_id_for, start_checkout
+from app.donate.checkout import CheckoutSettings, start_checkout
 from app.donate.forms import (
     ATTRIBUTION_FIELDS,
     FREQUENCY_LABELS,
@@ -47,7 +49,7 @@ from app.donate.forms import (
     page_locale,
 )
 from app.donate.models import Checkout
-from app.extensions import db_session
+from app.extensions import database, db_session
 from app.guard.gate import captcha_site_key, screen_submission
 from app.i18n.views import url_language
 from app.money import (
@@ -66,6 +68,7 @@ from app.payments import Payments, PaymentsError
 from app.settings import FREQUENCIES
 
 bp = Blueprint("donate", __name__)
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Placeholders in a cached form page (letters and digits: nothing escapes them).
@@ -309,27 +312,43 @@ def submit() -> Response | tuple[str, int]:
     currency = donation_form.currency.data
     fee_minor = settings.fee_cover(currency).extra_for(donation_form.amount_minor or 0)
     gift = donation_form.to_gift(locale=_locale(), fee_cover_minor=fee_minor)
-    session = db_session()
     try:
-        checkout = start_checkout(session, payments, gift, settings)
-        session.commit()
+        checkout = start_checkout(_run_committed, payments, gift, settings)
     except PaymentsError as exc:
-        session.rollback()
         log.warning("checkout not started: provider error kind=%s", exc.kind)
         CHECKOUT_ERRORS.labels(exc.kind).inc()
         status = 503 if exc.retryable else 502
         return _render_form(donation_form, status, notice="provider_error")
-    except IntegrityError:
-        # The same submission arrived twice at once: the other request made the
-        # row (Stripe returned the same session for the same idempotency key).
-        session.rollback()
-        existing = session.get(Checkout, checkout_id_for(gift))
-        if existing is None:
-            raise
-        checkout = existing
-    if not checkout.stripe_checkout_url:
+    if checkout is None or not checkout.url:
         abort(500)
-    return redirect(checkout.stripe_checkout_url, code=303)
+    return redirect(checkout.url, code=303)
+
+
+def _run_committed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(connection, ...)`, one statement, committed: on PostgreSQL in
+    autocommit on the engine without pre-ping (a round trip each time, more
+    than the statement's own on this path), so a checkout is two round trips
+    and no ORM session. A connection the database dropped fails the statement,
+    which is then run once more on a fresh one (both of a checkout's are
+    idempotent). On SQLite, a transaction committed here. What the offline
+    sandbox wrote in the request's session as Stripe (its sessions) is
+    committed first: on SQLite that session holds the write lock."""
+    if "db_session" in g:
+        db_session().commit()
+    engine = database().single_statement_engine
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execution_options(isolation_level="AUTOCOMMIT")
+                result = fn(connection, *args, **kwargs)
+                connection.commit()  # SQLite's transaction; nothing left on PostgreSQL
+            return result
+        except DBAPIError as exc:
+            if attempt == 1 and exc.connection_invalidated:
+                continue
+            raise
+    raise AssertionError("unreachable")
 
 
 @bp.get("/donate/thanks")

@@ -19,9 +19,10 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from app.donate.checkout import Gift, StartedCheckout, checkout_id_for, record_checkout
 from app.donate.models import Checkout
 from app.donors import Donor, StripeCustomer
 from tests.stripe_helpers import stripe_object
@@ -352,6 +353,98 @@ def test_the_same_submission_twice_makes_one_row_and_one_session(
     assert first.headers["Location"] == second.headers["Location"]
     assert len(stripe_http.calls) == 1
     assert count(db, Checkout) == 1
+
+
+def test_a_checkout_is_one_statement_before_stripe_and_one_after(
+    app: Flask, client: FlaskClient, stripe_http: responses.RequestsMock, db: Session
+) -> None:
+    # The look-up for a repeated submission, then the donor and the checkout
+    # written together: one statement on PostgreSQL (a CTE, in autocommit), two
+    # on SQLite, whose CTEs cannot write. No ORM session, no pre-ping.
+    stripe_http.post(SESSIONS_URL, json=checkout_session())
+    database = app.extensions["donations.db"]
+    data = form_data(client)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0])
+
+    engines = {database.engine, database.single_statement_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.post("/donate", data=data)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+    assert response.status_code == 303
+    expected = {
+        "postgresql": ["SELECT", "WITH"],
+        "sqlite": ["BEGIN", "SELECT", "BEGIN", "INSERT", "INSERT"],  # BEGIN IMMEDIATE: app.db
+    }
+    assert statements == expected[database.dialect]
+    assert count(db, Checkout) == 1
+
+
+@pytest.mark.parametrize(("known_name", "kept"), [(None, "Ada Reader"), ("Ada", "Ada")])
+def test_a_known_donor_gets_the_gifts_name_only_when_they_had_none(
+    client: FlaskClient,
+    stripe_http: responses.RequestsMock,
+    db: Session,
+    known_name: str | None,
+    kept: str,
+) -> None:
+    db.add(Donor(email="reader@example.org", name=known_name))
+    db.commit()
+    stripe_http.post(SESSIONS_URL, json=checkout_session())
+
+    response = client.post("/donate", data=form_data(client, email="Reader@Example.org"))
+
+    assert response.status_code == 303
+    db.rollback()
+    donor = db.scalars(select(Donor)).one()
+    assert donor.name == kept
+    assert db.scalars(select(Checkout)).one().donor_id == donor.id
+
+
+def test_the_same_checkout_recorded_twice_at_once_is_one_row(app: Flask, db: Session) -> None:
+    # Two requests for one submission that both passed the look-up: Stripe gave
+    # both the same session (the same idempotency key); the second write finds
+    # the first's row instead of failing.
+    gift = Gift(
+        nonce="n" * 32,
+        email="Reader@Example.org",
+        name="Ada Reader",
+        frequency="once",
+        currency="usd",
+        amount_minor=2500,
+        fee_cover_minor=0,
+        dedication_kind=None,
+        dedication_name=None,
+        anonymous=False,
+        comment=None,
+        locale="en",
+        campaign=None,
+        utm_source=None,
+        utm_medium=None,
+        utm_content=None,
+        utm_term=None,
+    )
+    checkout_id = checkout_id_for(gift)
+    created = checkout_session()
+    database = app.extensions["donations.db"]
+    found = []
+    for _ in range(2):
+        with database.engine.connect() as connection:
+            found.append(record_checkout(connection, gift, checkout_id, created, livemode=False))
+            connection.commit()
+
+    assert found[0] == found[1] == StartedCheckout(checkout_id, created["url"])
+    assert count(db, Checkout) == 1
+    assert count(db, Donor) == 1
+    checkout = db.get(Checkout, checkout_id)
+    assert checkout is not None and checkout.email == "reader@example.org"
 
 
 def test_a_retry_after_a_lost_answer_sends_the_same_idempotency_key(
