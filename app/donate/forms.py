@@ -62,6 +62,13 @@ def email_field() -> Any:
 
 
 class DonationForm(FlaskForm):
+    class Meta:
+        # CSRFProtect (app.extensions) checks every POST's token before any
+        # view and answers a failure itself (the form again, with its notice);
+        # the template writes the token with csrf_token(). A field of the
+        # form's own would sign a token and check it a second time per post.
+        csrf = False
+
     nonce = HiddenField(
         validators=[
             InputRequired(_l("This form is incomplete; please reload the page.")),
