@@ -69,11 +69,15 @@ class DonationForm(FlaskForm):
         # form's own would sign a token and check it a second time per post.
         csrf = False
 
+    # Every field has a label of its own, even those never shown: for a missing
+    # one WTForms translates a default ("Nonce"), and for that Flask-WTF loads
+    # WTForms' catalog from disk once per request (profiled on POST /donate).
     nonce = HiddenField(
+        "Nonce",
         validators=[
             InputRequired(_l("This form is incomplete; please reload the page.")),
             Regexp(r"^[A-Za-z0-9_-]{16,64}$", message=_l("Please reload the page.")),
-        ]
+        ],
     )
     currency = SelectField(
         _l("Currency"),
@@ -86,7 +90,7 @@ class DonationForm(FlaskForm):
         validators=[InputRequired(_l("Choose how often to give."))],
     )
     # A preset button (major units, as shown) or a typed amount; typed wins.
-    preset = StringField(validators=[Optional(), Length(max=20)])
+    preset = StringField("Preset", validators=[Optional(), Length(max=20)])
     amount = StringField(_l("Other amount"), validators=[Optional(), Length(max=20)])
     email = email_field()
     name = StringField(
@@ -114,12 +118,12 @@ class DonationForm(FlaskForm):
     comment = TextAreaField(
         _l("Comment"), validators=[Length(max=1000, message=_l("Use at most 1000 characters."))]
     )
-    campaign = HiddenField(validators=[Length(max=100)])
-    utm_source = HiddenField(validators=[Length(max=100)])
-    utm_medium = HiddenField(validators=[Length(max=100)])
-    utm_content = HiddenField(validators=[Length(max=100)])
-    utm_term = HiddenField(validators=[Length(max=100)])
-    nudge = HiddenField(validators=[Optional(), Regexp(r"^(switch|invite)$")])
+    campaign = HiddenField("Campaign", validators=[Length(max=100)])
+    utm_source = HiddenField("Utm Source", validators=[Length(max=100)])
+    utm_medium = HiddenField("Utm Medium", validators=[Length(max=100)])
+    utm_content = HiddenField("Utm Content", validators=[Length(max=100)])
+    utm_term = HiddenField("Utm Term", validators=[Length(max=100)])
+    nudge = HiddenField("Nudge", validators=[Optional(), Regexp(r"^(switch|invite)$")])
 
     def __init__(self, *args: Any, config: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
