@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 import requests
@@ -189,6 +191,9 @@ class Server:
         return {"app": app, "db": backends, "sessions": 0, "xacts": 0}
 
 
+SERVER_PIDS: dict[str, int] = {}  # each running gunicorn's address -> its master's pid
+
+
 @contextmanager
 def gunicorn(
     app_spec: str,
@@ -219,6 +224,7 @@ def gunicorn(
             stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
+        SERVER_PIDS[base] = server.pid
         try:
             deadline = time.monotonic() + 90
             while True:
@@ -385,8 +391,14 @@ class StubStripe:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def parse_request(self) -> bool:
+                # The request line has arrived: from here on it is the stub's
+                # time (parsing the headers too), not ours.
+                self.started = time.perf_counter()
+                return super().parse_request()
+
             def do_POST(self) -> None:
-                started = time.perf_counter()
+                started = self.started
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 key = self.headers.get("Idempotency-Key") or uuid.uuid4().hex
                 time.sleep(STUB_LATENCY)
@@ -456,33 +468,118 @@ def donation_form(client: requests.Session, base: str) -> dict[str, str]:
     }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time the processes have used, every thread counted, to the
+    nanosecond (/proc/<pid>/task/<tid>/schedstat; /proc's stat counts in
+    10 ms ticks, coarser than one request)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with suppress(OSError, ValueError, IndexError):  # a thread that ended meanwhile
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def server_processes(base: str, url: str) -> tuple[list[int], list[int]]:
+    """The gunicorn workers serving `base` and the PostgreSQL backends
+    connected to the bench's database."""
+    master = SERVER_PIDS[base]
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            workers.append(int(stat.parent.name))
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return workers, [int(r[0]) for r in found]
+
+
 def measure_checkout(base: str, stub: StubStripe, url: str, count: int) -> list[dict[str, Any]]:
     client = requests.Session()
     overheads: list[float] = []
     totals: list[float] = []
+    app_cpu = database_cpu = client_cpu = 0.0
+    # The timed POST goes out on a kept-alive http.client connection, as a
+    # browser's would: requests' own work (about 1 ms of CPU here) is not the
+    # service's. The form and its cookie come from `client`.
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+
+    def post(data: dict[str, str]) -> tuple[float, float]:
+        body = urlencode(data).encode()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items()),
+        }
+        before = len(stub.server_seconds)
+        for attempt in (1, 2):
+            started, client_started = time.perf_counter(), time.thread_time()
+            try:
+                connection.request("POST", "/donate", body=body, headers=headers)
+                answer = connection.getresponse()
+                answer.read()
+                break
+            except (http.client.HTTPException, OSError):
+                connection.close()  # the server closed a kept-alive connection: once more
+                if attempt == 2:
+                    raise
+        total = time.perf_counter() - started
+        client_seconds = time.thread_time() - client_started
+        if answer.status != 303 or len(stub.server_seconds) != before + 1:
+            raise SystemExit(f"bench: POST /donate answered {answer.status}")
+        return total, client_seconds
+
+    # Warm: each worker's connections to PostgreSQL and to the stub, psycopg's
+    # prepared statements (after 5 uses of each), the code's first run.
+    for _ in range(12):
+        post(donation_form(client, base))
+    workers, backends = server_processes(base, url)
     for _ in range(count):
         data = donation_form(client, base)
-        before = len(stub.server_seconds)
-        started = time.perf_counter()
-        answer = client.post(f"{base}/donate", data=data, allow_redirects=False, timeout=30)
-        total = time.perf_counter() - started
-        if answer.status_code != 303 or len(stub.server_seconds) != before + 1:
-            raise SystemExit(f"bench: POST /donate answered {answer.status_code}")
+        app_before, database_before = cpu_seconds(workers), cpu_seconds(backends)
+        total, client_seconds = post(data)
+        app_cpu += cpu_seconds(workers) - app_before
+        database_cpu += cpu_seconds(backends) - database_before
+        client_cpu += client_seconds
         totals.append(total * 1000)
         overheads.append((total - stub.server_seconds[-1]) * 1000)
+    connection.close()
     overhead = statistics.median(overheads)
+    app_ms, database_ms, client_ms = (x / count * 1000 for x in (app_cpu, database_cpu, client_cpu))
     rows = [
         row(
             "checkout: our overhead per POST /donate",
             round(overhead, 1),
             "ms",
             "< 5 ms",
-            f"stub Stripe {STUB_LATENCY * 1000:.0f} ms; whole POST median {statistics.median(totals):.1f} ms",
+            f"stub Stripe {STUB_LATENCY * 1000:.0f} ms; whole POST median "
+            f"{statistics.median(totals):.1f} ms; of the overhead, CPU {app_ms + database_ms:.1f} ms "
+            f"(app {app_ms:.1f}, PostgreSQL {database_ms:.1f}) and the bench's client "
+            f"{client_ms:.1f} ms, the rest waiting on loopback hops",
             overhead < 5,
             runs=count,
             p95=round(sorted(overheads)[int(0.95 * (len(overheads) - 1))], 1),
+            cpu_ms=round(app_ms + database_ms, 2),
+            app_cpu_ms=round(app_ms, 2),
+            database_cpu_ms=round(database_ms, 2),
+            client_cpu_ms=round(client_ms, 2),
             load=round(os.getloadavg()[0], 2),
-        )
+        ),
+        row(
+            "checkout: CPU per POST /donate, gunicorn worker + its PostgreSQL backends "
+            "(load-independent)",
+            round(app_ms + database_ms, 2),
+            "ms",
+            "-",
+            f"app {app_ms:.2f} ms + PostgreSQL {database_ms:.2f} ms, mean of {count}",
+            None,
+        ),
     ]
     # Stripe answers 429: the donor gets the form back with a notice to retry;
     # once Stripe recovers, the same submission (and a double click) makes one
