@@ -13,6 +13,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import psycopg
 import pytest
 import requests
 import responses
@@ -445,6 +446,34 @@ def test_the_same_checkout_recorded_twice_at_once_is_one_row(app: Flask, db: Ses
     assert count(db, Donor) == 1
     checkout = db.get(Checkout, checkout_id)
     assert checkout is not None and checkout.email == "reader@example.org"
+
+
+def test_a_checkout_starts_after_the_database_dropped_the_pools_connections(
+    app: Flask, client: FlaskClient, stripe_http: responses.RequestsMock, db: Session, db_url: str
+) -> None:
+    # The checkout's statements run without a pre-ping: a connection the
+    # database closed (a restart, an idle timeout) fails its statement, which
+    # is then run once more on a fresh connection.
+    stripe_http.post(SESSIONS_URL, json=checkout_session())
+    stripe_http.post(
+        SESSIONS_URL,
+        json=checkout_session(
+            id="cs_test_other", url="https://checkout.stripe.com/c/pay/cs_test_other"
+        ),
+    )
+    assert client.post("/donate", data=form_data(client)).status_code == 303
+    if db_url.startswith("postgresql"):
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+    response = client.post("/donate", data=form_data(client, amount="30"))
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == "https://checkout.stripe.com/c/pay/cs_test_other"
+    assert count(db, Checkout) == 2
 
 
 def test_a_retry_after_a_lost_answer_sends_the_same_idempotency_key(
