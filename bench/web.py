@@ -191,9 +191,6 @@ class Server:
         return {"app": app, "db": backends, "sessions": 0, "xacts": 0}
 
 
-SERVER_PIDS: dict[str, int] = {}  # each running gunicorn's address -> its master's pid
-
-
 @contextmanager
 def gunicorn(
     app_spec: str,
@@ -224,7 +221,6 @@ def gunicorn(
             stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
-        SERVER_PIDS[base] = server.pid
         try:
             deadline = time.monotonic() + 90
             while True:
@@ -480,18 +476,10 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / 1e9
 
 
-def server_processes(base: str, url: str) -> tuple[list[int], list[int]]:
-    """The gunicorn workers serving `base` and the PostgreSQL backends
-    connected to the bench's database."""
-    master = SERVER_PIDS[base]
-    workers = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            workers.append(int(stat.parent.name))
+def server_processes(server: Server, url: str) -> tuple[list[int], list[int]]:
+    """The gunicorn workers of `server` and the PostgreSQL backends connected
+    to the bench's database."""
+    workers = children_of(server.pid)
     with psycopg.connect(url) as conn:
         found = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
@@ -500,11 +488,16 @@ def server_processes(base: str, url: str) -> tuple[list[int], list[int]]:
     return workers, [int(r[0]) for r in found]
 
 
-def measure_checkout(base: str, stub: StubStripe, url: str, count: int) -> list[dict[str, Any]]:
+def measure_checkout(
+    server: Server, stub: StubStripe, url: str, count: int
+) -> list[dict[str, Any]]:
+    base = server.base
     client = requests.Session()
     overheads: list[float] = []
     totals: list[float] = []
-    app_cpu = database_cpu = client_cpu = 0.0
+    app_cpu: list[float] = []  # per POST, ms
+    database_cpu: list[float] = []
+    client_cpu: list[float] = []
     # The timed POST goes out on a kept-alive http.client connection, as a
     # browser's would: requests' own work (about 1 ms of CPU here) is not the
     # service's. The form and its cookie come from `client`.
@@ -539,19 +532,23 @@ def measure_checkout(base: str, stub: StubStripe, url: str, count: int) -> list[
     # prepared statements (after 5 uses of each), the code's first run.
     for _ in range(12):
         post(donation_form(client, base))
-    workers, backends = server_processes(base, url)
+    workers, backends = server_processes(server, url)
     for _ in range(count):
         data = donation_form(client, base)
         app_before, database_before = cpu_seconds(workers), cpu_seconds(backends)
         total, client_seconds = post(data)
-        app_cpu += cpu_seconds(workers) - app_before
-        database_cpu += cpu_seconds(backends) - database_before
-        client_cpu += client_seconds
+        app_cpu.append((cpu_seconds(workers) - app_before) * 1000)
+        database_cpu.append((cpu_seconds(backends) - database_before) * 1000)
+        client_cpu.append(client_seconds * 1000)
         totals.append(total * 1000)
         overheads.append((total - stub.server_seconds[-1]) * 1000)
     connection.close()
     overhead = statistics.median(overheads)
-    app_ms, database_ms, client_ms = (x / count * 1000 for x in (app_cpu, database_cpu, client_cpu))
+    # Medians, as for the overhead: a POST that met a worker's first
+    # connection or a collection of the garbage would pull a mean up.
+    app_ms, database_ms, client_ms = map(statistics.median, (app_cpu, database_cpu, client_cpu))
+    cpu_ms = statistics.median(a + d for a, d in zip(app_cpu, database_cpu, strict=True))
+    cpu_mean_ms = statistics.mean(a + d for a, d in zip(app_cpu, database_cpu, strict=True))
     rows = [
         row(
             "checkout: our overhead per POST /donate",
@@ -559,13 +556,14 @@ def measure_checkout(base: str, stub: StubStripe, url: str, count: int) -> list[
             "ms",
             "< 5 ms",
             f"stub Stripe {STUB_LATENCY * 1000:.0f} ms; whole POST median "
-            f"{statistics.median(totals):.1f} ms; of the overhead, CPU {app_ms + database_ms:.1f} ms "
+            f"{statistics.median(totals):.1f} ms; of the overhead, CPU {cpu_ms:.1f} ms "
             f"(app {app_ms:.1f}, PostgreSQL {database_ms:.1f}) and the bench's client "
             f"{client_ms:.1f} ms, the rest waiting on loopback hops",
             overhead < 5,
             runs=count,
             p95=round(sorted(overheads)[int(0.95 * (len(overheads) - 1))], 1),
-            cpu_ms=round(app_ms + database_ms, 2),
+            cpu_ms=round(cpu_ms, 2),
+            cpu_mean_ms=round(cpu_mean_ms, 2),
             app_cpu_ms=round(app_ms, 2),
             database_cpu_ms=round(database_ms, 2),
             client_cpu_ms=round(client_ms, 2),
@@ -574,10 +572,10 @@ def measure_checkout(base: str, stub: StubStripe, url: str, count: int) -> list[
         row(
             "checkout: CPU per POST /donate, gunicorn worker + its PostgreSQL backends "
             "(load-independent)",
-            round(app_ms + database_ms, 2),
+            round(cpu_ms, 2),
             "ms",
             "-",
-            f"app {app_ms:.2f} ms + PostgreSQL {database_ms:.2f} ms, mean of {count}",
+            f"medians of {count}: app {app_ms:.2f} ms, PostgreSQL {database_ms:.2f} ms; mean {cpu_mean_ms:.2f} ms",
             None,
         ),
     ]
@@ -683,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
                     "STRIPE_API_BASE": stub.base,
                 }
                 with gunicorn("app:create_app()", env, log) as server:
-                    rows += measure_checkout(server.base, stub, url, args.checkouts)
+                    rows += measure_checkout(server, stub, url, args.checkouts)
             finally:
                 stub.close()
     finally:
