@@ -13,11 +13,23 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, insert, select, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import UTCDateTime, execute_prepared, insert_for
+from app.db import execute_prepared, insert_for
 from app.ledger import totals as daily_totals
 from app.ledger.models import (
     ACCOUNTS,
@@ -98,9 +110,10 @@ def post(session: Session, entry: Entry) -> bool:
     The daily totals (derived data, app.ledger.totals) move with the entry,
     in this transaction (`add_posting`); a duplicate adds nothing. A
     settlement or a movement of a settled kind first locks its Stripe object
-    (`lock_object`), so a movement and its settlement posted at the same time
-    each see the other. On PostgreSQL the lock, the entry and its lines are
-    one statement, the totals a second."""
+    (`lock_object`, unless this transaction holds it already), so a movement
+    and its settlement posted at the same time each see the other. On
+    PostgreSQL the entry, its lines and its totals are one statement, after
+    the lock's when the caller has not taken it."""
     kept = checked_lines(entry)
     movement = entry.movement
     values = {
@@ -119,9 +132,8 @@ def post(session: Session, entry: Entry) -> bool:
     }
     lock = entry.kind in daily_totals.RELATED_KINDS
     if session.get_bind().dialect.name == "postgresql":
-        entry_id = _insert_in_one_statement(session, values, kept, lock=lock)
-    else:
-        entry_id = _insert_step_by_step(session, values, kept, lock=lock)
+        return _insert_in_one_statement(session, values, kept, lock=lock) is not None
+    entry_id = _insert_step_by_step(session, values, kept, lock=lock)
     if entry_id is None:
         return False
     daily_totals.add_posting(session, entry_id, entry.stripe_object_id)
@@ -171,44 +183,56 @@ _ENTRY_COLUMNS = (
     "fee_minor",
     "net_minor",
 )
-_CASTS = {"occurred_at": "TIMESTAMPTZ", "created_at": "TIMESTAMPTZ", "donor_id": "INTEGER"}
 
 
 @cache
-def _one_statement(lines: int, lock: bool) -> TextClause:
-    """PostgreSQL: INSERT the entry (ON CONFLICT DO NOTHING; from a row that
-    first takes `lock_object`'s lock when `lock`) and its `lines` lines as
-    CTEs, returning the new id (no row for a duplicate). Plain SQL with bound
-    parameters, built once per shape: compiling it per posting would cost
-    more than running it."""
-    source = ""
-    if lock:
-        source = " FROM (SELECT pg_advisory_xact_lock(hashtext(:stripe_object_id))) AS object_lock"
-    postings = ""
+def _one_statement(lines: int) -> Any:
+    """PostgreSQL: INSERT the entry (ON CONFLICT DO NOTHING), its `lines`
+    lines and its changes to the daily totals (`daily_totals.posting_changes`)
+    as CTEs of one statement, returning the new id (no row for a duplicate).
+    Built once per shape and sent as the driver's SQL (`execute_prepared`):
+    compiling it per posting would cost more than running it."""
+    journal: Table = JournalEntry.__table__  # type: ignore[assignment]
+    types = {c: journal.c[c].type for c in _ENTRY_COLUMNS}
+    types["occurred_at"] = types["created_at"] = DateTime(timezone=True)
+    values = select(*[bindparam(c, type_=types[c]).label(c) for c in _ENTRY_COLUMNS])
+    new_entry = (
+        pg_insert(journal)
+        .from_select(list(_ENTRY_COLUMNS), values)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(*[journal.c[c] for c in daily_totals.ROW_COLUMNS])
+        .cte("new_entry")
+    )
+    final = select(new_entry.c.id)
     if lines:
-        rows = ", ".join(
-            f"(:account{n}, :currency{n}, CAST(:amount{n} AS BIGINT))" for n in range(lines)
+        rows = union_all(
+            *[
+                select(
+                    bindparam(f"account{n}", type_=String).label("account"),
+                    bindparam(f"currency{n}", type_=String).label("currency"),
+                    bindparam(f"amount{n}", type_=BigInteger).label("amount_minor"),
+                )
+                for n in range(lines)
+            ]
+        ).subquery("l")
+        postings: Table = JournalPosting.__table__  # type: ignore[assignment]
+        new_postings = (
+            pg_insert(postings)
+            .from_select(
+                ["entry_id", "account", "currency", "amount_minor", "donor_id"],
+                select(
+                    new_entry.c.id,
+                    rows.c.account,
+                    rows.c.currency,
+                    rows.c.amount_minor,
+                    bindparam("donor_id", type_=Integer),
+                ).select_from(new_entry.join(rows, true())),
+            )
+            .cte("new_postings")
         )
-        postings = (
-            ", new_postings AS (INSERT INTO journal_postings "  # noqa: S608 (constants; values bound)
-            "(entry_id, account, currency, amount_minor, donor_id) "
-            "SELECT new_entry.id, l.account, l.currency, l.amount_minor, "
-            "CAST(:donor_id AS INTEGER) "
-            f"FROM new_entry CROSS JOIN (VALUES {rows}) AS l (account, currency, amount_minor))"
-        )
-    selected = ", ".join(
-        f"CAST(:{c} AS {_CASTS[c]})" if c in _CASTS else f":{c}" for c in _ENTRY_COLUMNS
-    )
-    sql = (
-        f"WITH new_entry AS (INSERT INTO journal_entries ({', '.join(_ENTRY_COLUMNS)}) "  # noqa: S608
-        f"SELECT {selected}{source} "
-        "ON CONFLICT (key) DO NOTHING RETURNING id)"
-        f"{postings} SELECT id FROM new_entry"
-    )
-    return text(sql).bindparams(
-        bindparam("occurred_at", type_=UTCDateTime()),
-        bindparam("created_at", type_=UTCDateTime()),
-    )
+        final = final.add_cte(new_postings)
+    object_id = bindparam("stripe_object_id", type_=String)
+    return final.add_cte(daily_totals.posting_changes(new_entry, object_id))
 
 
 def _insert_in_one_statement(
@@ -220,8 +244,9 @@ def _insert_in_one_statement(
         params[f"currency{n}"] = line.currency
         params[f"amount{n}"] = line.amount_minor
     session.flush()  # what the caller added (the donor the entry points at) goes first
-    statement = _one_statement(len(kept), lock)
-    entry_id: int | None = execute_prepared(session, statement, params).scalar()
+    if lock:  # unless the caller took it already (a statement of its own)
+        daily_totals.lock_object(session, values["stripe_object_id"])
+    entry_id: int | None = execute_prepared(session, _one_statement(len(kept)), params).scalar()
     return entry_id
 
 

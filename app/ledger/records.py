@@ -27,6 +27,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import utcnow
 from app.db import Base, insert_missing_entity
+from app.ledger import totals
+from app.ledger.models import JournalEntry
 
 PAYMENT_KINDS = ("once", "membership")
 
@@ -216,6 +218,50 @@ def _payment_by_charge() -> Any:
 def payment_by_charge(session: Session, charge_id: str) -> Payment | None:
     found: Payment | None = session.scalars(_payment_by_charge(), {"charge_id": charge_id}).first()
     return found
+
+
+@cache
+def _payment_for_posting() -> Any:
+    """PostgreSQL: the charge's lock (`ledger.totals.object_lock`), its
+    payment (if any) and whether two journal keys are posted, in one
+    statement."""
+    lock = select(totals.object_lock(bindparam("charge_id", type_=String)).label("held")).subquery(
+        "object_lock"
+    )
+    posted = [
+        select(JournalEntry.id).where(JournalEntry.key == bindparam(key)).exists().label(key)
+        for key in ("first_key", "second_key")
+    ]
+    return (
+        select(Payment, *posted)
+        .select_from(lock)
+        .outerjoin(Payment, Payment.stripe_charge_id == bindparam("charge_id"))
+    )
+
+
+def payment_for_posting(
+    session: Session, charge_id: str, keys: tuple[str, str | None]
+) -> tuple[Payment | None, set[str]]:
+    """Before posting about a charge: take the ledger's lock on it (as
+    `ledger.totals.lock_object`, so its postings need not), and read its
+    payment record and which of `keys` (journal keys; None for none) are
+    posted. One statement on PostgreSQL. What is posted only grows: a key
+    found posted stays so; one not found may be posted meanwhile by a
+    concurrent worker (posting it again is a no-op, ON CONFLICT)."""
+    first, second = keys
+    if session.get_bind().dialect.name != "postgresql":
+        totals.lock_object(session, charge_id)
+        wanted = [key for key in keys if key]
+        found = set(session.scalars(select(JournalEntry.key).where(JournalEntry.key.in_(wanted))))
+        return payment_by_charge(session, charge_id), found
+    row = session.execute(
+        _payment_for_posting(),
+        {"charge_id": charge_id, "first_key": first, "second_key": second},
+    ).one()
+    totals.note_locked(session, charge_id)
+    payment, first_posted, second_posted = row
+    posted = {key for key, hit in ((first, first_posted), (second, second_posted)) if hit and key}
+    return payment, posted
 
 
 def invoice_link(

@@ -147,12 +147,19 @@ def as_date(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
-def _rows(dialect: str, sign: int, where: Any, join_extra: Any = None) -> Select[Any]:
+def _rows(
+    dialect: str, sign: int, where: Any, join_extra: Any = None, source: Any = None
+) -> Select[Any]:
     """rows_query's money columns (movement day, currency, kind) for the
     movements matching `where`, each joined to its settlements (those also
-    matching `join_extra`), with a sign."""
-    m = aliased(JournalEntry, name="m")
-    s = aliased(JournalEntry, name="s")
+    matching `join_extra`), with a sign. `source` (a CTE with the journal's
+    columns) stands for journal_entries when given."""
+    if source is None:
+        m = aliased(JournalEntry, name="m")
+        s = aliased(JournalEntry, name="s")
+    else:
+        m = aliased(JournalEntry, source.alias("m"))
+        s = aliased(JournalEntry, source.alias("s"))
     settled = s.id.is_not(None)
     on = and_(
         s.kind == "settlement",
@@ -294,6 +301,61 @@ def _object_changes(dialect: str) -> Select[Any]:
     )
 
 
+# The columns of an entry that its rows' figures read (`_rows`).
+ROW_COLUMNS = (
+    "id",
+    "kind",
+    "occurred_at",
+    "stripe_object_id",
+    "currency",
+    "amount_minor",
+    "fee_minor",
+    "net_minor",
+)
+
+
+def posting_changes(new_entry: Any, object_id: Any) -> Any:
+    """PostgreSQL, in the statement that inserts an entry: the INSERT of its
+    changes INTO ledger_daily_changes, as a CTE. `new_entry` is the entry's
+    INSERT ... RETURNING (ROW_COLUMNS) as a CTE, `object_id` its Stripe
+    object's bound id. The rows of the object's movements with the new entry
+    (the object's entries in the statement's snapshot, plus `new_entry`)
+    minus the same rows without it (the snapshot alone): rows_query's own
+    join (`_rows`), as `add_posting` computes it after the insert. A
+    duplicate (no row returned) changes nothing. For a settlement or a
+    movement of a settled kind, the statement must run after
+    `lock_object(object_id)`, taken by an earlier statement of the
+    transaction: the snapshot then holds whatever a concurrent posting about
+    the object committed."""
+    journal = JournalEntry.__table__
+
+    def about(m: Any) -> Any:
+        return m.stripe_object_id == object_id
+
+    with_new = union_all(
+        select(*[journal.c[name] for name in ROW_COLUMNS]).where(
+            journal.c.stripe_object_id == object_id
+        ),
+        select(*[new_entry.c[name] for name in ROW_COLUMNS]),
+    ).cte("object_entries")
+    now = _rows("postgresql", 1, about, source=with_new)
+    then = _rows("postgresql", -1, about)
+    c = union_all(now, then).subquery("c")
+    sums = [func.sum(c.c.amount), func.sum(c.c.fee), func.sum(c.c.net), func.sum(c.c.n)]
+    changes = (
+        select(c.c.day_utc, c.c.currency, c.c.kind, *sums)
+        .group_by(c.c.day_utc, c.c.currency, c.c.kind)
+        .having(or_(*[total != 0 for total in sums]))
+        .order_by(c.c.day_utc, c.c.currency, c.c.kind)
+    )
+    table = Base.metadata.tables[LedgerDailyChange.__tablename__]
+    return (
+        pg_insert(table)
+        .from_select(["day_utc", "currency", "kind", *SUMS], changes)
+        .cte("new_changes")
+    )
+
+
 @cache
 def _add_posting_statement(dialect: str) -> Any:
     """INSERT the changes of one posting (`_object_changes`) INTO
@@ -331,8 +393,46 @@ def lock_object(session: Session, stripe_object_id: str) -> None:
     """On PostgreSQL, serialise postings about one Stripe object until the
     transaction ends, so a movement and its settlement posted at the same time
     each see the other (READ COMMITTED) and the rollup counts the pair once."""
-    if _dialect(session) == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(stripe_object_id))))
+    if _dialect(session) == "postgresql" and not is_locked(session, stripe_object_id):
+        execute_prepared(session, _lock_statement(), {"object_id": stripe_object_id})
+        note_locked(session, stripe_object_id)
+
+
+@cache
+def _lock_statement() -> Any:
+    return select(object_lock(bindparam("object_id", type_=String)))
+
+
+def object_lock(object_id: Any) -> Any:
+    """PostgreSQL: the SQL expression that takes `lock_object`'s lock, for a
+    caller that takes it within a statement of its own (then `note_locked`)."""
+    return func.pg_advisory_xact_lock(func.hashtext(object_id))
+
+
+_HELD = "donations_ledger_object_locks"
+
+
+def _held(session: Session) -> set[str]:
+    """The objects whose lock this session's transaction (the innermost: a
+    rolled-back savepoint releases its locks) holds, as far as we noted."""
+    connection = session.connection()
+    transaction = connection.get_nested_transaction() or connection.get_transaction()
+    held = connection.info.get(_HELD)
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+        connection.info[_HELD] = held
+    found: set[str] = held[1]
+    return found
+
+
+def note_locked(session: Session, stripe_object_id: str) -> None:
+    """Note that the transaction took `lock_object`'s lock on this object in
+    a statement of its own (`object_lock`), so posting skips taking it again."""
+    _held(session).add(stripe_object_id)
+
+
+def is_locked(session: Session, stripe_object_id: str) -> bool:
+    return stripe_object_id in _held(session)
 
 
 def daily_sums() -> Any:
@@ -421,7 +521,11 @@ __all__ = [
     "daily_sums",
     "differences",
     "from_journal",
+    "is_locked",
     "lock_object",
+    "note_locked",
+    "object_lock",
+    "posting_changes",
     "rebuild",
     "stored",
     "utc_day",

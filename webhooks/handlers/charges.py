@@ -23,6 +23,7 @@ from app.ledger.records import (
     membership_by_subscription,
     note_amount_refunded,
     payment_by_charge,
+    payment_for_posting,
 )
 from webhooks import mapping
 from webhooks.handlers.common import Context, resolve_donor
@@ -151,7 +152,10 @@ def record_charge(
     captured, keep its record, and settle it if its balance transaction is
     known. Returns its record (None for a charge never recognisable)."""
     session = ctx.session
-    payment = payment_by_charge(session, facts.id)
+    ref = facts.balance_transaction
+    charge_key = f"charge:{facts.id}"
+    settle_key = f"balance_transaction:{ref.id}" if ref is not None else None
+    payment, posted = payment_for_posting(session, facts.id, (charge_key, settle_key))
     if not facts.recognisable:
         if payment is None:
             return None
@@ -193,17 +197,22 @@ def record_charge(
             amount_refunded_at=ctx.created,
         )
     fill_payment(ctx, payment, facts, checkout_id=checkout_id)
-    if ledger.recognise_payment(
-        session,
-        charge_id=facts.id,
-        kind="donation" if payment.kind == "once" else "membership_payment",
-        currency=facts.currency,
-        amount_minor=facts.amount_minor,
-        occurred_at=facts.created_at,
-        donor_id=payment.donor_id,
-    ) and receipts.is_news(facts.created_at, ctx.created):
+    if (
+        charge_key not in posted
+        and ledger.recognise_payment(
+            session,
+            charge_id=facts.id,
+            kind="donation" if payment.kind == "once" else "membership_payment",
+            currency=facts.currency,
+            amount_minor=facts.amount_minor,
+            occurred_at=facts.created_at,
+            donor_id=payment.donor_id,
+        )
+        and receipts.is_news(facts.created_at, ctx.created)
+    ):
         receipts.queue_receipt(session, charge_id=facts.id)
-    settle_charge(ctx, facts, payment)
+    if settle_key not in posted:
+        settle_charge(ctx, facts, payment)
     return payment
 
 
@@ -233,8 +242,11 @@ def fill_payment(
 
 
 def settle_charge(ctx: Context, facts: ChargeFacts, payment: Payment) -> None:
+    """Settle the charge from its balance transaction, when known: its figures
+    from the payload when expanded, else one retrieve. The caller read, in
+    this transaction, that it was not posted (`payment_for_posting`)."""
     ref = facts.balance_transaction
-    if ref is None or ledger.entry_exists(ctx.session, f"balance_transaction:{ref.id}"):
+    if ref is None:
         return
     txn = ref.expanded or mapping.balance_txn(ctx.stripe.retrieve_balance_transaction(ref.id))
     ledger.settle(
