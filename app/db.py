@@ -82,9 +82,13 @@ def insert_missing(
     `returning` column when inserted). The statement is built once per
     table: on the worker's path building it anew cost more than running it."""
     session.flush()
-    statement = _insert_missing_statement(
-        dialect_of(session), model.__table__, tuple(index), returning
-    )
+    dialect = dialect_of(session)
+    table = model.__table__
+    if dialect == "postgresql" and _plain_columns(table):
+        full = _with_defaults(table, values)
+        statement = _insert_returning(table, tuple(full), tuple(index), returning)
+        return execute_prepared(session, statement, full)
+    statement = _insert_missing_statement(dialect, table, tuple(index), returning)
     return session.connection().execute(statement, dict(values))
 
 
@@ -111,15 +115,12 @@ def insert_missing_entity(
     table = model.__table__
     if dialect == "postgresql" and _plain_columns(table):
         full = _with_defaults(table, values)
-        statement = _insert_returning_id(table, tuple(full), tuple(index))
+        (key,) = table.primary_key.columns.keys()
+        statement = _insert_returning(table, tuple(full), tuple(index), key)
         new_id = execute_prepared(session, statement, full).scalar()
         if new_id is None:
             return None
-        (key,) = table.primary_key.columns.keys()
-        entity = model(**full, **{key: new_id})
-        make_transient_to_detached(entity)
-        session.add(entity)
-        return entity
+        return _as_loaded(session, model, {**full, key: new_id})
     statement = _insert_entity_statement(dialect, model, tuple(index))
     return session.scalars(
         statement, dict(values), execution_options={"populate_existing": True}
@@ -166,14 +167,64 @@ def _with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @cache
-def _insert_returning_id(table: Table, columns: tuple[str, ...], index: tuple[str, ...]) -> Any:
-    (key,) = table.primary_key.columns.keys()
-    return (
+def _insert_returning(
+    table: Table, columns: tuple[str, ...], index: tuple[str, ...], returning: str | None
+) -> Any:
+    statement = (
         pg_insert(table)
         .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
         .on_conflict_do_nothing(index_elements=list(index))
-        .returning(table.c[key])
     )
+    return statement.returning(table.c[returning]) if returning else statement
+
+
+def _as_loaded(session: Session, model: Any, row: Mapping[str, Any]) -> Any:
+    """The object of `model` for a row with every column (by key) read or
+    written by Core, in the session as if the ORM had loaded it: the one
+    already in the session when there is one (as a query returns it),
+    else a new one, persistent without a statement."""
+    mapper = model.__mapper__
+    (key,) = model.__table__.primary_key.columns.keys()
+    if not _attributes_are_columns(model):
+        raise ValueError(f"{model.__name__}: attributes and column keys differ")
+    present = session.identity_map.get(mapper.identity_key_from_primary_key([row[key]]))
+    if present is not None:
+        return present
+    entity = model(**row)
+    make_transient_to_detached(entity)
+    session.add(entity)
+    return entity
+
+
+def load_entity(session: Session, model: Any, row: Mapping[str, Any] | None) -> Any:
+    """`_as_loaded` for a row a Core SELECT of every column of `model`'s
+    table returned (None: None), with UTC datetimes as UTCDateTime reads
+    them. For the posting path, where the ORM's loading cost several times
+    the statement; `_plain_columns(model.__table__)` must hold."""
+    if row is None:
+        return None
+    values = dict(row)
+    for name in _datetime_columns(model.__table__):
+        value = values[name]
+        if value is not None:
+            values[name] = (
+                value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            )
+    return _as_loaded(session, model, values)
+
+
+@cache
+def _attributes_are_columns(model: Any) -> bool:
+    mapper = model.__mapper__
+    return all(
+        mapper.get_property_by_column(column).key == column.key
+        for column in model.__table__.columns
+    )
+
+
+@cache
+def _datetime_columns(table: Table) -> tuple[str, ...]:
+    return tuple(c.key for c in table.columns if isinstance(c.type, UTCDateTime))
 
 
 @cache

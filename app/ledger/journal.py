@@ -20,11 +20,12 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     insert,
     select,
     true,
-    union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -186,12 +187,14 @@ _ENTRY_COLUMNS = (
 
 
 @cache
-def _one_statement(lines: int) -> Any:
-    """PostgreSQL: INSERT the entry (ON CONFLICT DO NOTHING), its `lines`
-    lines and its changes to the daily totals (`daily_totals.posting_changes`)
-    as CTEs of one statement, returning the new id (no row for a duplicate).
-    Built once per shape and sent as the driver's SQL (`execute_prepared`):
-    compiling it per posting would cost more than running it."""
+def _one_statement(with_lines: bool) -> Any:
+    """PostgreSQL: INSERT the entry (ON CONFLICT DO NOTHING), its lines (from
+    three arrays: one shape for any number of lines) and its changes to the
+    daily totals (`daily_totals.posting_changes`) as CTEs of one statement,
+    returning the new id (no row for a duplicate). Built once and sent as
+    the driver's SQL (`execute_prepared`): compiling it per posting would
+    cost more than running it. Short names and no bound constants keep the
+    SQL under psycopg's 4 KB limit for caching its conversion."""
     journal: Table = JournalEntry.__table__  # type: ignore[assignment]
     types = {c: journal.c[c].type for c in _ENTRY_COLUMNS}
     types["occurred_at"] = types["created_at"] = DateTime(timezone=True)
@@ -201,20 +204,19 @@ def _one_statement(lines: int) -> Any:
         .from_select(list(_ENTRY_COLUMNS), values)
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(*[journal.c[c] for c in daily_totals.ROW_COLUMNS])
-        .cte("new_entry")
+        .cte("ne")
     )
     final = select(new_entry.c.id)
-    if lines:
-        rows = union_all(
-            *[
-                select(
-                    bindparam(f"account{n}", type_=String).label("account"),
-                    bindparam(f"currency{n}", type_=String).label("currency"),
-                    bindparam(f"amount{n}", type_=BigInteger).label("amount_minor"),
-                )
-                for n in range(lines)
-            ]
-        ).subquery("l")
+    if with_lines:
+        rows = (
+            func.unnest(
+                bindparam("accounts", type_=ARRAY(String)),
+                bindparam("currencies", type_=ARRAY(String)),
+                bindparam("amounts", type_=ARRAY(BigInteger)),
+            )
+            .table_valued("account", "currency", "amount_minor")
+            .render_derived(name="l")
+        )
         postings: Table = JournalPosting.__table__  # type: ignore[assignment]
         new_postings = (
             pg_insert(postings)
@@ -228,7 +230,7 @@ def _one_statement(lines: int) -> Any:
                     bindparam("donor_id", type_=Integer),
                 ).select_from(new_entry.join(rows, true())),
             )
-            .cte("new_postings")
+            .cte("np")
         )
         final = final.add_cte(new_postings)
     object_id = bindparam("stripe_object_id", type_=String)
@@ -239,14 +241,14 @@ def _insert_in_one_statement(
     session: Session, values: dict[str, Any], kept: Sequence[Line], *, lock: bool
 ) -> int | None:
     params = dict(values)
-    for n, line in enumerate(kept):
-        params[f"account{n}"] = line.account
-        params[f"currency{n}"] = line.currency
-        params[f"amount{n}"] = line.amount_minor
+    if kept:
+        params["accounts"] = [line.account for line in kept]
+        params["currencies"] = [line.currency for line in kept]
+        params["amounts"] = [line.amount_minor for line in kept]
     session.flush()  # what the caller added (the donor the entry points at) goes first
     if lock:  # unless the caller took it already (a statement of its own)
         daily_totals.lock_object(session, values["stripe_object_id"])
-    entry_id: int | None = execute_prepared(session, _one_statement(len(kept)), params).scalar()
+    entry_id: int | None = execute_prepared(session, _one_statement(bool(kept)), params).scalar()
     return entry_id
 
 

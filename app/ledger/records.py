@@ -21,12 +21,15 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    inspect,
     select,
+    update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.clock import utcnow
-from app.db import Base, insert_missing_entity
+from app.db import Base, execute_prepared, insert_missing_entity, load_entity
 from app.ledger import totals
 from app.ledger.models import JournalEntry
 
@@ -200,14 +203,50 @@ def note_amount_refunded(payment: Payment, amount_minor: int, seen_at: datetime)
     is then newer)."""
     last = payment.amount_refunded_at
     current = payment.amount_refunded_minor
-    if (
+    if not (
         last is None
         or current is None
         or seen_at > last
         or (seen_at == last and amount_minor > current)
     ):
+        return
+    session = object_session(payment)
+    state = inspect(payment)
+    if (
+        session is None
+        or session.get_bind().dialect.name != "postgresql"
+        or not state.persistent
+        or state.modified
+    ):
         payment.amount_refunded_minor = amount_minor
         payment.amount_refunded_at = seen_at
+        return
+    # Nothing else to write for the record: one prepared UPDATE instead of
+    # the ORM's flush (several times the statement, on every charge event),
+    # and the object told it holds what the row holds.
+    now = utcnow()
+    execute_prepared(
+        session,
+        _refunded_update(),
+        {"id": payment.id, "amount": amount_minor, "seen_at": seen_at, "now": now},
+    )
+    set_committed_value(payment, "amount_refunded_minor", amount_minor)
+    set_committed_value(payment, "amount_refunded_at", seen_at)
+    set_committed_value(payment, "updated_at", now)
+
+
+@cache
+def _refunded_update() -> Any:
+    payments: Any = Payment.__table__
+    return (
+        update(payments)
+        .where(payments.c.id == bindparam("id", type_=Integer))
+        .values(
+            amount_refunded_minor=bindparam("amount", type_=BigInteger),
+            amount_refunded_at=bindparam("seen_at", type_=payments.c.amount_refunded_at.type),
+            updated_at=bindparam("now", type_=payments.c.updated_at.type),
+        )
+    )
 
 
 @cache
@@ -223,8 +262,8 @@ def payment_by_charge(session: Session, charge_id: str) -> Payment | None:
 @cache
 def _payment_for_posting() -> Any:
     """PostgreSQL: the charge's lock (`ledger.totals.object_lock`), its
-    payment (if any) and whether two journal keys are posted, in one
-    statement."""
+    payment's columns (NULLs when none) and whether two journal keys are
+    posted, in one Core statement (run prepared)."""
     lock = select(totals.object_lock(bindparam("charge_id", type_=String)).label("held")).subquery(
         "object_lock"
     )
@@ -232,10 +271,11 @@ def _payment_for_posting() -> Any:
         select(JournalEntry.id).where(JournalEntry.key == bindparam(key)).exists().label(key)
         for key in ("first_key", "second_key")
     ]
+    payments = Payment.__table__
     return (
-        select(Payment, *posted)
+        select(*payments.columns, *posted)
         .select_from(lock)
-        .outerjoin(Payment, Payment.stripe_charge_id == bindparam("charge_id"))
+        .outerjoin(payments, payments.c.stripe_charge_id == bindparam("charge_id"))
     )
 
 
@@ -245,8 +285,9 @@ def payment_for_posting(
     """Before posting about a charge: take the ledger's lock on it (as
     `ledger.totals.lock_object`, so its postings need not), and read its
     payment record and which of `keys` (journal keys; None for none) are
-    posted. One statement on PostgreSQL. What is posted only grows: a key
-    found posted stays so; one not found may be posted meanwhile by a
+    posted. One statement on PostgreSQL, its row made into the record
+    without the ORM's loading (`load_entity`). What is posted only grows: a
+    key found posted stays so; one not found may be posted meanwhile by a
     concurrent worker (posting it again is a no-op, ON CONFLICT)."""
     first, second = keys
     if session.get_bind().dialect.name != "postgresql":
@@ -254,13 +295,24 @@ def payment_for_posting(
         wanted = [key for key in keys if key]
         found = set(session.scalars(select(JournalEntry.key).where(JournalEntry.key.in_(wanted))))
         return payment_by_charge(session, charge_id), found
-    row = session.execute(
-        _payment_for_posting(),
-        {"charge_id": charge_id, "first_key": first, "second_key": second},
-    ).one()
+    session.flush()  # as autoflush would before a query
+    row = (
+        execute_prepared(
+            session,
+            _payment_for_posting(),
+            {"charge_id": charge_id, "first_key": first, "second_key": second},
+        )
+        .mappings()
+        .one()
+    )
     totals.note_locked(session, charge_id)
-    payment, first_posted, second_posted = row
-    posted = {key for key, hit in ((first, first_posted), (second, second_posted)) if hit and key}
+    posted = {
+        key for key, column in ((first, "first_key"), (second, "second_key")) if key and row[column]
+    }
+    if row["id"] is None:
+        return None, posted
+    columns = {column.key: row[column.key] for column in Payment.__table__.columns}
+    payment: Payment = load_entity(session, Payment, columns)
     return payment, posted
 
 

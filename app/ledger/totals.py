@@ -135,7 +135,7 @@ def _dialect(session: Session) -> str:
 def utc_day(column: Any, dialect: str) -> Any:
     """The UTC calendar day of a UTC timestamp column, as SQL."""
     if dialect == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
+        return cast(func.timezone(literal_column("'UTC'"), column), Date)
     return func.date(column)
 
 
@@ -161,28 +161,39 @@ def _rows(
         m = aliased(JournalEntry, source.alias("m"))
         s = aliased(JournalEntry, source.alias("s"))
     settled = s.id.is_not(None)
+    # Constants are written into the SQL, not bound: an IN of bound values is
+    # expanded anew at every execution, and on the posting path (a statement
+    # per entry) each bound constant is one more parameter to send.
+    settlement: Any = literal_column("'settlement'")
+    zero: Any = literal_column("0")
     on = and_(
-        s.kind == "settlement",
+        s.kind == settlement,
         s.stripe_object_id == m.stripe_object_id,
-        # constants written into the SQL: an IN of bound values is expanded
-        # anew at every execution, and the posting path runs this per entry
         m.kind.in_([literal_column(f"'{kind}'") for kind in SETTLED_KINDS]),
     )
     if join_extra is not None:
         on = and_(on, join_extra(s))
+
+    def signed(value: Any) -> Any:
+        return value if sign == 1 else -value
+
     return (
         select(
             utc_day(m.occurred_at, dialect).label("day_utc"),
             func.coalesce(s.currency, m.currency).label("currency"),
             m.kind.label("kind"),
-            (sign * case((settled, s.amount_minor), else_=m.amount_minor)).label("amount"),
-            (sign * func.coalesce(case((settled, s.fee_minor), else_=m.fee_minor), 0)).label("fee"),
-            (sign * func.coalesce(case((settled, s.net_minor), else_=m.net_minor), 0)).label("net"),
-            literal(sign).label("n"),
+            signed(case((settled, s.amount_minor), else_=m.amount_minor)).label("amount"),
+            signed(func.coalesce(case((settled, s.fee_minor), else_=m.fee_minor), zero)).label(
+                "fee"
+            ),
+            signed(func.coalesce(case((settled, s.net_minor), else_=m.net_minor), zero)).label(
+                "net"
+            ),
+            literal_column(str(sign), Integer).label("n"),
         )
         .select_from(m)
         .outerjoin(s, on)
-        .where(m.kind != "settlement", where(m))
+        .where(m.kind != settlement, where(m))
     )
 
 
@@ -337,7 +348,7 @@ def posting_changes(new_entry: Any, object_id: Any) -> Any:
             journal.c.stripe_object_id == object_id
         ),
         select(*[new_entry.c[name] for name in ROW_COLUMNS]),
-    ).cte("object_entries")
+    ).cte("oe")
     now = _rows("postgresql", 1, about, source=with_new)
     then = _rows("postgresql", -1, about)
     c = union_all(now, then).subquery("c")
@@ -345,15 +356,11 @@ def posting_changes(new_entry: Any, object_id: Any) -> Any:
     changes = (
         select(c.c.day_utc, c.c.currency, c.c.kind, *sums)
         .group_by(c.c.day_utc, c.c.currency, c.c.kind)
-        .having(or_(*[total != 0 for total in sums]))
+        .having(or_(*[total != literal_column("0") for total in sums]))
         .order_by(c.c.day_utc, c.c.currency, c.c.kind)
     )
     table = Base.metadata.tables[LedgerDailyChange.__tablename__]
-    return (
-        pg_insert(table)
-        .from_select(["day_utc", "currency", "kind", *SUMS], changes)
-        .cte("new_changes")
-    )
+    return pg_insert(table).from_select(["day_utc", "currency", "kind", *SUMS], changes).cte("nc")
 
 
 @cache

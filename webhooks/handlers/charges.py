@@ -79,7 +79,8 @@ def fill_subscription(ctx: Context, payment: Payment, subscription_id: str | Non
         if subscription_id is None and payment.stripe_invoice_id:
             invoice = invoice_by_id(ctx.session, payment.stripe_invoice_id)
             subscription_id = invoice.stripe_subscription_id if invoice else None
-        payment.stripe_subscription_id = subscription_id
+        if subscription_id is not None:
+            payment.stripe_subscription_id = subscription_id
     if payment.stripe_subscription_id and payment.donor_id:
         membership = membership_by_subscription(ctx.session, payment.stripe_subscription_id)
         if membership is not None and membership.donor_id is None:
@@ -219,15 +220,22 @@ def record_charge(
 def fill_payment(
     ctx: Context, payment: Payment, facts: ChargeFacts, *, checkout_id: str | None
 ) -> None:
-    """Fill what the record lacks from this payload (never overwrite)."""
-    payment.stripe_payment_intent_id = payment.stripe_payment_intent_id or facts.payment_intent_id
-    payment.stripe_customer_id = payment.stripe_customer_id or facts.customer_id
-    payment.checkout_id = payment.checkout_id or checkout_id
+    """Fill what the record lacks from this payload (never overwrite). Only
+    what changes is set: a set attribute, even to its value, makes the next
+    flush compare the record."""
+    if payment.stripe_payment_intent_id is None and facts.payment_intent_id:
+        payment.stripe_payment_intent_id = facts.payment_intent_id
+    if payment.stripe_customer_id is None and facts.customer_id:
+        payment.stripe_customer_id = facts.customer_id
+    if payment.checkout_id is None and checkout_id:
+        payment.checkout_id = checkout_id
     if payment.kind == "membership" and payment.stripe_invoice_id is None:
         link = invoice_link(
             ctx.session, payment_intent_id=payment.stripe_payment_intent_id, charge_id=facts.id
         )
-        payment.stripe_invoice_id = facts.invoice_id or (link.stripe_invoice_id if link else None)
+        invoice_id = facts.invoice_id or (link.stripe_invoice_id if link else None)
+        if invoice_id is not None:
+            payment.stripe_invoice_id = invoice_id
     if payment.donor_id is None:
         donor = resolve_donor(
             ctx,
