@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import DateTime, Dialect, MetaData, Table, bindparam, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    MetaData,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -211,6 +220,41 @@ def load_entity(session: Session, model: Any, row: Mapping[str, Any] | None) -> 
                 value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
             )
     return _as_loaded(session, model, values)
+
+
+def rows_by(
+    session: Session, model: Any, key: str, value: Any, *, limit: int | None = None
+) -> list[Any]:
+    """The objects of `model` whose column `key` equals `value` (at most
+    `limit`), as `session.scalars(select(model).where(...))` gives them
+    (after the same autoflush; an object already in the session is returned
+    as it is there). On PostgreSQL, for a table `_plain_columns` accepts, a
+    Core SELECT built once and run prepared, its rows made into objects
+    without the ORM's loading (`load_entity`): on the posting path the
+    ORM's query cost several times the statement. Elsewhere the ORM query."""
+    table = model.__table__
+    if dialect_of(session) != "postgresql" or not _plain_columns(table):
+        query = select(model).where(getattr(model, key) == value)
+        if limit is not None:
+            query = query.limit(limit)
+        return list(session.scalars(query))
+    session.flush()
+    result = execute_prepared(session, _rows_by_statement(table, key, limit), {"value": value})
+    return [load_entity(session, model, row) for row in result.mappings()]
+
+
+def first_by(session: Session, model: Any, key: str, value: Any) -> Any:
+    """`rows_by`'s first object, or None."""
+    found = rows_by(session, model, key, value, limit=1)
+    return found[0] if found else None
+
+
+@cache
+def _rows_by_statement(table: Table, key: str, limit: int | None) -> Any:
+    query = select(*table.columns).where(
+        table.c[key] == bindparam("value", type_=table.c[key].type)
+    )
+    return query.limit(limit) if limit is not None else query
 
 
 @cache

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import insert_for, insert_missing_entity
+from app.db import first_by, insert_for, insert_missing_entity
 from app.donors.models import Donor, StripeCustomer
 
 
@@ -33,7 +33,9 @@ def find_or_create_donor(session: Session, email: str, name: str | None = None) 
     donor: Donor | None = insert_missing_entity(session, Donor, values, index=["email"])
     if donor is not None:  # new: one statement
         return donor
-    donor = session.scalars(_donor_by_email(), {"email": address}).one()
+    donor = first_by(session, Donor, "email", address)
+    if donor is None:  # the insert found it, so this does not happen: the ORM's error if it does
+        donor = session.scalars(_donor_by_email(), {"email": address}).one()
     if name and not donor.name:
         donor.name = name
     return donor

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.clock import utcnow
-from app.db import Base, execute_prepared, insert_missing_entity, load_entity
+from app.db import Base, execute_prepared, first_by, insert_missing_entity, load_entity
 from app.ledger import totals
 from app.ledger.models import JournalEntry
 
@@ -249,13 +249,8 @@ def _refunded_update() -> Any:
     )
 
 
-@cache
-def _payment_by_charge() -> Any:
-    return select(Payment).where(Payment.stripe_charge_id == bindparam("charge_id"))
-
-
 def payment_by_charge(session: Session, charge_id: str) -> Payment | None:
-    found: Payment | None = session.scalars(_payment_by_charge(), {"charge_id": charge_id}).first()
+    found: Payment | None = first_by(session, Payment, "stripe_charge_id", charge_id)
     return found
 
 
@@ -320,24 +315,24 @@ def invoice_link(
     session: Session, *, payment_intent_id: str | None = None, charge_id: str | None = None
 ) -> InvoicePayment | None:
     if payment_intent_id:
-        found = session.scalars(
-            select(InvoicePayment).where(
-                InvoicePayment.stripe_payment_intent_id == payment_intent_id
-            )
-        ).first()
+        found: InvoicePayment | None = first_by(
+            session, InvoicePayment, "stripe_payment_intent_id", payment_intent_id
+        )
         if found is not None:
             return found
     if charge_id:
-        return session.scalars(
-            select(InvoicePayment).where(InvoicePayment.stripe_charge_id == charge_id)
-        ).first()
+        by_charge: InvoicePayment | None = first_by(
+            session, InvoicePayment, "stripe_charge_id", charge_id
+        )
+        return by_charge
     return None
 
 
 def membership_by_subscription(session: Session, subscription_id: str) -> Membership | None:
-    return session.scalars(
-        select(Membership).where(Membership.stripe_subscription_id == subscription_id)
-    ).first()
+    found: Membership | None = first_by(
+        session, Membership, "stripe_subscription_id", subscription_id
+    )
+    return found
 
 
 class Invoice(Base):
@@ -357,4 +352,5 @@ class Invoice(Base):
 
 
 def invoice_by_id(session: Session, invoice_id: str) -> Invoice | None:
-    return session.scalars(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id)).first()
+    found: Invoice | None = first_by(session, Invoice, "stripe_invoice_id", invoice_id)
+    return found

@@ -10,9 +10,8 @@ more was refunded than the ledger holds.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from app import ledger, receipts
+from app.db import rows_by
 from app.ledger.records import (
     Invoice,
     InvoicePayment,
@@ -60,14 +59,13 @@ def link_invoice(
             stripe_invoice_id=invoice_id,
             stripe_subscription_id=subscription_id,
         )
-    query = select(Payment)
     if payment_intent_id:
-        query = query.where(Payment.stripe_payment_intent_id == payment_intent_id)
+        payments = rows_by(ctx.session, Payment, "stripe_payment_intent_id", payment_intent_id)
     elif charge_id:
-        query = query.where(Payment.stripe_charge_id == charge_id)
+        payments = rows_by(ctx.session, Payment, "stripe_charge_id", charge_id)
     else:
         return
-    for payment in ctx.session.scalars(query):
+    for payment in payments:
         payment.stripe_invoice_id = payment.stripe_invoice_id or invoice_id
         fill_subscription(ctx, payment, subscription_id)
 

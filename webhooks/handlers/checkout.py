@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app.db import rows_by
 from app.donate.models import Checkout
 from app.donors import attach_customer
 from app.ledger.records import Membership, Payment
@@ -21,18 +22,20 @@ def _link(ctx: Context, facts: mapping.CheckoutFacts, checkout: Checkout | None)
     if not checkout_id:
         return
     if facts.payment_intent_id:
-        for payment in session.scalars(
-            select(Payment).where(Payment.stripe_payment_intent_id == facts.payment_intent_id)
+        for payment in rows_by(
+            session, Payment, "stripe_payment_intent_id", facts.payment_intent_id
         ):
-            payment.checkout_id = payment.checkout_id or checkout_id
+            if payment.checkout_id is None:
+                payment.checkout_id = checkout_id
             if payment.donor_id is None and checkout is not None:
                 payment.donor_id = checkout.donor_id
             fill_subscription(ctx, payment)
     if facts.subscription_id:
-        for membership in session.scalars(
-            select(Membership).where(Membership.stripe_subscription_id == facts.subscription_id)
+        for membership in rows_by(
+            session, Membership, "stripe_subscription_id", facts.subscription_id
         ):
-            membership.checkout_id = membership.checkout_id or checkout_id
+            if membership.checkout_id is None:
+                membership.checkout_id = checkout_id
             if membership.donor_id is None and checkout is not None:
                 membership.donor_id = checkout.donor_id
 

@@ -9,9 +9,8 @@ the same charge key, so a payment is counted once."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from app import receipts
+from app.db import rows_by
 from app.ledger.records import Invoice, Payment, get_or_insert, membership_by_subscription
 from webhooks import mapping
 from webhooks.handlers.charges import fill_subscription, link_invoice
@@ -50,7 +49,7 @@ def handle_invoice(ctx: Context) -> None:
             link_invoice(
                 ctx, facts.id, charge_id=facts.charge_id, subscription_id=facts.subscription_id
             )
-    for payment in session.scalars(select(Payment).where(Payment.stripe_invoice_id == facts.id)):
+    for payment in rows_by(session, Payment, "stripe_invoice_id", facts.id):
         fill_subscription(ctx, payment, facts.subscription_id)
     if facts.subscription_id:
         membership = membership_by_subscription(session, facts.subscription_id)
