@@ -43,8 +43,9 @@ def find_or_create_donor(session: Session, email: str, name: str | None = None) 
 
 def attach_customer(
     session: Session, donor: Donor, stripe_customer_id: str, *, livemode: bool
-) -> StripeCustomer:
-    """Record that a Stripe customer belongs to a donor (first writer wins)."""
+) -> None:
+    """Record that a Stripe customer belongs to a donor (first writer wins):
+    one INSERT ... ON CONFLICT DO NOTHING (`donor_for_customer` reads it)."""
     statement = (
         insert_for(session)(StripeCustomer)
         .values(
@@ -56,9 +57,6 @@ def attach_customer(
         .on_conflict_do_nothing(index_elements=["stripe_customer_id"])
     )
     session.execute(statement)
-    return session.scalars(
-        select(StripeCustomer).where(StripeCustomer.stripe_customer_id == stripe_customer_id)
-    ).one()
 
 
 def donor_for_customer(session: Session, stripe_customer_id: str) -> Donor | None:

@@ -20,8 +20,12 @@ computed by the same join as `rows_query` (the affected rows after the
 posting minus the same rows without it), so the two cannot drift apart; only
 the posting's Stripe object's few entries take part (an indexed lookup, in
 the same statement as the insert), so posting costs the same at any size of
-journal. `app.ledger.rollup.roll_up` (the worker, every few seconds) folds
-the committed changes into `ledger_daily_totals` and deletes them, in one
+journal. On PostgreSQL the change is part of the posting's own statement
+(`posting_changes`: the object's entries in its snapshot plus the one being
+inserted, against the snapshot alone), after the object's lock taken by an
+earlier statement of the transaction. `app.ledger.rollup.roll_up` (the
+worker, every few seconds) folds the committed changes into
+`ledger_daily_totals` and deletes them, in one
 transaction; readers add the two tables (`daily_sums`), so they are exact
 before, during and after a roll-up. The seed's bulk path (`add_entries`)
 adds its batches to `ledger_daily_totals` directly. No Flask, no `stripe`,

@@ -74,17 +74,20 @@ def resolve_donor(
 ) -> Donor | None:
     """The donor behind a payment: our checkout's, else the known customer's,
     else found or created from the payload's email, else (when allowed) from
-    the customer's email fetched from Stripe. The customer is attached."""
+    the customer's email fetched from Stripe. The customer is attached
+    (unless it is how the donor was found: attached already)."""
     session = ctx.session
     donor = checkout_donor(session, checkout_id)
+    linked = False  # the customer is known to be this donor's already
     if donor is None and customer_id:
         donor = donor_for_customer(session, customer_id)
+        linked = donor is not None
     if donor is None and email:
         donor = find_or_create_donor(session, email, name)
     if donor is None and customer_id and allow_lookup:
         customer = ctx.stripe.retrieve_customer(customer_id)
         if customer.get("email") and not customer.get("deleted"):
             donor = find_or_create_donor(session, str(customer["email"]), customer.get("name"))
-    if donor is not None and customer_id:
+    if donor is not None and customer_id and not linked:
         attach_customer(session, donor, customer_id, livemode=ctx.livemode)
     return donor
