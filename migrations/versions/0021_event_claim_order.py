@@ -2,8 +2,8 @@
 worker's claim walks its batch's rows oldest first instead of sorting the
 whole backlog (137 ms per claim at 50,000 due events, measured)
 
-Revision ID: 0020
-Revises: 0018 (the head of main)
+Revision ID: 0021
+Revises: 0020 (the head of main)
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020"
-down_revision: str | None = "0018"
+revision: str = "0021"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
