@@ -1,8 +1,16 @@
 """Database plumbing: our DeclarativeBase (naming convention, UTC datetimes),
-engines for SQLite and PostgreSQL, and the session factory.
+engines for SQLite and PostgreSQL, and the session factory; statements run
+prepared (`execute_prepared`), and rows inserted or read by Core made into
+the session's objects (`insert_missing_entity`, `rows_by`) for the posting
+path.
 
 Imports no Flask. Nothing here commits: the edge (view, webhook route, worker,
 CLI) owns the transaction.
+
+Why one module: the Core row helpers depend on what only this module defines
+together (UTCDateTime's processing, which they skip for aware datetimes, and
+the prepared execution they run on), and every model module imports Base
+from here; split, the pieces would import each other.
 """
 
 from __future__ import annotations
