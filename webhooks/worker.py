@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from app import manage, receipts
 from app.appeals.counters import prune_counters
@@ -54,6 +54,10 @@ JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS, **manage.RUNNERS}
 # (the settings worker_batch_size and ledger_rollup_every_seconds).
 BATCH_SIZE = 20
 ROLLUP_EVERY_SECONDS = 5.0
+# PostgreSQL's deadlock_detected and serialization_failure: the event is
+# applied again at once (up to this many times) rather than after a backoff.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+CONFLICT_RETRIES = 3
 PRUNE_EVERY_SECONDS = 24 * 3600.0
 
 
@@ -116,6 +120,22 @@ def describe_error(exc: BaseException) -> str:
     return text
 
 
+class _Conflict(Exception):
+    """An event's transaction was aborted by PostgreSQL for another's sake."""
+
+    def __init__(self, stripe_event_id: str) -> None:
+        super().__init__(stripe_event_id)
+        self.stripe_event_id = stripe_event_id
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether PostgreSQL aborted the transaction because another one was in
+    its way (a deadlock, a serialization failure): nothing about the event."""
+    return isinstance(exc, DBAPIError) and (
+        getattr(exc.orig, "sqlstate", None) in CONFLICT_SQLSTATES
+    )
+
+
 def process_next(
     database: Database,
     payments: StripeLookup,
@@ -125,7 +145,29 @@ def process_next(
 ) -> Outcome | None:
     """Claim the next due event (or the given one, if it is due and not held by
     another worker), apply it, commit. None when there is nothing to claim.
-    `payments` is the app's StripeApi or sandbox, passed to the handlers."""
+    `payments` is the app's StripeApi or sandbox, passed to the handlers.
+
+    Workers applying events about the same objects (a donor, a charge) at
+    once can deadlock; PostgreSQL then aborts one of them. That event is
+    applied again at once, up to CONFLICT_RETRIES times, before it counts as
+    a failure with its backoff."""
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            return _process_one(database, payments, policy, stripe_event_id, conflicts_raise=True)
+        except _Conflict as conflict:
+            stripe_event_id = conflict.stripe_event_id
+            log.info("event %s: aborted for another transaction; applied again", stripe_event_id)
+    return _process_one(database, payments, policy, stripe_event_id, conflicts_raise=False)
+
+
+def _process_one(
+    database: Database,
+    payments: StripeLookup,
+    policy: RetryPolicy,
+    stripe_event_id: str | None,
+    *,
+    conflicts_raise: bool,
+) -> Outcome | None:
     session = database.session()
     claimed: tuple[int, str, str, int] | None = None
     try:
@@ -142,6 +184,8 @@ def process_next(
         if claimed is None:
             raise  # the claim itself failed: the database, not the event
         row_id, event_id, event_type, seen_attempts = claimed
+        if conflicts_raise and is_conflict(exc):
+            raise _Conflict(event_id) from exc
         error = describe_error(exc)
         not_found = isinstance(exc, PaymentsError) and exc.kind == "not_found"
         with session.begin():

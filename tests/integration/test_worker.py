@@ -26,7 +26,7 @@ import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,10 +37,11 @@ from app.clock import frozen_at, utcnow
 from app.db import Database
 from app.donors import Donor
 from app.manage.models import ManageLink
+from tests import event_factory
 from tests.conftest import STRIPE_TEST_KEY, WEBHOOK_SECRET
 from tests.stripe_helpers import make_event, post_event, stripe_object
 from webhooks.inbox import StripeEvent, claim_event, record_failure
-from webhooks.worker import Pruning, RetryPolicy, describe_error, drain
+from webhooks.worker import Pruning, RetryPolicy, describe_error, drain, process_next
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 NOW_TS = int(NOW.timestamp())
@@ -549,3 +550,51 @@ def test_the_worker_prunes_old_magic_links_and_appeal_counters_once_a_day(
     with frozen_at(now + timedelta(days=5000)):
         assert keep_for_ever.run() == {}
     assert len(db.scalars(select(ManageLink.id)).all()) == 2
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_deadlock_with_another_worker_is_retried_at_once_not_counted_as_a_failure(
+    app: Flask, client: FlaskClient, frozen: None
+) -> None:
+    """Two workers can each hold what the other's next statement needs (here:
+    another worker's batch inserted this donor and then asks for this charge's
+    lock, which this worker took first). PostgreSQL breaks the cycle by
+    aborting one transaction; the aborted event is applied again at once,
+    not put off for a retry's backoff as if it had failed."""
+    email = "deadlock.donor@example.org"
+    obj = event_factory.charge(
+        "ch_deadlock_1", amount=2500, created=NOW_TS - 50, payment_intent=None, email=email
+    )
+    deliver(
+        client, make_event("charge.succeeded", obj, event_id="evt_deadlock", created=NOW_TS - 50)
+    )
+    other = database(app).session()
+    other.add(Donor(email=email, name="Other Worker"))
+    other.flush()  # uncommitted: this worker's insert of the same donor waits for it
+    outcome: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(process_next(database(app), payments(app), POLICY))
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _waiting_for_a_lock(other):
+            time.sleep(0.05)
+        # The other worker now asks for the charge's lock, which the waiting one holds.
+        other.execute(select(func.pg_advisory_xact_lock(func.hashtext("ch_deadlock_1"))))
+    finally:
+        other.rollback()
+        other.close()
+        worker.join(timeout=30)
+    assert [(o.stripe_event_id, o.status) for o in outcome] == [("evt_deadlock", "processed")]
+
+
+def _waiting_for_a_lock(session: Session) -> bool:
+    """Whether another backend of this database waits for a lock."""
+    waiting = session.scalar(
+        text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database() AND a.pid <> pg_backend_pid()"
+        )
+    )
+    return bool(waiting)
