@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, StatementError
-
 from app import manage, receipts
 from app.appeals.counters import prune_counters
 from app.clock import utcnow
@@ -37,6 +35,7 @@ from app.outbox.mail import MailSettings
 from app.outbox.runner import JobContext, JobOutcome, JobPolicy, Runner, run_next_job
 from app.payments import PaymentsError, StripeLookup
 from app.settings import ROOT
+from webhooks.errors import Conflict, describe_error, is_conflict
 from webhooks.handlers import apply_event
 from webhooks.inbox import (
     claim_event,
@@ -54,9 +53,8 @@ JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS, **manage.RUNNERS}
 # (the settings worker_batch_size and ledger_rollup_every_seconds).
 BATCH_SIZE = 20
 ROLLUP_EVERY_SECONDS = 5.0
-# PostgreSQL's deadlock_detected and serialization_failure: the event is
-# applied again at once (up to this many times) rather than after a backoff.
-CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+# Times an event PostgreSQL aborted for another transaction (webhooks.errors)
+# is applied again at once, rather than after a failure's backoff.
 CONFLICT_RETRIES = 3
 PRUNE_EVERY_SECONDS = 24 * 3600.0
 
@@ -105,37 +103,6 @@ class Outcome:
     error: str | None = None
 
 
-def describe_error(exc: BaseException) -> str:
-    """The error kept on the event for staff: type and message, no traceback,
-    no personal data (our exceptions and Stripe's messages carry none; database
-    errors are cut to the driver's message)."""
-    if isinstance(exc, StatementError):
-        # SQLAlchemy appends the statement's parameters, and PostgreSQL's DETAIL
-        # line repeats key values (an email): keep the driver's first line only.
-        first_line = next(iter(str(exc.orig).splitlines()), "") if exc.orig else ""
-        return f"{type(exc).__name__}: {type(exc.orig).__name__}: {first_line}"
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, PaymentsError) and exc.request_id:
-        text += f" (Stripe request {exc.request_id})"
-    return text
-
-
-class _Conflict(Exception):
-    """An event's transaction was aborted by PostgreSQL for another's sake."""
-
-    def __init__(self, stripe_event_id: str) -> None:
-        super().__init__(stripe_event_id)
-        self.stripe_event_id = stripe_event_id
-
-
-def is_conflict(exc: BaseException) -> bool:
-    """Whether PostgreSQL aborted the transaction because another one was in
-    its way (a deadlock, a serialization failure): nothing about the event."""
-    return isinstance(exc, DBAPIError) and (
-        getattr(exc.orig, "sqlstate", None) in CONFLICT_SQLSTATES
-    )
-
-
 def process_next(
     database: Database,
     payments: StripeLookup,
@@ -154,7 +121,7 @@ def process_next(
     for _ in range(CONFLICT_RETRIES):
         try:
             return _process_one(database, payments, policy, stripe_event_id, conflicts_raise=True)
-        except _Conflict as conflict:
+        except Conflict as conflict:
             stripe_event_id = conflict.stripe_event_id
             log.info("event %s: aborted for another transaction; applied again", stripe_event_id)
     return _process_one(database, payments, policy, stripe_event_id, conflicts_raise=False)
@@ -185,7 +152,7 @@ def _process_one(
             raise  # the claim itself failed: the database, not the event
         row_id, event_id, event_type, seen_attempts = claimed
         if conflicts_raise and is_conflict(exc):
-            raise _Conflict(event_id) from exc
+            raise Conflict(event_id) from exc
         error = describe_error(exc)
         not_found = isinstance(exc, PaymentsError) and exc.kind == "not_found"
         with session.begin():
