@@ -27,11 +27,11 @@ earlier statement of the transaction. `app.ledger.rollup.roll_up` (the
 worker, every few seconds) folds the committed changes into
 `ledger_daily_totals` and deletes them, in one
 transaction; readers add the two tables (`daily_sums`), so they are exact
-before, during and after a roll-up. The seed's bulk path (`add_entries`)
-adds its batches to `ledger_daily_totals` directly. No Flask, no `stripe`,
+before, during and after a roll-up. The seed rebuilds the totals once
+from the journal after its bulk load (`rebuild`). No Flask, no `stripe`,
 no commits.
 
-Why one module: the posting side (`add_posting`, `add_entries`) and the
+Why one module: the posting side (`add_posting`) and the
 checking side (`from_journal`, `differences`) share one definition of a
 row's figures (`_rows`, rows_query's join), so they cannot drift apart.
 """
@@ -58,7 +58,6 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    not_,
     or_,
     select,
     text,
@@ -234,31 +233,6 @@ def journal_totals_query(dialect: str) -> Select[Any]:
     return _grouped(_rows(dialect, 1, lambda m: literal(True)).subquery("r"))
 
 
-def changes_of(session: Session, first_id: int, last_id: int) -> list[DayTotal]:
-    """What posting the entries with ids first_id..last_id (just inserted, in
-    this transaction) changed in the CSV's rows, per day, currency and kind:
-    the rows they touch as they are now, minus those rows as they were."""
-    dialect = _dialect(session)
-    n = aliased(JournalEntry, name="n")
-
-    def is_new(e: Any) -> Any:
-        return e.id.between(first_id, last_id)
-
-    new_settlements = select(n.stripe_object_id).where(n.kind == "settlement", is_new(n))
-
-    def touched_old(m: Any) -> Any:
-        return and_(
-            not_(is_new(m)),
-            m.kind.in_(SETTLED_KINDS),
-            m.stripe_object_id.in_(new_settlements),
-        )
-
-    now = _rows(dialect, 1, lambda m: or_(is_new(m), touched_old(m)))
-    before = _rows(dialect, -1, touched_old, lambda s: not_(is_new(s)))
-    changes = union_all(now, before).subquery("c")
-    return _totals(session.execute(_grouped(changes)))
-
-
 def apply(session: Session, changes: Sequence[DayTotal]) -> None:
     """Add `changes` to the rollup: INSERT ... ON CONFLICT DO UPDATE SET x = x +
     excluded.x, in key order (concurrent postings lock rows in one order)."""
@@ -394,12 +368,6 @@ def add_posting(session: Session, entry_id: int, stripe_object_id: str) -> None:
     )
 
 
-def add_entries(session: Session, first_id: int, last_id: int) -> None:
-    """Keep the rollup up to date after inserting the journal entries with
-    ids first_id..last_id in this transaction (call once per insert)."""
-    apply(session, changes_of(session, first_id, last_id))
-
-
 def lock_object(session: Session, stripe_object_id: str) -> None:
     """On PostgreSQL, serialise postings about one Stripe object until the
     transaction ends, so a movement and its settlement posted at the same time
@@ -524,11 +492,9 @@ __all__ = [
     "DayTotal",
     "LedgerDailyChange",
     "LedgerDailyTotal",
-    "add_entries",
     "add_posting",
     "apply",
     "as_date",
-    "changes_of",
     "daily_sums",
     "differences",
     "from_journal",
