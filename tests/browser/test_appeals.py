@@ -80,14 +80,18 @@ def browser(chromium: Path) -> Iterator[Browser]:
 
 
 def appeal_frame(page: Page) -> Frame:
+    """The appeal's iframe once it has navigated to the embed. The wait is
+    Playwright's, not time.sleep: the sync API learns of frames and their
+    navigations only while it runs its own loop, so a sleeping poll could see
+    the iframe's first URL (about:blank) for ever on a slow machine."""
     page.wait_for_selector("iframe")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         for frame in page.frames:
             if "/embed/appeals/" in frame.url:
                 frame.wait_for_selector("#appeal", state="attached")
                 return frame
-        time.sleep(0.05)
+        page.wait_for_timeout(50)
     raise AssertionError("no appeal frame")
 
 
@@ -130,7 +134,7 @@ def test_an_article_embeds_the_appeal_and_a_gift_from_it_reaches_the_ledger_with
     # The impression was counted for the variant shown (sendBeacon, no cookie).
     deadline = time.monotonic() + 5
     while seen_counts(app).get(key or "", 0) < 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
+        page.wait_for_timeout(100)
     assert seen_counts(app) == {key: 1}
 
     variant.locator("label", has_text="Once").click()
