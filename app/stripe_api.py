@@ -6,16 +6,30 @@ Nothing else in the project imports `stripe` for API calls. Callers get plain
 dicts (Stripe's JSON) and our own exceptions (app.payments), never SDK objects
 or errors; they program against the protocols in app.payments, which this
 module implements.
+
+The Checkout Session a donor waits on is created by a POST of our own
+(`_post`) on the same pooled `requests` session, with what stripe-python
+would send (the form encoding, the pinned version, the idempotency key, the
+timeout, its retries and backoff, its error kinds): stripe-python's request
+building, logging and response handling cost about as much CPU again as the
+HTTP exchange itself (profiled, bench/README.md "Checkout"). Every other call
+goes through stripe-python.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from http.client import HTTPException
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 import stripe
+from requests.structures import CaseInsensitiveDict
 
 from app.payments import PaymentsError
 
@@ -35,6 +49,53 @@ def _error_kind(exc: stripe.StripeError) -> str:
     if status == 429:
         return "rate_limited"
     return "unavailable" if status >= 500 or status == 0 else "invalid"
+
+
+def _status_kind(status: int, error: Mapping[str, Any]) -> str:
+    """The kind of a non-2xx answer, as `_error_kind` makes it of the error
+    stripe-python raises for it (its `specific_v1_api_error`)."""
+    if status == 429 or (status == 400 and error.get("code") == "rate_limit"):
+        return "rate_limited"
+    if status in (401, 403):
+        return "auth"
+    if status == 404 and error.get("type") != "idempotency_error":
+        return "not_found"
+    return "unavailable" if status >= 500 else "invalid"
+
+
+def form_encode(params: Mapping[str, Any]) -> str:
+    """Stripe's form encoding, as stripe-python's: nested objects as
+    `a[b][c]`, lists indexed (`a[0][b]`), booleans as true/false, None left
+    out, and the brackets left unescaped."""
+    pairs: list[tuple[str, Any]] = []
+
+    def add(name: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                add(f"{name}[{key}]", item)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                add(f"{name}[{index}]", item)
+        elif isinstance(value, bool):
+            pairs.append((name, "true" if value else "false"))
+        elif isinstance(value, str | int):
+            pairs.append((name, value))
+        else:
+            raise TypeError(f"cannot send a {type(value).__name__} to Stripe")
+
+    for key, value in params.items():
+        add(key, value)
+    return urlencode(pairs).replace("%5B", "[").replace("%5D", "]")
+
+
+def backoff_seconds(retry: int) -> float:
+    """How long to wait before the `retry`th retry: stripe-python's backoff
+    (0.5 s doubled each time, at most 5 s, jittered to between half and all
+    of it, never under 0.5 s)."""
+    seconds: float = min(0.5 * 2 ** (retry - 1), 5.0) * 0.5 * (1 + random.uniform(0, 1))
+    return max(0.5, seconds)
 
 
 # Stripe's list endpoints `donations stripe sync` pages through.
@@ -63,21 +124,119 @@ class StripeApi:
         api_base: str | None = None,
         timeout_seconds: float = 10,
         max_network_retries: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         # stripe-python logs request bodies (donor emails) at DEBUG and Stripe's
         # error messages at INFO: keep its logger to warnings and above.
         logging.getLogger("stripe").setLevel(logging.WARNING)
         base_addresses: dict[str, str] = {"api": api_base.rstrip("/")} if api_base else {}
         self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
+        self._base = (api_base or stripe.api_base).rstrip("/")
+        self._session = _http_session(self._base)
         self._sdk = stripe.StripeClient(
             api_key,
             stripe_version=api_version,
             base_addresses=base_addresses,  # type: ignore[arg-type]
-            http_client=stripe.RequestsClient(
-                timeout=timeout_seconds, session=_http_session(api_base or stripe.api_base)
-            ),
+            http_client=stripe.RequestsClient(timeout=timeout_seconds, session=self._session),
             max_network_retries=max_network_retries,
         )
+        # What `_post` sends besides its body and key: the session's defaults
+        # (Accept, Accept-Encoding, keep-alive) and what stripe-python adds.
+        self._headers: dict[str, str] = {
+            **{k: v for k, v in self._session.headers.items() if isinstance(v, str)},
+            "User-Agent": f"donations (requests/{requests.__version__})",
+            "Authorization": f"Bearer {api_key}",
+            "Stripe-Version": api_version,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        self._timeout = timeout_seconds
+        self._retries = max_network_retries
+        self._sleep = sleep
+
+    def _post(
+        self, what: str, path: str, params: Mapping[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """POST `params` to Stripe as stripe-python would, on the process's
+        session: its HTTP adapter's `send` directly (what requests' Session
+        would add is cookies, hooks, redirects and the environment, none of
+        which a Stripe call uses; the proxies and CA bundle are passed here).
+        A connection error or timeout, a 409, a 5xx, or an answer saying
+        Stripe-Should-Retry: true is retried up to `max_network_retries`
+        times with stripe-python's backoff, with the same idempotency key."""
+        body = form_encode(params)
+        url = self._base + path
+        headers = {**self._headers, "Idempotency-Key": idempotency_key}
+        headers["Content-Length"] = str(len(body))
+        adapter = self._session.get_adapter(url)
+        attempt = 0
+        while True:
+            request = requests.PreparedRequest()
+            request.method, request.url, request.body = "POST", url, body
+            request.headers = CaseInsensitiveDict(headers)
+            try:
+                response = adapter.send(
+                    request,
+                    timeout=self._timeout,
+                    verify=stripe.ca_bundle_path,
+                    proxies=self._session.proxies,
+                )
+                content = response.content
+            except (requests.RequestException, HTTPException, OSError, ValueError) as exc:
+                # stripe-python retries timeouts and connection errors, not TLS failures.
+                retry = isinstance(exc, requests.Timeout | requests.ConnectionError)
+                retry = retry and not isinstance(exc, requests.exceptions.SSLError)
+                if retry and attempt < self._retries:
+                    attempt += 1
+                    self._sleep(backoff_seconds(attempt))
+                    continue
+                raise self._http_failure(what, "unavailable", 0, None, None) from exc
+            status = response.status_code
+            should_retry = response.headers.get("Stripe-Should-Retry")
+            if 200 <= status < 300:
+                try:
+                    data: Any = json.loads(content)
+                except ValueError:
+                    data = None
+                if isinstance(data, dict):
+                    return data
+                raise self._http_failure(
+                    what, "invalid", status, None, response.headers.get("Request-Id")
+                )
+            retry = (
+                should_retry == "true"
+                if should_retry in ("true", "false")
+                else status == 409 or status >= 500
+            )
+            if retry and attempt < self._retries:
+                attempt += 1
+                self._sleep(backoff_seconds(attempt))
+                continue
+            try:
+                error = json.loads(content).get("error")
+            except (ValueError, AttributeError):
+                error = None
+            error = error if isinstance(error, dict) else {}
+            raise self._http_failure(
+                what,
+                _status_kind(status, error),
+                status,
+                error.get("code"),
+                response.headers.get("Request-Id"),
+            )
+
+    def _http_failure(
+        self, what: str, kind: str, status: int, code: str | None, request_id: str | None
+    ) -> PaymentsError:
+        # As `_failure`: the kind, status, code and request id only.
+        log.warning(
+            "stripe %s failed: kind=%s status=%s code=%s request_id=%s",
+            what,
+            kind,
+            status or None,
+            code,
+            request_id,
+        )
+        return PaymentsError(kind, f"Stripe {what} failed ({kind})", request_id=request_id)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -115,11 +274,10 @@ class StripeApi:
     def create_checkout_session(
         self, params: dict[str, Any], *, idempotency_key: str
     ) -> dict[str, Any]:
-        return self._raw(
+        return self._post(
             "checkout session create",
-            "post",
             "/v1/checkout/sessions",
-            **params,
+            params,
             idempotency_key=idempotency_key,
         )
 
