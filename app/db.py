@@ -310,6 +310,13 @@ def execute_prepared(
     return connection.exec_driver_sql(sql, {**defaults, **params})
 
 
+def driver_sql(statement: Any, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """A statement built once as execute_prepared sends it on PostgreSQL: the
+    driver's SQL (compiled once) and the parameters' defaults, for a raw
+    DBAPI cursor (app.donate.checkout's statements)."""
+    return _driver_sql(statement, dialect)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in and out; SQLite hands datetimes back naive."""
 

@@ -4,25 +4,28 @@ checkout record beside the ledger.
 
 No Flask and no `stripe` here: the payments provider is passed in
 (app.payments.Payments), and the caller runs each statement on a connection
-of its own and commits it (the view).
+of its own and commits it (the view), through `Statements`: SQLAlchemy's
+Core on a connection (`CoreStatements`; SQLite), or a raw DBAPI cursor
+(`CursorStatements`; PostgreSQL in autocommit, where SQLAlchemy's connection
+and result objects cost more CPU than the statements, profiled).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from sqlalchemy import bindparam, case, func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from app.brand.page import localised
 from app.clock import utcnow
-from app.db import execute_prepared, insert_of
+from app.db import driver_sql, execute_prepared, insert_of
 from app.donate.models import Checkout
 from app.donors import Donor, normalise_email
 from app.money import FeeCover, format_plain
@@ -292,13 +295,53 @@ def _record_statement(dialect: str) -> Any:
     )
 
 
-def find_checkout(connection: Connection, checkout_id: str) -> StartedCheckout | None:
-    row = execute_prepared(connection, _find_statement(), {"id": checkout_id}).first()
-    return None if row is None else StartedCheckout(row.id, row.stripe_checkout_url)
+class Statements(Protocol):
+    """Where a checkout's statements run, one after another on one
+    connection; the caller commits."""
+
+    dialect: str
+
+    def first(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """The first row of `statement` (built once, as execute_prepared
+        takes it) run with `params`, or None."""
+        ...
+
+
+class CoreStatements:
+    """On an SQLAlchemy connection (execute_prepared)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect.name
+
+    def first(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        row = execute_prepared(self.connection, statement, params).first()
+        return None if row is None else tuple(row)
+
+
+class CursorStatements:
+    """On a DBAPI cursor of `dialect`'s driver (psycopg), each statement sent
+    as execute_prepared sends it (app.db.driver_sql)."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self.cursor = cursor
+        self.sql_dialect = dialect
+        self.dialect = dialect.name
+
+    def first(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        sql, defaults = driver_sql(statement, self.sql_dialect)
+        self.cursor.execute(sql, {**defaults, **params} if defaults else params)
+        row: Sequence[Any] | None = self.cursor.fetchone()
+        return row
+
+
+def find_checkout(statements: Statements, checkout_id: str) -> StartedCheckout | None:
+    row = statements.first(_find_statement(), {"id": checkout_id})
+    return None if row is None else StartedCheckout(row[0], row[1])
 
 
 def record_checkout(
-    connection: Connection,
+    statements: Statements,
     gift: Gift,
     checkout_id: str,
     created: dict[str, Any],
@@ -308,7 +351,7 @@ def record_checkout(
     """Writes the donor (found or made) and the checkout for the session Stripe
     `created`; for a submission recorded meanwhile (the same one at once:
     Stripe returned the same session for the same key), that row."""
-    dialect = connection.dialect.name
+    dialect = statements.dialect
     now = utcnow()
     email = normalise_email(gift.email)
     expires_at = created.get("expires_at")
@@ -348,11 +391,13 @@ def record_checkout(
     if dialect == "postgresql":
         params.update(donor)
     else:
-        params["c_donor_id"] = connection.execute(_donor_statement(dialect), donor).scalar_one()
-    row = execute_prepared(connection, _record_statement(dialect), params).first()
+        donor_row = statements.first(_donor_statement(dialect), donor)
+        assert donor_row is not None  # an upsert's RETURNING
+        params["c_donor_id"] = donor_row[0]
+    row = statements.first(_record_statement(dialect), params)
     if row is None:
-        return find_checkout(connection, checkout_id)
-    return StartedCheckout(row.id, row.stripe_checkout_url)
+        return find_checkout(statements, checkout_id)
+    return StartedCheckout(row[0], row[1])
 
 
 def start_checkout(
@@ -361,8 +406,8 @@ def start_checkout(
     """The checkout for this submission: the existing one for a repeated
     submission, otherwise a new Stripe Checkout Session and its record.
 
-    `run(fn, *args)` calls `fn(connection, *args)` on a connection of the
-    caller's and commits it: one statement (a round trip) before Stripe is
+    `run(fn, *args)` calls `fn(statements, *args)` on a connection of the
+    caller's (`Statements`) and commits it: one statement (a round trip) before Stripe is
     called and one after, none held while Stripe answers. Stripe is called
     before anything is written, so a failure leaves no half-made row; the
     idempotency key makes a retry after a lost answer return the same

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import psycopg
 from babel.numbers import format_percent
 from flask import (
     Blueprint,
@@ -36,11 +37,15 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response
 
 from app.brand.page import Page
-from app.donate.checkout import CheckoutSettings, start_checkout
+from app.donate.checkout import (
+    CheckoutSettings,
+    CoreStatements,
+    CursorStatements,
+    start_checkout,
+)
 from app.donate.forms import (
     ATTRIBUTION_FIELDS,
     FREQUENCY_LABELS,
@@ -325,29 +330,39 @@ def submit() -> Response | tuple[str, int]:
 
 
 def _run_committed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """`fn(connection, ...)`, one statement, committed: on PostgreSQL in
-    autocommit on the engine without pre-ping (a round trip each time, more
-    than the statement's own on this path), so a checkout is two round trips
-    and no ORM session. A connection the database dropped fails the statement,
-    which is then run once more on a fresh one (both of a checkout's are
-    idempotent). On SQLite, a transaction committed here. What the offline
-    sandbox wrote in the request's session as Stripe (its sessions) is
-    committed first: on SQLite that session holds the write lock."""
+    """`fn(statements, ...)` (app.donate.checkout.Statements), committed. On
+    PostgreSQL a raw psycopg connection of the engine without pre-ping, in
+    autocommit (a round trip each time, more than the statement's own on
+    this path), so a checkout is two round trips with no ORM session and no
+    SQLAlchemy connection or result (they cost more CPU than the statements,
+    profiled), as the webhook route stores an event. A connection the
+    database dropped fails the statement, which is then run once more on a
+    fresh one (both of a checkout's are idempotent). On SQLite, a transaction
+    on the engine's connection, committed here. What the offline sandbox
+    wrote in the request's session as Stripe (its sessions) is committed
+    first: on SQLite that session holds the write lock."""
     if "db_session" in g:
         db_session().commit()
     engine = database().single_statement_engine
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as connection:
+            result = fn(CoreStatements(connection), *args, **kwargs)
+            connection.commit()
+        return result
     for attempt in (1, 2):
+        raw = engine.raw_connection()
         try:
-            with engine.connect() as connection:
-                if connection.dialect.name == "postgresql":
-                    connection.execution_options(isolation_level="AUTOCOMMIT")
-                result = fn(connection, *args, **kwargs)
-                connection.commit()  # SQLite's transaction; nothing left on PostgreSQL
-            return result
-        except DBAPIError as exc:
-            if attempt == 1 and exc.connection_invalidated:
-                continue
-            raise
+            cursor = raw.cursor()
+            try:
+                return fn(CursorStatements(cursor, engine.dialect), *args, **kwargs)
+            finally:
+                cursor.close()
+        except psycopg.OperationalError:
+            raw.invalidate()  # never back into the pool
+            if attempt == 2:
+                raise
+        finally:
+            raw.close()
     raise AssertionError("unreachable")
 
 

@@ -23,7 +23,13 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from app.donate.checkout import Gift, StartedCheckout, checkout_id_for, record_checkout
+from app.donate.checkout import (
+    CoreStatements,
+    Gift,
+    StartedCheckout,
+    checkout_id_for,
+    record_checkout,
+)
 from app.donate.models import Checkout
 from app.donors import Donor, StripeCustomer
 from tests.stripe_helpers import stripe_object
@@ -360,24 +366,45 @@ def test_a_checkout_is_one_statement_before_stripe_and_one_after(
     app: Flask, client: FlaskClient, stripe_http: responses.RequestsMock, db: Session
 ) -> None:
     # The look-up for a repeated submission, then the donor and the checkout
-    # written together: one statement on PostgreSQL (a CTE, in autocommit), two
-    # on SQLite, whose CTEs cannot write. No ORM session, no pre-ping.
+    # written together: one statement on PostgreSQL (a CTE, in autocommit, on
+    # a raw psycopg cursor), two on SQLite, whose CTEs cannot write. No ORM
+    # session, no pre-ping. PostgreSQL's are seen by the cursors psycopg
+    # makes for the pool's connections; SQLite's by SQLAlchemy's events.
     stripe_http.post(SESSIONS_URL, json=checkout_session())
     database = app.extensions["donations.db"]
     data = form_data(client)
     statements: list[str] = []
 
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query).split()[0])
+            return super().execute(query, *args, **kwargs)
+
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement.split()[0])
 
+    def recording(dbapi_connection: Any, *args: Any) -> None:
+        dbapi_connection.cursor_factory = Recording
+
+    def plain(dbapi_connection: Any, *args: Any) -> None:
+        dbapi_connection.cursor_factory = psycopg.Cursor
+
     engines = {database.engine, database.single_statement_engine}
+    listeners = (
+        [("checkout", recording), ("checkin", plain)]
+        if database.dialect == "postgresql"
+        else [("before_cursor_execute", record)]
+    )
     for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
+        for name, listener in listeners:
+            event.listen(engine.pool if name != "before_cursor_execute" else engine, name, listener)
     try:
         response = client.post("/donate", data=data)
     finally:
         for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
+            for name, listener in listeners:
+                target = engine.pool if name != "before_cursor_execute" else engine
+                event.remove(target, name, listener)
 
     assert response.status_code == 303
     expected = {
@@ -385,7 +412,7 @@ def test_a_checkout_is_one_statement_before_stripe_and_one_after(
         "sqlite": ["BEGIN", "SELECT", "BEGIN", "INSERT", "INSERT"],  # BEGIN IMMEDIATE: app.db
     }
     assert statements == expected[database.dialect]
-    assert count(db, Checkout) == 1
+    assert count(db, Checkout) == 1  # committed: seen from another connection
 
 
 @pytest.mark.parametrize(("known_name", "kept"), [(None, "Ada Reader"), ("Ada", "Ada")])
@@ -438,7 +465,8 @@ def test_the_same_checkout_recorded_twice_at_once_is_one_row(app: Flask, db: Ses
     found = []
     for _ in range(2):
         with database.engine.connect() as connection:
-            found.append(record_checkout(connection, gift, checkout_id, created, livemode=False))
+            statements = CoreStatements(connection)
+            found.append(record_checkout(statements, gift, checkout_id, created, livemode=False))
             connection.commit()
 
     assert found[0] == found[1] == StartedCheckout(checkout_id, created["url"])
