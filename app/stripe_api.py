@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from http.client import HTTPException
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus
 
 import requests
 import stripe
@@ -63,11 +64,20 @@ def _status_kind(status: int, error: Mapping[str, Any]) -> str:
     return "unavailable" if status >= 500 else "invalid"
 
 
+# What form encoding leaves as it is (with the brackets Stripe's keys keep).
+_PLAIN = re.compile(r"[A-Za-z0-9_.~\-\[\]]*")
+
+
+def _quoted(text: str) -> str:
+    return text if _PLAIN.fullmatch(text) else quote_plus(text, safe="[]")
+
+
 def form_encode(params: Mapping[str, Any]) -> str:
-    """Stripe's form encoding, as stripe-python's: nested objects as
-    `a[b][c]`, lists indexed (`a[0][b]`), booleans as true/false, None left
-    out, and the brackets left unescaped."""
-    pairs: list[tuple[str, Any]] = []
+    """Stripe's form encoding, as stripe-python's (`urlencode` of its pairs,
+    the brackets then unescaped): nested objects as `a[b][c]`, lists indexed
+    (`a[0][b]`), booleans as true/false, None left out. Plain text is not
+    run through the quoting, which was most of stripe-python's encoding."""
+    parts: list[str] = []
 
     def add(name: str, value: Any) -> None:
         if value is None:
@@ -79,15 +89,17 @@ def form_encode(params: Mapping[str, Any]) -> str:
             for index, item in enumerate(value):
                 add(f"{name}[{index}]", item)
         elif isinstance(value, bool):
-            pairs.append((name, "true" if value else "false"))
-        elif isinstance(value, str | int):
-            pairs.append((name, value))
+            parts.append(f"{_quoted(name)}={'true' if value else 'false'}")
+        elif isinstance(value, int):
+            parts.append(f"{_quoted(name)}={value:d}")
+        elif isinstance(value, str):
+            parts.append(f"{_quoted(name)}={_quoted(value)}")
         else:
             raise TypeError(f"cannot send a {type(value).__name__} to Stripe")
 
     for key, value in params.items():
         add(key, value)
-    return urlencode(pairs).replace("%5B", "[").replace("%5D", "]")
+    return "&".join(parts)
 
 
 def backoff_seconds(retry: int) -> float:

@@ -24,12 +24,12 @@ PARAMS: dict[str, Any] = {
             "price_data": {
                 "currency": "usd",
                 "unit_amount": 2500,
-                "product_data": {"name": "Gift & [1]"},
+                "product_data": {"name": "Gift & [1] ~ Фонд"},
             },
             "quantity": 1,
         }
     ],
-    "metadata": {"checkout_id": "co_1", "campaign": "spring sale"},
+    "metadata": {"checkout_id": "co_1", "campaign": "spring sale=50%"},
     "customer_email": "a+b@example.org",
     "success_url": "https://x.test/donate/thanks?session_id={CHECKOUT_SESSION_ID}",
     "automatic_tax": {"enabled": False},
