@@ -14,6 +14,11 @@ timeout, its retries and backoff, its error kinds): stripe-python's request
 building, logging and response handling cost about as much CPU again as the
 HTTP exchange itself (profiled, bench/README.md "Checkout"). Every other call
 goes through stripe-python.
+
+Why one module: Stripe stays behind this one wrapper, so the POST of our own
+sits beside the SDK's calls whose key, version, retries and error kinds it
+repeats; the next split would be that POST and its encoding into a module of
+their own that only this one imports.
 """
 
 from __future__ import annotations

@@ -4,29 +4,26 @@ checkout record beside the ledger.
 
 No Flask and no `stripe` here: the payments provider is passed in
 (app.payments.Payments), and the caller runs each statement on a connection
-of its own and commits it (the view), through `Statements`: SQLAlchemy's
-Core on a connection (`CoreStatements`; SQLite), or a raw DBAPI cursor
-(`CursorStatements`; PostgreSQL in autocommit, where SQLAlchemy's connection
-and result objects cost more CPU than the statements, profiled).
+of its own and commits it (the view), through app.donate.statements.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import bindparam, case, func, select
-from sqlalchemy.engine import Connection, Dialect
 
 from app.brand.page import localised
 from app.clock import utcnow
-from app.db import driver_sql, execute_prepared, insert_of
+from app.db import insert_of
 from app.donate.models import Checkout
+from app.donate.statements import Statements
 from app.donors import Donor, normalise_email
 from app.money import FeeCover, format_plain
 from app.payments import Payments
@@ -293,46 +290,6 @@ def _record_statement(dialect: str) -> Any:
         .on_conflict_do_nothing()
         .returning(table.c.id, table.c.stripe_checkout_url)
     )
-
-
-class Statements(Protocol):
-    """Where a checkout's statements run, one after another on one
-    connection; the caller commits."""
-
-    dialect: str
-
-    def first(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        """The first row of `statement` (built once, as execute_prepared
-        takes it) run with `params`, or None."""
-        ...
-
-
-class CoreStatements:
-    """On an SQLAlchemy connection (execute_prepared)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.dialect = connection.dialect.name
-
-    def first(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        row = execute_prepared(self.connection, statement, params).first()
-        return None if row is None else tuple(row)
-
-
-class CursorStatements:
-    """On a DBAPI cursor of `dialect`'s driver (psycopg), each statement sent
-    as execute_prepared sends it (app.db.driver_sql)."""
-
-    def __init__(self, cursor: Any, dialect: Dialect) -> None:
-        self.cursor = cursor
-        self.sql_dialect = dialect
-        self.dialect = dialect.name
-
-    def first(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        sql, defaults = driver_sql(statement, self.sql_dialect)
-        self.cursor.execute(sql, {**defaults, **params} if defaults else params)
-        row: Sequence[Any] | None = self.cursor.fetchone()
-        return row
 
 
 def find_checkout(statements: Statements, checkout_id: str) -> StartedCheckout | None:

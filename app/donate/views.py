@@ -40,12 +40,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.brand.page import Page
-from app.donate.checkout import (
-    CheckoutSettings,
-    CoreStatements,
-    CursorStatements,
-    start_checkout,
-)
+from app.donate.checkout import CheckoutSettings, start_checkout
 from app.donate.forms import (
     ATTRIBUTION_FIELDS,
     FREQUENCY_LABELS,
@@ -54,6 +49,7 @@ from app.donate.forms import (
     page_locale,
 )
 from app.donate.models import Checkout
+from app.donate.statements import CoreStatements, CursorStatements
 from app.extensions import database, db_session
 from app.guard.gate import captcha_site_key, screen_submission
 from app.i18n.views import url_language

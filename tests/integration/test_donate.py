@@ -23,14 +23,9 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from app.donate.checkout import (
-    CoreStatements,
-    Gift,
-    StartedCheckout,
-    checkout_id_for,
-    record_checkout,
-)
+from app.donate.checkout import Gift, StartedCheckout, checkout_id_for, record_checkout
 from app.donate.models import Checkout
+from app.donate.statements import CoreStatements
 from app.donors import Donor, StripeCustomer
 from tests.stripe_helpers import stripe_object
 
