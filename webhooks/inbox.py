@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import backoff
@@ -186,17 +186,6 @@ def event_values(incoming: IncomingEvent, *, skipped: bool, now: datetime) -> di
         "next_attempt_at": None if skipped else now,
         "received_at": now,
     }
-
-
-@cache
-def store_event_sql(dialect: Dialect) -> str:
-    """`store_event`'s statement as PostgreSQL's driver (psycopg) takes it, for
-    the webhook route's raw connection: compiled once, run with `event_values`,
-    one row back when this call stored the event. The values need no type
-    processing (strings, a bool, ints, aware UTC datetimes)."""
-    return str(
-        _store_statement(dialect.name).compile(dialect=dialect, column_keys=list(STORED_COLUMNS))
-    )
 
 
 @cache

@@ -2,7 +2,9 @@
 event under its Stripe id, answer 2xx once it is committed.
 
 Never calls Stripe and never touches the ledger (the worker does); never logs
-more than an event's id and type. Verification cannot be switched off.
+more than an event's id and type. Verification cannot be switched off. The
+answer is made here from the body and the signature header; webhooks.wsgi
+serves it (reads the request, writes the JSON and the headers).
 """
 
 from __future__ import annotations
@@ -11,26 +13,20 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from flask import Blueprint, current_app, request
-from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 
 from app.clock import utcnow
-from app.extensions import database
+from app.db import Database
 from app.observe.metrics import WEBHOOK_DELIVERIES
-from webhooks.inbox import (
-    IncomingEvent,
-    NotAnEvent,
-    event_values,
-    read_event,
-    store_event,
-    store_event_sql,
-)
+from webhooks.group_commit import GroupCommit
+from webhooks.inbox import IncomingEvent, NotAnEvent, event_values, read_event, store_event
 
-bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_048_576  # 1 MiB
@@ -66,49 +62,61 @@ def signature_problem(body: bytes, header: str | None, secrets: list[str], now: 
     return None if matched else "no matching signature"
 
 
-def _refuse(status: int, reason: str) -> tuple[dict[str, str], int]:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the route answers: the status, its JSON object and extra headers."""
+
+    status: int
+    body: dict[str, str]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+UNAVAILABLE = Answer(503, {"error": "storage unavailable; deliver again"}, (("Retry-After", "5"),))
+# The outcomes' counters, looked up once (a label lookup takes a lock each time).
+OUTCOMES = {
+    outcome: WEBHOOK_DELIVERIES.labels(outcome)
+    for outcome in ("stored", "duplicate", "skipped", "refused", "unavailable")
+}
+
+
+def refuse(status: int, reason: str) -> Answer:
     log.warning("webhook refused (%s): %s", status, reason)
-    WEBHOOK_DELIVERIES.labels("refused").inc()
-    return {"error": reason}, status
+    OUTCOMES["refused"].inc()
+    return Answer(status, {"error": reason})
 
 
-@bp.post("/webhooks/stripe")
-def receive_stripe_event() -> ResponseReturnValue:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _refuse(413, "body too large")
-    # A body without Content-Length (chunked) is read up to one byte past the
-    # limit, never further (Werkzeug stops at max_content_length): over is 413.
-    request.max_content_length = MAX_BODY_BYTES + 1
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY_BYTES:
-        return _refuse(413, "body too large")
-
-    secrets: list[str] = current_app.config["STRIPE_WEBHOOK_SECRETS"]
-    problem = signature_problem(
-        body, request.headers.get("Stripe-Signature"), secrets, int(utcnow().timestamp())
-    )
+def receive_stripe_event(
+    body: bytes,
+    signature: str | None,
+    secrets: list[str],
+    our_livemode: bool,
+    store: Callable[[IncomingEvent, bool], bool],
+) -> Answer:
+    """The answer to a delivery of `body` (at most MAX_BODY_BYTES, read by the
+    caller) signed by the `signature` header: 400 unless it is a validly
+    signed event, else stored by `store(incoming, skipped)` (True when this
+    delivery stored it) and 200 once committed; 503 when the database is unavailable."""
+    problem = signature_problem(body, signature, secrets, int(utcnow().timestamp()))
     if problem is not None:
-        return _refuse(400, problem)
+        return refuse(400, problem)
     try:
         text = body.decode("utf-8")
         data: Any = json.loads(text)
         incoming = read_event(text, data)
     except UnicodeDecodeError:
-        return _refuse(400, "body is not UTF-8")
+        return refuse(400, "body is not UTF-8")
     except NotAnEvent as exc:
-        return _refuse(400, str(exc))
+        return refuse(400, str(exc))
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        return _refuse(400, "body is not JSON")
+        return refuse(400, "body is not JSON")
 
-    payments = current_app.extensions.get("donations.payments")
-    our_livemode = bool(getattr(payments, "livemode", False))
     skipped = incoming.livemode != our_livemode
     try:
-        stored = _store(incoming, skipped)
+        stored = store(incoming, skipped)
     except (OperationalError, psycopg.OperationalError):
         log.warning("webhook %s not stored: database unavailable", incoming.stripe_event_id)
-        WEBHOOK_DELIVERIES.labels("unavailable").inc()
-        return {"error": "storage unavailable; deliver again"}, 503, {"Retry-After": "5"}
+        OUTCOMES["unavailable"].inc()
+        return UNAVAILABLE
     if not stored:
         outcome = "duplicate"
     elif skipped:
@@ -116,43 +124,36 @@ def receive_stripe_event() -> ResponseReturnValue:
     else:
         outcome = "stored"
     log.info("webhook %s %s: %s", incoming.stripe_event_id, incoming.type, outcome)
-    WEBHOOK_DELIVERIES.labels(outcome).inc()
-    return {"received": outcome}, 200
+    OUTCOMES[outcome].inc()
+    return Answer(200, {"received": outcome})
 
 
-def _store(incoming: IncomingEvent, skipped: bool) -> bool:
-    """Store the event; True when this call stored it (not a duplicate).
+class Store:
+    """`store` for `receive_stripe_event`: on PostgreSQL through the process's
+    group commit (webhooks.group_commit) on the database's single-statement
+    pool (autocommit, no pre-ping: a dropped connection fails the INSERT,
+    which is tried once more on a fresh one; a database that is down raises
+    OperationalError, a 503, so Stripe delivers again later); elsewhere
+    (SQLite) one INSERT and its commit on a connection of the engine."""
 
-    One connection, one statement, no ORM session: on PostgreSQL a raw psycopg
-    connection from a pool in autocommit runs the INSERT compiled once
-    (SQLAlchemy's Core execution cost more than the statement, profiled), so
-    it is committed (and, with synchronous_commit on, flushed to disk) before
-    we answer 200: an acknowledged event is durable. No pre-ping: a connection
-    the database dropped fails the INSERT, which is then tried once more on a
-    fresh one (it is idempotent); a database that is down raises
-    OperationalError, a 503, so Stripe delivers again later."""
-    db = database()
-    values = event_values(incoming, skipped=skipped, now=utcnow())
-    if db.dialect != "postgresql":
-        with db.engine.connect() as sqlite:
-            stored = store_event(sqlite, incoming, skipped=skipped, now=values["received_at"])
-            sqlite.commit()
-        return stored
-    engine = db.single_statement_engine
-    statement = store_event_sql(engine.dialect)
-    for attempt in (1, 2):
-        connection = engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(statement, values)
-                return cursor.fetchone() is not None
-            finally:
-                cursor.close()
-        except psycopg.OperationalError:
-            connection.invalidate()  # never back into the pool
-            if attempt == 2:
-                raise
-        finally:
-            connection.close()
-    raise AssertionError("unreachable")
+    def __init__(self, database: Callable[[], Database]) -> None:
+        self.database = database
+        self._group: GroupCommit | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, incoming: IncomingEvent, skipped: bool) -> bool:
+        db = self.database()
+        now = utcnow()
+        if db.dialect != "postgresql":
+            with db.engine.connect() as sqlite:
+                stored = store_event(sqlite, incoming, skipped=skipped, now=now)
+                sqlite.commit()
+            return stored
+        group = self._group
+        engine = db.single_statement_engine
+        if group is None or group.engine is not engine:
+            with self._lock:  # one per engine: its deliveries share the batches
+                group = self._group
+                if group is None or group.engine is not engine:
+                    group = self._group = GroupCommit(engine)
+        return group.store(event_values(incoming, skipped=skipped, now=now))
