@@ -33,7 +33,10 @@ bind = (
 # None is clearly better than 2 x 8 at this load; a quiet run may tell 4 x 4 apart.
 # The database pool for the webhook route holds 8 connections per worker
 # (app.db.SINGLE_STATEMENT_POOL, plus as many again opened and closed when busy):
-# more threads than that make connections churn.
+# more threads than that make connections churn. (Since the webhook route's group
+# commit, webhooks/group_commit.py, its deliveries share one statement at a time per
+# worker, so they hold one of those connections; checkout's statements use the rest.
+# The figures above predate it; not measured again.)
 workers = int(os.environ.get("WEB_WORKERS") or multiprocessing.cpu_count())
 worker_class = os.environ.get("WEB_WORKER_CLASS") or "gthread"
 threads = int(os.environ.get("WEB_THREADS") or 8)
