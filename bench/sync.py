@@ -263,7 +263,9 @@ def start_stub(source: str, argument: str) -> tuple[subprocess.Popen[bytes], str
 
 
 RUN = """
-import json, resource, sys, time
+import json, os, resource, sys, time
+import psycopg
+from sqlalchemy import event
 from app import create_app
 from app.reconcile.schedule import perform
 from app.reconcile.sync import Window
@@ -271,18 +273,45 @@ app = create_app({"DATABASE_URL": sys.argv[1], "STRIPE_SECRET_KEY": "sk_test_ben
                   "STRIPE_API_BASE": sys.argv[2], "STRIPE_SYNC_REQUESTS_PER_SECOND": 0,
                   "STRIPE_WEBHOOK_SECRET": "whsec_bench", "SECRET_KEY": "bench-" * 8,
                   "APP_ENV": "development"})
-seconds = {}
+statements = [0]
+@event.listens_for(app.extensions["donations.db"].engine, "before_cursor_execute")
+def count(*args):
+    statements[0] += 1
+# The PostgreSQL backends' CPU (this database's, from /proc: same machine), read
+# at each page's progress; the backends are listed again when the list changes.
+monitor = psycopg.connect(sys.argv[1].replace("postgresql+psycopg://", "postgresql://"),
+                          autocommit=True)
+backends, last = [], [None]
+def backend_cpu():
+    total = 0
+    for pid in backends:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+# Per list, at its last page: seconds, this process's CPU, the backends' CPU, statements.
+marks = {}
 def progress(resource_name, count):
-    seconds[resource_name] = time.perf_counter() - started
+    if resource_name != last[0]:
+        last[0] = resource_name
+        backends[:] = [r[0] for r in monitor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    marks[resource_name] = (time.perf_counter() - started,
+                            sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+                            backend_cpu(), statements[0])
 started = time.perf_counter()
 with app.app_context():
     outcome = perform(app.extensions["donations.db"], app.extensions["donations.payments"],
                       app.extensions["donations.webhooks"], Window(None, None),
                       report_only=sys.argv[3] == "report", config=app.config, progress=progress)
 elapsed = time.perf_counter() - started
-print(json.dumps({"seconds": elapsed, "calls": outcome.calls, "lists": seconds,
+print(json.dumps({"seconds": elapsed, "calls": outcome.calls,
+                  "lists": {k: v[0] for k, v in marks.items()}, "marks": marks,
                   "posted": outcome.run.posted, "differences": outcome.report.differences,
-                  "listed": outcome.report.listed,
+                  "listed": outcome.report.listed, "statements": statements[0],
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2])}))
 """
@@ -385,17 +414,17 @@ def measure_posting(args: argparse.Namespace) -> list[Row]:
     with psycopg.connect(database_url(name), autocommit=True) as conn:
         conn.execute("ANALYZE")
     verified = donations(app_env(database_url(name)), "ledger", "verify")
-    charges_seconds = result["lists"].get("charges", result["seconds"])
-    lists = result["lists"]
-    before = max(
-        (
-            v
-            for k, v in lists.items()
-            if k not in ("charges", "balance_transactions") and v <= charges_seconds
-        ),
-        default=0.0,
+    # The charges' posting: from the last page of the list before them to
+    # their own last page (seconds, this process's CPU, its PostgreSQL
+    # backends' CPU, statements sent).
+    marks = result["marks"]
+    end = marks.get("charges", [result["seconds"], result["cpu_s"], 0.0, result["statements"]])
+    start = max(
+        (v for k, v in marks.items() if k != "charges" and v[0] <= end[0]),
+        default=[0.0, 0.0, 0.0, 0],
+        key=lambda v: v[0],
     )
-    posting_seconds = charges_seconds - before
+    posting_seconds, own_cpu, pg_cpu, statements = (b - a for a, b in zip(start, end, strict=True))
     rate = args.posting / posting_seconds if posting_seconds else 0.0
     lookups = sum(v for k, v in calls.items() if "{id}" in k or "?" in k)
     print(f"stub calls: {calls}", flush=True)
@@ -407,6 +436,23 @@ def measure_posting(args: argparse.Namespace) -> list[Row]:
             ">= 500/s",
             REFERENCE["posting"],
             rate >= 500,
+        ),
+        Row(
+            "  CPU per charge, the syncing process + its PostgreSQL backends (load-independent)",
+            round((own_cpu + pg_cpu) * 1000 / args.posting, 3),
+            "ms",
+            "",
+            f"sync {own_cpu * 1000 / args.posting:.3f} ms + PostgreSQL "
+            f"{pg_cpu * 1000 / args.posting:.3f} ms",
+            None,
+        ),
+        Row(
+            "  statements per page of 100 charges (round trips, commits excluded)",
+            round(statements * PAGE / args.posting, 1),
+            "statements",
+            "",
+            f"{statements / args.posting:.2f} per charge",
+            None,
         ),
         Row("  whole run (lists, report, payouts)", round(result["seconds"], 1), "s", "", "", None),
         Row(

@@ -2,7 +2,9 @@
 whatever the ledger lacks through the webhook handlers' own dispatcher
 (`app.payments.Webhooks`), each listed object wrapped as the event that would
 have carried it, so a missed webhook and years of history are recovered the
-same way, idempotently (every posting is keyed).
+same way, idempotently (every posting is keyed). On PostgreSQL a page of
+charges is posted at once (`app.reconcile.charges`: a few statements per page
+for plain historical gifts, the handler for any other, the same ledger).
 
 Lists come in an order that lets each object find what it needs already
 recorded (subscriptions and invoices before the charges that paid them, charges
@@ -29,6 +31,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.db import Database, insert_for
 from app.payments import PaymentsError, StripeLists, StripeLookup, Webhooks
+from app.reconcile.charges import post_charges
 from app.reconcile.models import SyncCursor
 
 Json = dict[str, Any]
@@ -266,22 +269,32 @@ def apply_object(database: Database, hooks: Webhooks, lookup: StripeLookup, even
         hooks.apply_event(session, event, lookup)
 
 
+PageApplier = Callable[[Session, Webhooks, StripeLookup, list[Json]], None]
+
+
+def one_by_one(session: Session, hooks: Webhooks, lookup: StripeLookup, events: list[Json]) -> None:
+    for event in events:
+        hooks.apply_event(session, event, lookup)
+
+
 def apply_page(
     database: Database,
     hooks: Webhooks,
     lookup: StripeLookup,
     events: list[Json],
     save: Callable[[Session], None],
+    apply: PageApplier = one_by_one,
 ) -> None:
-    """A page's objects through the handlers and the cursor past them, in one
-    transaction: a run killed at any point resumes after the last page whose
-    postings were committed, never between. Should one object fail, the page
-    is applied again one object per transaction (with the cursor after the
-    last), so the failure is that object's alone and the rest stay posted."""
+    """A page's objects through the handlers (`apply`: one by one, or a page
+    of charges at once, `app.reconcile.charges`) and the cursor past them, in
+    one transaction: a run killed at any point resumes after the last page
+    whose postings were committed, never between. Should the page fail, it
+    is applied again one object per transaction through the handlers (with
+    the cursor after the last), so a failure is that object's alone and the
+    rest stay posted."""
     try:
         with database.session() as session, session.begin():
-            for event in events:
-                hooks.apply_event(session, event, lookup)
+            apply(session, hooks, lookup, events)
             save(session)
         return
     except Exception:
@@ -308,6 +321,12 @@ def _sync_list(
 ) -> int:
     """Every page of one list through the handlers; returns how many were listed."""
     count = 0
+    # A page of charges at once on PostgreSQL (the same ledger as one by one).
+    apply = (
+        post_charges
+        if resource.name == "charges" and database.dialect == "postgresql"
+        else one_by_one
+    )
     for objects, after in prefetched(pacer.each(resource.name, params, starting_after=start)):
         events = []
         for obj in objects:
@@ -330,6 +349,7 @@ def _sync_list(
                 starting_after=after,
                 done=False,
             ),
+            apply,
         )
         result.applied += len(events)
         count += len(objects)

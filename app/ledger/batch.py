@@ -1,0 +1,379 @@
+"""Set-based posting on PostgreSQL: many charges' records and journal entries
+in a few statements instead of a few per charge, for `stripe sync`'s pages of
+history (`app.reconcile.charges` decides which charges may take this path and
+what each must write, by the webhook handlers' rules).
+
+The pieces, each one statement for any number of rows:
+
+- `lock_charges`: the ledger's lock on each charge (`totals.object_lock`, in
+  sorted order, noted as held, so a later posting in the transaction skips it);
+- `read_state`: after the locks, which charges have a payment record, which
+  journal keys are posted, the donors of some Stripe customers and of some
+  emails (with their names);
+- `insert_donors`, `name_donors`, `attach_customers`, `insert_payments`: the
+  records, as `find_or_create_donor`, `attach_customer` and `get_or_insert`
+  write them one at a time;
+- `post_entries`: entries built by `app.ledger.movements`' builders, each
+  checked as `post` checks it (`checked_lines`) and posted once per key (ON
+  CONFLICT DO NOTHING), with its lines and its change to the daily totals in
+  the same statement: `totals.posting_changes` over the page's Stripe objects
+  (their rows with the new entries minus their rows without: rows_query's own
+  join, as each posting computes it alone, so the totals cannot differ).
+
+A row that another transaction wrote since `read_state` (a donor or payment
+inserted, a key posted) raises `BatchConflict`, so the caller can apply its
+charges one at a time instead. No Flask, no `stripe`, no commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.db import execute_prepared
+from app.ledger import totals
+from app.ledger.journal import Entry, checked_lines
+from app.ledger.models import JournalEntry, JournalPosting
+
+
+class BatchConflict(RuntimeError):
+    """Another transaction wrote a row this batch meant to write, after the
+    batch read that it was missing: apply its items one at a time instead."""
+
+
+@dataclass(frozen=True)
+class KnownDonor:
+    id: int
+    name: str | None
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What the ledger holds of a page's charges, read after their locks."""
+
+    payments: frozenset[str]  # charge ids with a payment record
+    posted: frozenset[str]  # journal keys posted
+    by_customer: Mapping[str, KnownDonor]  # Stripe customer id -> its donor
+    by_email: Mapping[str, KnownDonor]  # normalised email -> its donor
+
+
+def lock_charges(session: Session, charge_ids: Iterable[str]) -> None:
+    """Take the ledger's lock on each charge not held yet (one statement, in
+    sorted order, so two batches wait for each other rather than deadlock)."""
+    wanted = sorted({c for c in charge_ids if not totals.is_locked(session, c)})
+    if not wanted:
+        return
+    session.connection().exec_driver_sql(
+        "SELECT count(pg_advisory_xact_lock(hashtext(c))) FROM unnest(%(ids)s::text[]) AS c",
+        {"ids": wanted},
+    )
+    for charge_id in wanted:
+        totals.note_locked(session, charge_id)
+
+
+_READ = """
+SELECT 'payment', p.stripe_charge_id, NULL::integer, NULL::text
+FROM payments p WHERE p.stripe_charge_id = ANY(%(charges)s::text[])
+UNION ALL
+SELECT 'posted', e.key, NULL, NULL
+FROM journal_entries e WHERE e.key = ANY(%(keys)s::text[])
+UNION ALL
+SELECT 'customer', c.stripe_customer_id, d.id, d.name
+FROM stripe_customers c JOIN donors d ON d.id = c.donor_id
+WHERE c.stripe_customer_id = ANY(%(customers)s::text[])
+UNION ALL
+SELECT 'email', d.email, d.id, d.name
+FROM donors d WHERE d.email = ANY(%(emails)s::text[])
+"""
+
+
+def read_state(
+    session: Session,
+    *,
+    charge_ids: Sequence[str],
+    keys: Sequence[str],
+    customers: Sequence[str],
+    emails: Sequence[str],
+) -> PageState:
+    """One statement (after `lock_charges`): see PageState."""
+    session.flush()  # as autoflush would before a query
+    rows = session.connection().exec_driver_sql(
+        _READ,
+        {
+            "charges": list(charge_ids),
+            "keys": list(keys),
+            "customers": list(customers),
+            "emails": list(emails),
+        },
+    )
+    payments: set[str] = set()
+    posted: set[str] = set()
+    by_customer: dict[str, KnownDonor] = {}
+    by_email: dict[str, KnownDonor] = {}
+    for what, key, donor_id, name in rows:
+        if what == "payment":
+            payments.add(key)
+        elif what == "posted":
+            posted.add(key)
+        elif what == "customer":
+            by_customer[key] = KnownDonor(donor_id, name)
+        else:
+            by_email[key] = KnownDonor(donor_id, name)
+    return PageState(frozenset(payments), frozenset(posted), by_customer, by_email)
+
+
+def insert_donors(session: Session, donors: Sequence[tuple[str, str | None]]) -> dict[str, int]:
+    """New donors (normalised email, name), in this order; their ids by email.
+    Raises BatchConflict if one exists (inserted since `read_state`)."""
+    if not donors:
+        return {}
+    now = utcnow()
+    rows = session.connection().exec_driver_sql(
+        """
+        INSERT INTO donors (email, name, created_at, updated_at)
+        SELECT v.email, v.name, %(now)s, %(now)s
+        FROM unnest(%(emails)s::text[], %(names)s::text[]) WITH ORDINALITY AS v(email, name, n)
+        ORDER BY v.n
+        ON CONFLICT (email) DO NOTHING
+        RETURNING id, email
+        """,
+        {"emails": [e for e, _ in donors], "names": [n for _, n in donors], "now": now},
+    )
+    ids = {email: donor_id for donor_id, email in rows}
+    if len(ids) != len(donors):
+        raise BatchConflict("a donor was created meanwhile")
+    return ids
+
+
+def name_donors(session: Session, names: Sequence[tuple[int, str]]) -> None:
+    """Give known donors the name they lacked (donor id, name)."""
+    if not names:
+        return
+    session.connection().exec_driver_sql(
+        """
+        UPDATE donors SET name = v.name, updated_at = %(now)s
+        FROM unnest(%(ids)s::integer[], %(names)s::text[]) AS v(id, name)
+        WHERE donors.id = v.id
+        """,
+        {"ids": [i for i, _ in names], "names": [n for _, n in names], "now": utcnow()},
+    )
+
+
+def attach_customers(session: Session, links: Sequence[tuple[str, int, bool]]) -> None:
+    """Stripe customers to their donors (customer id, donor id, livemode):
+    first writer wins, as `attach_customer`."""
+    if not links:
+        return
+    session.connection().exec_driver_sql(
+        """
+        INSERT INTO stripe_customers (stripe_customer_id, donor_id, livemode, created_at)
+        SELECT v.c, v.d, v.l, %(now)s
+        FROM unnest(%(customers)s::text[], %(donors)s::integer[], %(live)s::boolean[])
+             WITH ORDINALITY AS v(c, d, l, n)
+        ORDER BY v.n
+        ON CONFLICT (stripe_customer_id) DO NOTHING
+        """,
+        {
+            "customers": [c for c, _, _ in links],
+            "donors": [d for _, d, _ in links],
+            "live": [live for _, _, live in links],
+            "now": utcnow(),
+        },
+    )
+
+
+# The payments' columns `insert_payments` writes (every one but the id), with
+# the array type each is sent as.
+PAYMENT_COLUMNS = {
+    "stripe_charge_id": "text",
+    "stripe_payment_intent_id": "text",
+    "stripe_invoice_id": "text",
+    "stripe_subscription_id": "text",
+    "stripe_customer_id": "text",
+    "donor_id": "integer",
+    "checkout_id": "text",
+    "kind": "text",
+    "amount_minor": "bigint",
+    "currency": "text",
+    "status": "text",
+    "livemode": "boolean",
+    "amount_refunded_minor": "bigint",
+    "amount_refunded_at": "timestamptz",
+    "stripe_created_at": "timestamptz",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+
+
+@cache
+def _insert_payments_sql() -> str:
+    names = list(PAYMENT_COLUMNS)
+    arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in PAYMENT_COLUMNS.items())
+    # The column names and types are the constants above.
+    return (
+        f"INSERT INTO payments ({', '.join(names)}) "  # noqa: S608
+        f"SELECT {', '.join('v.' + name for name in names)} "
+        f"FROM unnest({arrays}) WITH ORDINALITY AS v({', '.join(names)}, n) "
+        "ORDER BY v.n ON CONFLICT (stripe_charge_id) DO NOTHING RETURNING id"
+    )
+
+
+def insert_payments(session: Session, payments: Sequence[Mapping[str, Any]]) -> None:
+    """New payment records (each a mapping of PAYMENT_COLUMNS), in this order.
+    Raises BatchConflict if one exists (inserted since `read_state`)."""
+    if not payments:
+        return
+    params = {name: [p[name] for p in payments] for name in PAYMENT_COLUMNS}
+    inserted = session.connection().exec_driver_sql(_insert_payments_sql(), params).fetchall()
+    if len(inserted) != len(payments):
+        raise BatchConflict("a payment was recorded meanwhile")
+
+
+_ENTRY_ARRAYS = (
+    ("key", String),
+    ("kind", String),
+    ("occurred_at", DateTime(timezone=True)),
+    ("created_at", DateTime(timezone=True)),
+    ("donor_id", Integer),
+    ("stripe_object_id", String),
+    ("stripe_charge_id", String),
+    ("stripe_balance_transaction_id", String),
+    ("currency", String),
+    ("amount_minor", BigInteger),
+    ("fee_minor", BigInteger),
+    ("net_minor", BigInteger),
+)
+_LINE_ARRAYS = (
+    ("line_key", String),
+    ("account", String),
+    ("line_currency", String),
+    ("line_amount", BigInteger),
+    ("line_donor", Integer),
+)
+
+
+@cache
+def _post_entries_statement() -> Any:
+    """INSERT the entries (from one array per column, in order; ON CONFLICT
+    DO NOTHING), their lines (joined by key) and the daily totals' change
+    (`totals.posting_changes` over the objects in :object_ids) as CTEs of one
+    statement returning how many entries were new."""
+    journal: Table = JournalEntry.__table__  # type: ignore[assignment]
+    names = [name for name, _ in _ENTRY_ARRAYS]
+    source = (
+        func.unnest(*[bindparam(name, type_=ARRAY(kind)) for name, kind in _ENTRY_ARRAYS])
+        .table_valued(*names, with_ordinality="n")
+        .render_derived(name="v")
+    )
+    new_entry = (
+        pg_insert(journal)
+        .from_select(names, select(*[source.c[name] for name in names]).order_by(source.c.n))
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(*[journal.c[c] for c in totals.ROW_COLUMNS], journal.c.key)
+        .cte("ne")
+    )
+    lines = (
+        func.unnest(*[bindparam(name, type_=ARRAY(kind)) for name, kind in _LINE_ARRAYS])
+        .table_valued("key", "account", "currency", "amount_minor", "donor_id", with_ordinality="n")
+        .render_derived(name="l")
+    )
+    postings: Table = JournalPosting.__table__  # type: ignore[assignment]
+    new_postings = (
+        pg_insert(postings)
+        .from_select(
+            ["entry_id", "account", "currency", "amount_minor", "donor_id"],
+            select(
+                new_entry.c.id,
+                lines.c.account,
+                lines.c.currency,
+                lines.c.amount_minor,
+                lines.c.donor_id,
+            )
+            .select_from(new_entry.join(lines, lines.c.key == new_entry.c.key))
+            .order_by(lines.c.n),
+        )
+        .cte("np")
+    )
+    objects = any_(bindparam("object_ids", type_=ARRAY(String)))
+    return (
+        select(func.count())
+        .select_from(new_entry)
+        .add_cte(new_postings)
+        .add_cte(totals.posting_changes(new_entry, objects))
+    )
+
+
+def post_entries(session: Session, entries: Sequence[Entry]) -> None:
+    """Post entries once per key, in this order, with their lines and their
+    change to the daily totals, in one statement (the entries checked as
+    `post` checks them). Their objects' locks must be held (`lock_charges`)
+    and every key must be unposted (`read_state`): raises BatchConflict if
+    one was posted meanwhile."""
+    if not entries:
+        return
+    now = utcnow()
+    params: dict[str, list[Any]] = {name: [] for name, _ in (*_ENTRY_ARRAYS, *_LINE_ARRAYS)}
+    for entry in entries:
+        kept = checked_lines(entry)
+        movement = entry.movement
+        for name, value in (
+            ("key", entry.key),
+            ("kind", entry.kind),
+            ("occurred_at", entry.occurred_at),
+            ("created_at", now),
+            ("donor_id", entry.donor_id),
+            ("stripe_object_id", entry.stripe_object_id),
+            ("stripe_charge_id", entry.stripe_charge_id),
+            ("stripe_balance_transaction_id", entry.stripe_balance_transaction_id),
+            ("currency", movement.currency),
+            ("amount_minor", movement.amount_minor),
+            ("fee_minor", movement.fee_minor),
+            ("net_minor", movement.net_minor),
+        ):
+            params[name].append(value)
+        for line in kept:
+            params["line_key"].append(entry.key)
+            params["account"].append(line.account)
+            params["line_currency"].append(line.currency)
+            params["line_amount"].append(line.amount_minor)
+            params["line_donor"].append(entry.donor_id)
+    objects = sorted({entry.stripe_object_id for entry in entries})
+    session.flush()
+    new = execute_prepared(
+        session, _post_entries_statement(), {**params, "object_ids": objects}
+    ).scalar()
+    if new != len(entries):
+        raise BatchConflict("a journal key was posted meanwhile")
+
+
+__all__ = [
+    "PAYMENT_COLUMNS",
+    "BatchConflict",
+    "KnownDonor",
+    "PageState",
+    "attach_customers",
+    "insert_donors",
+    "insert_payments",
+    "lock_charges",
+    "name_donors",
+    "post_entries",
+    "read_state",
+]
