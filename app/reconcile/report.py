@@ -32,15 +32,9 @@ from app.reconcile.compare import (
     staging,
     unsettled,
 )
+from app.reconcile.pages import apply_object
 from app.reconcile.payouts import link_transactions
-from app.reconcile.sync import (
-    ListUnreadable,
-    Pacer,
-    Window,
-    apply_object,
-    prefetched,
-    synthetic_event,
-)
+from app.reconcile.sync import ListUnreadable, Pacer, Window, prefetched, synthetic_event
 
 Json = dict[str, Any]
 REFUND_TYPES = frozenset(["refund", "payment_refund"])

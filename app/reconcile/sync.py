@@ -33,6 +33,7 @@ from app.db import Database, insert_for
 from app.payments import PaymentsError, StripeLists, StripeLookup, Webhooks
 from app.reconcile.charges import post_charges
 from app.reconcile.models import SyncCursor
+from app.reconcile.pages import apply_page, one_by_one
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -261,49 +262,6 @@ def forget_cursors(database: Database, window: Window) -> None:
     """A finished window starts from the top next time."""
     with database.session() as session, session.begin():
         session.execute(delete(SyncCursor).where(SyncCursor.window == window.key))
-
-
-def apply_object(database: Database, hooks: Webhooks, lookup: StripeLookup, event: Json) -> None:
-    """One listed object through the handlers, in its own transaction."""
-    with database.session() as session, session.begin():
-        hooks.apply_event(session, event, lookup)
-
-
-PageApplier = Callable[[Session, Webhooks, StripeLookup, list[Json]], None]
-
-
-def one_by_one(session: Session, hooks: Webhooks, lookup: StripeLookup, events: list[Json]) -> None:
-    for event in events:
-        hooks.apply_event(session, event, lookup)
-
-
-def apply_page(
-    database: Database,
-    hooks: Webhooks,
-    lookup: StripeLookup,
-    events: list[Json],
-    save: Callable[[Session], None],
-    apply: PageApplier = one_by_one,
-) -> None:
-    """A page's objects through the handlers (`apply`: one by one, or a page
-    of charges at once, `app.reconcile.charges`) and the cursor past them, in
-    one transaction: a run killed at any point resumes after the last page
-    whose postings were committed, never between. Should the page fail, it
-    is applied again one object per transaction through the handlers (with
-    the cursor after the last), so a failure is that object's alone and the
-    rest stay posted."""
-    try:
-        with database.session() as session, session.begin():
-            apply(session, hooks, lookup, events)
-            save(session)
-        return
-    except Exception:
-        if len(events) <= 1:
-            raise
-    for event in events:
-        apply_object(database, hooks, lookup, event)
-    with database.session() as session, session.begin():
-        save(session)
 
 
 def _sync_list(
