@@ -27,8 +27,10 @@ charges one at a time instead. No Flask, no `stripe`, no commits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -40,10 +42,12 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    cast,
+    column,
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -212,7 +216,7 @@ def attach_customers(session: Session, links: Sequence[tuple[str, int, bool]]) -
 
 
 # The payments' columns `insert_payments` writes (every one but the id), with
-# the array type each is sent as.
+# the SQL type each is read as from the JSON.
 PAYMENT_COLUMNS = {
     "stripe_charge_id": "text",
     "stripe_payment_intent_id": "text",
@@ -234,31 +238,48 @@ PAYMENT_COLUMNS = {
 }
 
 
+def _json(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows as one JSON array of objects (datetimes in ISO 8601, with their
+    offset), for `json_to_recordset`: one parameter instead of an array per
+    column, whose element-by-element conversion in psycopg was a sixth of the
+    syncing process's CPU (profiled)."""
+    return json.dumps(
+        [
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+            for row in rows
+        ],
+        separators=(",", ":"),
+    )
+
+
 @cache
 def _insert_payments_sql() -> str:
-    names = list(PAYMENT_COLUMNS)
-    arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in PAYMENT_COLUMNS.items())
+    names = ", ".join(PAYMENT_COLUMNS)
+    typed = ", ".join(f"{name} {kind}" for name, kind in PAYMENT_COLUMNS.items())
     # The column names and types are the constants above.
     return (
-        f"INSERT INTO payments ({', '.join(names)}) "  # noqa: S608
-        f"SELECT {', '.join('v.' + name for name in names)} "
-        f"FROM unnest({arrays}) WITH ORDINALITY AS v({', '.join(names)}, n) "
-        "ORDER BY v.n ON CONFLICT (stripe_charge_id) DO NOTHING RETURNING id"
+        f"INSERT INTO payments ({names}) SELECT {names} "  # noqa: S608
+        f"FROM json_to_recordset(%(rows)s::json) AS v({typed}) "
+        "ON CONFLICT (stripe_charge_id) DO NOTHING RETURNING id"
     )
 
 
 def insert_payments(session: Session, payments: Sequence[Mapping[str, Any]]) -> None:
-    """New payment records (each a mapping of PAYMENT_COLUMNS), in this order.
+    """New payment records (each a mapping of PAYMENT_COLUMNS).
     Raises BatchConflict if one exists (inserted since `read_state`)."""
     if not payments:
         return
-    params = {name: [p[name] for p in payments] for name in PAYMENT_COLUMNS}
-    inserted = session.connection().exec_driver_sql(_insert_payments_sql(), params).fetchall()
+    rows = [{name: p[name] for name in PAYMENT_COLUMNS} for p in payments]
+    inserted = (
+        session.connection()
+        .exec_driver_sql(_insert_payments_sql(), {"rows": _json(rows)})
+        .fetchall()
+    )
     if len(inserted) != len(payments):
         raise BatchConflict("a payment was recorded meanwhile")
 
 
-_ENTRY_ARRAYS = (
+_ENTRY_COLUMNS = (
     ("key", String),
     ("kind", String),
     ("occurred_at", DateTime(timezone=True)),
@@ -272,40 +293,41 @@ _ENTRY_ARRAYS = (
     ("fee_minor", BigInteger),
     ("net_minor", BigInteger),
 )
-_LINE_ARRAYS = (
-    ("line_key", String),
+_LINE_COLUMNS = (
+    ("key", String),
     ("account", String),
-    ("line_currency", String),
-    ("line_amount", BigInteger),
-    ("line_donor", Integer),
+    ("currency", String),
+    ("amount_minor", BigInteger),
+    ("donor_id", Integer),
 )
+
+
+def _recordset(parameter: str, columns: Sequence[tuple[str, Any]], name: str) -> Any:
+    """`json_to_recordset(:parameter)` as a table of `columns`."""
+    return (
+        func.json_to_recordset(cast(bindparam(parameter, type_=String), JSON))
+        .table_valued(*[column(c, kind) for c, kind in columns])
+        .render_derived(name=name, with_types=True)
+    )
 
 
 @cache
 def _post_entries_statement() -> Any:
-    """INSERT the entries (from one array per column, in order; ON CONFLICT
-    DO NOTHING), their lines (joined by key) and the daily totals' change
+    """INSERT the entries (from one JSON document; ON CONFLICT DO NOTHING),
+    their lines (another, joined by key) and the daily totals' change
     (`totals.posting_changes` over the objects in :object_ids) as CTEs of one
     statement returning how many entries were new."""
     journal: Table = JournalEntry.__table__  # type: ignore[assignment]
-    names = [name for name, _ in _ENTRY_ARRAYS]
-    source = (
-        func.unnest(*[bindparam(name, type_=ARRAY(kind)) for name, kind in _ENTRY_ARRAYS])
-        .table_valued(*names, with_ordinality="n")
-        .render_derived(name="v")
-    )
+    names = [name for name, _ in _ENTRY_COLUMNS]
+    source = _recordset("entries", _ENTRY_COLUMNS, "v")
     new_entry = (
         pg_insert(journal)
-        .from_select(names, select(*[source.c[name] for name in names]).order_by(source.c.n))
+        .from_select(names, select(*[source.c[name] for name in names]))
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(*[journal.c[c] for c in totals.ROW_COLUMNS], journal.c.key)
         .cte("ne")
     )
-    lines = (
-        func.unnest(*[bindparam(name, type_=ARRAY(kind)) for name, kind in _LINE_ARRAYS])
-        .table_valued("key", "account", "currency", "amount_minor", "donor_id", with_ordinality="n")
-        .render_derived(name="l")
-    )
+    lines = _recordset("lines", _LINE_COLUMNS, "l")
     postings: Table = JournalPosting.__table__  # type: ignore[assignment]
     new_postings = (
         pg_insert(postings)
@@ -317,9 +339,7 @@ def _post_entries_statement() -> Any:
                 lines.c.currency,
                 lines.c.amount_minor,
                 lines.c.donor_id,
-            )
-            .select_from(new_entry.join(lines, lines.c.key == new_entry.c.key))
-            .order_by(lines.c.n),
+            ).select_from(new_entry.join(lines, lines.c.key == new_entry.c.key)),
         )
         .cte("np")
     )
@@ -333,44 +353,49 @@ def _post_entries_statement() -> Any:
 
 
 def post_entries(session: Session, entries: Sequence[Entry]) -> None:
-    """Post entries once per key, in this order, with their lines and their
-    change to the daily totals, in one statement (the entries checked as
-    `post` checks them). Their objects' locks must be held (`lock_charges`)
-    and every key must be unposted (`read_state`): raises BatchConflict if
-    one was posted meanwhile."""
+    """Post entries once per key, with their lines and their change to the
+    daily totals, in one statement (the entries checked as `post` checks
+    them). Their objects' locks must be held (`lock_charges`) and every key
+    must be unposted (`read_state`): raises BatchConflict if one was posted
+    meanwhile."""
     if not entries:
         return
     now = utcnow()
-    params: dict[str, list[Any]] = {name: [] for name, _ in (*_ENTRY_ARRAYS, *_LINE_ARRAYS)}
+    rows: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
     for entry in entries:
         kept = checked_lines(entry)
         movement = entry.movement
-        for name, value in (
-            ("key", entry.key),
-            ("kind", entry.kind),
-            ("occurred_at", entry.occurred_at),
-            ("created_at", now),
-            ("donor_id", entry.donor_id),
-            ("stripe_object_id", entry.stripe_object_id),
-            ("stripe_charge_id", entry.stripe_charge_id),
-            ("stripe_balance_transaction_id", entry.stripe_balance_transaction_id),
-            ("currency", movement.currency),
-            ("amount_minor", movement.amount_minor),
-            ("fee_minor", movement.fee_minor),
-            ("net_minor", movement.net_minor),
-        ):
-            params[name].append(value)
-        for line in kept:
-            params["line_key"].append(entry.key)
-            params["account"].append(line.account)
-            params["line_currency"].append(line.currency)
-            params["line_amount"].append(line.amount_minor)
-            params["line_donor"].append(entry.donor_id)
+        rows.append(
+            {
+                "key": entry.key,
+                "kind": entry.kind,
+                "occurred_at": entry.occurred_at,
+                "created_at": now,
+                "donor_id": entry.donor_id,
+                "stripe_object_id": entry.stripe_object_id,
+                "stripe_charge_id": entry.stripe_charge_id,
+                "stripe_balance_transaction_id": entry.stripe_balance_transaction_id,
+                "currency": movement.currency,
+                "amount_minor": movement.amount_minor,
+                "fee_minor": movement.fee_minor,
+                "net_minor": movement.net_minor,
+            }
+        )
+        lines.extend(
+            {
+                "key": entry.key,
+                "account": line.account,
+                "currency": line.currency,
+                "amount_minor": line.amount_minor,
+                "donor_id": entry.donor_id,
+            }
+            for line in kept
+        )
     objects = sorted({entry.stripe_object_id for entry in entries})
     session.flush()
-    new = execute_prepared(
-        session, _post_entries_statement(), {**params, "object_ids": objects}
-    ).scalar()
+    params = {"entries": _json(rows), "lines": _json(lines), "object_ids": objects}
+    new = execute_prepared(session, _post_entries_statement(), params).scalar()
     if new != len(entries):
         raise BatchConflict("a journal key was posted meanwhile")
 
