@@ -5,8 +5,8 @@ what each must write, by the webhook handlers' rules).
 
 The pieces, each one statement for any number of rows:
 
-- `lock_charges`: the ledger's lock on each charge (`totals.object_lock`, in
-  sorted order, noted as held, so a later posting in the transaction skips it);
+- `lock_charges`: the ledger's lock on each charge (`totals.object_lock`'s,
+  in sorted order);
 - `read_state`: after the locks, which charges have a payment record, which
   journal keys are posted, the donors of some Stripe customers and of some
   emails (with their names);
@@ -80,17 +80,16 @@ class PageState:
 
 
 def lock_charges(session: Session, charge_ids: Iterable[str]) -> None:
-    """Take the ledger's lock on each charge not held yet (one statement, in
-    sorted order, so two batches wait for each other rather than deadlock)."""
-    wanted = sorted({c for c in charge_ids if not totals.is_locked(session, c)})
-    if not wanted:
-        return
+    """Take the ledger's lock on each charge (`totals.object_lock`'s, in one
+    statement, in sorted order, so two batches wait for each other rather
+    than deadlock). Not noted as held (`totals.note_locked`, a look-up of
+    the transaction per charge): a charge the handler then applies takes it
+    again in its first statement, as it always does, at no cost (the lock
+    is re-entrant), and nothing else posts a batch's charges."""
     session.connection().exec_driver_sql(
         "SELECT count(pg_advisory_xact_lock(hashtext(c))) FROM unnest(%(ids)s::text[]) AS c",
-        {"ids": wanted},
+        {"ids": sorted(set(charge_ids))},
     )
-    for charge_id in wanted:
-        totals.note_locked(session, charge_id)
 
 
 # Each value looked up alone (LATERAL ... LIMIT 1: the unique index, as the
