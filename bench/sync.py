@@ -9,7 +9,9 @@ process, so its CPU and memory are not counted):
   time, peak RSS and list calls per 100 transactions;
 - posting: `sync` of --posting historical charges, each listed with its
   balance transaction expanded, into an empty ledger (a fresh database);
-  charges posted per second, Stripe calls per charge, and `ledger verify`.
+  charges posted per second, the posting's CPU per charge (the syncing
+  process and its PostgreSQL backends, from /proc) and statements per page
+  (counted on the engine), Stripe calls per charge, and `ledger verify`.
 
     python bench/sync.py [--ledger-database donations_bench] [--payments 1000000]
                          [--posting 100000] [--only report|posting] [--json PATH]
@@ -48,7 +50,7 @@ T0 = 1_700_000_000  # 2023-11-14: history from before the service existed
 REFERENCE = {
     "report_seconds_1m": "21.1 s at 105,584 (about 200 s at 1M), 2026-12-01",
     "report_rss": "106 MB at 105,584, 2026-12-01",
-    "posting": "952/s on 1,000 charges at load 4; median 232/s on 20,000 at load 5-10",
+    "posting": "330/s at 100,000 one charge at a time (make bench, 2026-12-01 16:49)",
 }
 
 
