@@ -80,12 +80,10 @@ class PageState:
 
 
 def lock_charges(session: Session, charge_ids: Iterable[str]) -> None:
-    """Take the ledger's lock on each charge (`totals.object_lock`'s, in one
-    statement, in sorted order, so two batches wait for each other rather
-    than deadlock). Not noted as held (`totals.note_locked`, a look-up of
-    the transaction per charge): a charge the handler then applies takes it
-    again in its first statement, as it always does, at no cost (the lock
-    is re-entrant), and nothing else posts a batch's charges."""
+    """The ledger's lock on each charge (`totals.object_lock`'s), in one
+    statement, sorted (two batches wait rather than deadlock). Not noted as
+    held (`totals.note_locked` costs a look-up per charge): a charge the
+    handler then applies takes it again, as always (it is re-entrant)."""
     session.connection().exec_driver_sql(
         "SELECT count(pg_advisory_xact_lock(hashtext(c))) FROM unnest(%(ids)s::text[]) AS c",
         {"ids": sorted(set(charge_ids))},
@@ -397,18 +395,3 @@ def post_entries(session: Session, entries: Sequence[Entry]) -> None:
     new = execute_prepared(session, _post_entries_statement(), params).scalar()
     if new != len(entries):
         raise BatchConflict("a journal key was posted meanwhile")
-
-
-__all__ = [
-    "PAYMENT_COLUMNS",
-    "BatchConflict",
-    "KnownDonor",
-    "PageState",
-    "attach_customers",
-    "insert_donors",
-    "insert_payments",
-    "lock_charges",
-    "name_donors",
-    "post_entries",
-    "read_state",
-]
