@@ -6,14 +6,22 @@ Web side only: the core never imports this module.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
+from itsdangerous import (
+    Serializer,
+    Signer,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+    base64_encode,
+)
 from sqlalchemy.orm import Session
 
 from app.db import Database
@@ -23,12 +31,35 @@ babel = Babel()
 
 
 class Headers(Talisman):
-    """Flask-Talisman, building each policy's header text once instead of on
-    every response (profiled: a twentieth of a GET /donate). The policies are
-    constants once the app is set up (app.factory, app.appeals); a request
-    with a CSP nonce is built as Flask-Talisman does."""
+    """Flask-Talisman, computing once what is the same for every request.
+
+    - Each policy's header text is built once instead of on every response
+      (profiled: a twentieth of a GET /donate). The policies are constants
+      once the app is set up (app.factory, app.appeals); a request with a CSP
+      nonce is built as Flask-Talisman does.
+    - A view's options (Flask-Talisman's defaults under the view's own
+      `talisman_view_options`) are merged once per view function instead of
+      three times a request, and the https redirect is looked at only for a
+      view whose options force it.
+    - The headers a response gets are those Flask-Talisman itself writes,
+      recorded once per view and kind of connection (https or not: HSTS) on
+      a blank header set and then assigned to each response as Flask-Talisman
+      assigns them; a request with a CSP nonce is answered by Flask-Talisman
+      directly.
+
+    These override Flask-Talisman's private `_parse_policy`,
+    `_get_local_options`, `_force_https` and `_set_response_headers` (it has
+    no public way to do this); every cache is emptied by `init_app`, whose
+    settings they follow.
+    """
 
     _parsed: dict[int, tuple[Any, str]] = {}  # replaced whole, never mutated
+    _options: dict[int, tuple[Any, dict[str, Any]]] = {}  # the same
+    _written: dict[tuple[int, bool], tuple[Any, list[tuple[str, str]]]] = {}  # the same
+
+    def init_app(self, app: Flask, **kwargs: Any) -> None:
+        super().init_app(app, **kwargs)
+        self._parsed, self._options, self._written = {}, {}, {}
 
     def _parse_policy(self, policy: Any) -> str:
         if isinstance(policy, str) or hasattr(request, "csp_nonce"):
@@ -39,8 +70,87 @@ class Headers(Talisman):
             self._parsed = {**self._parsed, id(policy): found}
         return found[1]
 
+    def _get_local_options(self) -> dict[str, Any]:
+        view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
+        found = self._options.get(id(view))
+        if found is None or found[0] is not view:  # kept with it: its id is never reused
+            found = (view, dict(super()._get_local_options()))
+            self._options = {**self._options, id(view): found}
+        return found[1]
+
+    def _force_https(self) -> Any:
+        """Flask-Talisman's, its redirect asked for only where a view's options
+        force https (this site's never do: the proxy in front redirects); the
+        session-cookie rule it applies on every request is applied the same."""
+        if self.session_cookie_secure and not self.app.debug:
+            self.app.config["SESSION_COOKIE_SECURE"] = True
+        if self._get_local_options()["force_https"]:
+            return super()._force_https()
+        return None
+
+    def _set_response_headers(self, response: Any) -> Any:
+        if hasattr(request, "csp_nonce"):
+            return super()._set_response_headers(response)
+        view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
+        secure = request.is_secure or request.headers.get("X-Forwarded-Proto") == "https"
+        key = (id(view), secure)
+        found = self._written.get(key)
+        if found is None or found[0] is not view:
+            blank = Response()
+            blank.headers.clear()
+            super()._set_response_headers(blank)
+            found = (view, list(blank.headers.items()))
+            self._written = {**self._written, key: found}
+        headers = response.headers
+        for name, value in found[1]:
+            headers[name] = value
+        return response
+
 
 talisman = Headers()  # security headers; configured in app.factory
+
+
+SHORT_PAYLOAD = 200  # bytes of session JSON below which zlib is not tried
+
+
+class KeptKeySigner(TimestampSigner):
+    """itsdangerous's timestamp signer, deriving its key from the newest secret
+    once instead of on every signature (an HMAC each time: the key and the
+    salt of a signer never change). Verifying still derives each key it tries."""
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is not None:
+            return super().derive_key(secret_key)
+        derived: bytes | None = self.__dict__.get("_derived")
+        if derived is None:
+            derived = self._derived = super().derive_key()
+        return derived
+
+
+class SessionSerializer(URLSafeTimedSerializer):
+    """The session cookie's serializer, signing with one signer made once
+    (itsdangerous makes a new one for every dumps). A signer holds only the
+    keys, salt and settings, nothing of a request, so threads may share it."""
+
+    @cached_property
+    def _signer(self) -> Signer:
+        return super().make_signer()
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is None:
+            return self._signer
+        return super().make_signer(salt)
+
+    def dump_payload(self, obj: Any) -> bytes:
+        """As itsdangerous writes an uncompressed payload, without first trying
+        zlib on one too short to gain from it (a new session holds one CSRF
+        token: zlib's try cost 16 us of CPU in a worker, more than the rest of
+        the signing, and never won). A longer one is written as itsdangerous
+        writes it, compressed when that is shorter; `loads` reads both."""
+        json = Serializer.dump_payload(self, obj)
+        if len(json) >= SHORT_PAYLOAD:
+            return super().dump_payload(obj)
+        return base64_encode(json)
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -48,14 +158,32 @@ class CookieSessions(SecureCookieSessionInterface):
 
     def get_signing_serializer(self, app: Flask) -> Any:
         """Flask's serializer, made once per secret key (and fallbacks) instead
-        of twice a request (profiled: a tenth of a GET /donate). It holds only
-        the keys and settings, nothing of a request, so threads may share it."""
+        of twice a request (profiled: a tenth of a GET /donate), as a
+        SessionSerializer with the same keys, salt, serializer and signer
+        settings. It holds only the keys and settings, nothing of a request, so
+        threads may share it."""
         keys = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
         cached = self._serializers.get(keys)
         if cached is None:
-            cached = super().get_signing_serializer(app)
+            made = super().get_signing_serializer(app)
+            if made is None:
+                return None
+            cached = SessionSerializer(
+                made.secret_keys,
+                salt=made.salt,
+                serializer=made.serializer,
+                signer=KeptKeySigner,
+                signer_kwargs=made.signer_kwargs,
+            )
             self._serializers = {keys: cached}  # a new key replaces the old one
         return cached
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        """Flask's, without parsing the cookies of a request that sent none (a
+        first visit): its session is a new, empty one, as Flask makes it."""
+        if "HTTP_COOKIE" not in request.environ and self.get_signing_serializer(app) is not None:
+            return self.session_class()
+        return super().open_session(app, request)
 
     _serializers: dict[Any, Any] = {}  # replaced per instance, never mutated
 

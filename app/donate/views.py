@@ -267,12 +267,30 @@ def form() -> tuple[str, int]:
     """The same language, link and CAPTCHA choice give the same page but for the
     nonce and the CSRF token: it is rendered once with placeholders (profiled: Babel's
     formatting of every preset and WTForms' widgets were nine tenths of the
-    request) and each request fills in its own."""
-    data = prefill()
+    request) and each request fills in its own. A visit without a query string
+    (the usual one) is keyed without reading the prefill at all."""
     key = (
         captcha_site_key(),  # app.guard: the CAPTCHA widget, when this address needs it
         _locale(),
-        tuple(sorted((k, str(v)) for k, v in data.items() if k != "nonce")),
+        _link_key() if request.query_string else None,
+    )
+    pages: FormPages = current_app.extensions.setdefault("donations.donate_pages", FormPages())
+    page = pages.get(key)
+    if page is None:
+        donation_form = DonationForm(
+            data={**prefill(), "nonce": NONCE_MARK}, config=current_app.config, formdata=None
+        )
+        page = render_template(
+            "donate/form.html", **_form_context(donation_form), csrf_token=lambda: CSRF_MARK
+        )
+        pages.put(key, page)
+    return page.replace(NONCE_MARK, new_nonce()).replace(CSRF_MARK, generate_csrf()), 200
+
+
+def _link_key() -> tuple[Any, ...]:
+    """What of the query string the page shows: the prefill and the attribution kept in its links."""
+    return (
+        tuple(sorted((k, str(v)) for k, v in prefill().items() if k != "nonce")),
         tuple(
             sorted(
                 (k, v)
@@ -281,17 +299,6 @@ def form() -> tuple[str, int]:
             )
         ),
     )
-    pages: FormPages = current_app.extensions.setdefault("donations.donate_pages", FormPages())
-    page = pages.get(key)
-    if page is None:
-        donation_form = DonationForm(
-            data={**data, "nonce": NONCE_MARK}, config=current_app.config, formdata=None
-        )
-        page = render_template(
-            "donate/form.html", **_form_context(donation_form), csrf_token=lambda: CSRF_MARK
-        )
-        pages.put(key, page)
-    return page.replace(NONCE_MARK, new_nonce()).replace(CSRF_MARK, generate_csrf()), 200
 
 
 @bp.post("/donate")
