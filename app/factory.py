@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import suppress
 from functools import cached_property
 from typing import Any
-from weakref import WeakSet
+from weakref import ref
 
 from flask import Flask, current_app, render_template, request
 from flask_babel import get_locale
@@ -88,23 +89,24 @@ class BoundedIntConverter(IntegerConverter):
 class App(Flask):
     """Flask, asking once per function whether a hook or view is a coroutine
     (Flask asks on every call: eighteen `inspect` look-ups a request,
-    profiled). Plain functions are remembered weakly, so one made for a single
-    request goes with it; a coroutine function is converted as Flask does."""
+    profiled). Plain functions are remembered by id with a weak reference, so
+    one made for a single request goes with it (and a new function given its
+    id is asked afresh); a coroutine function is converted as Flask does."""
 
     def ensure_sync(self, func: Any) -> Any:
-        try:
-            if func in self._plain:
-                return func
-        except TypeError:  # a callable that takes no weak reference
-            return super().ensure_sync(func)
+        known = self._plain.get(id(func))
+        if known is not None and known() is func:
+            return func
         made = super().ensure_sync(func)
         if made is func:
-            self._plain.add(func)
+            key, plain = id(func), self._plain
+            with suppress(TypeError):  # a callable that takes no weak reference: asked each time
+                plain[key] = ref(func, lambda _gone: plain.pop(key, None))
         return made
 
     @cached_property
-    def _plain(self) -> WeakSet[Any]:
-        return WeakSet()
+    def _plain(self) -> dict[int, ref[Any]]:
+        return {}
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

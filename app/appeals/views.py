@@ -261,7 +261,7 @@ def count_arrival() -> None:
     # /donate, and its language-prefixed twins (/ru/donate) where they exist.
     if request.method != "GET" or not request.path.rstrip("/").endswith("/donate"):
         return
-    if not request.args:
+    if not request.query_string or not request.args:
         return  # nothing to count: no link, no prefilled gift (the usual visit)
     args = request.args
     if args.get("nudge") == "invite" and current_app.config.get("APPEALS_MEMBER_INVITE", True):

@@ -274,7 +274,9 @@ def form() -> tuple[str, int]:
         _locale(),
         _link_key() if request.query_string else None,
     )
-    pages: FormPages = current_app.extensions.setdefault("donations.donate_pages", FormPages())
+    pages: FormPages | None = current_app.extensions.get("donations.donate_pages")
+    if pages is None:
+        pages = current_app.extensions.setdefault("donations.donate_pages", FormPages())
     page = pages.get(key)
     if page is None:
         donation_form = DonationForm(
