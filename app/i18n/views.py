@@ -55,10 +55,19 @@ def locale_of(code: str) -> Locale:
     return Locale.parse(code)
 
 
-@cache
+_IDENTIFIERS: dict[int, tuple[Locale, str]] = {}  # by id: a Locale hashes five fields a call
+IDENTIFIERS_KEPT = 512
+
+
 def identifier_of(locale: Locale) -> str:
-    """str(locale), kept: Babel builds it anew on every call."""
-    return str(locale)
+    """str(locale), kept per Locale object (locale_of makes one per
+    language): Babel builds the text anew on every call."""
+    found = _IDENTIFIERS.get(id(locale))
+    if found is None or found[0] is not locale:  # kept with it: its id is not reused
+        found = (locale, str(locale))
+        if len(_IDENTIFIERS) < IDENTIFIERS_KEPT:
+            _IDENTIFIERS[id(locale)] = found
+    return found[1]
 
 
 def url_language() -> str | None:
