@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import first_by, insert_for, insert_missing_entity
+from app.db import first_by, first_loaded, insert_missing, insert_missing_entity
 from app.donors.models import Donor, StripeCustomer
 
 
@@ -46,22 +46,36 @@ def attach_customer(
 ) -> None:
     """Record that a Stripe customer belongs to a donor (first writer wins):
     one INSERT ... ON CONFLICT DO NOTHING (`donor_for_customer` reads it)."""
-    statement = (
-        insert_for(session)(StripeCustomer)
-        .values(
-            stripe_customer_id=stripe_customer_id,
-            donor_id=donor.id,
-            livemode=livemode,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["stripe_customer_id"])
+    insert_missing(
+        session,
+        StripeCustomer,
+        {
+            "stripe_customer_id": stripe_customer_id,
+            "donor_id": donor.id,
+            "livemode": livemode,
+            "created_at": utcnow(),
+        },
+        index=["stripe_customer_id"],
     )
-    session.execute(statement)
+
+
+@cache
+def _donor_for_customer() -> tuple[Any, Any]:
+    """The customer's donor: a Core SELECT (PostgreSQL) and the ORM's."""
+    donors, customers = Donor.__table__, StripeCustomer.__table__
+    key = bindparam("customer_id", type_=customers.c.stripe_customer_id.type)
+    core = (
+        select(*donors.columns)
+        .select_from(donors.join(customers, customers.c.donor_id == donors.c.id))
+        .where(customers.c.stripe_customer_id == key)
+    )
+    orm = select(Donor).join(StripeCustomer).where(StripeCustomer.stripe_customer_id == key)
+    return core, orm
 
 
 def donor_for_customer(session: Session, stripe_customer_id: str) -> Donor | None:
-    return session.scalars(
-        select(Donor)
-        .join(StripeCustomer)
-        .where(StripeCustomer.stripe_customer_id == stripe_customer_id)
-    ).first()
+    core, orm = _donor_for_customer()
+    found: Donor | None = first_loaded(
+        session, Donor, core, orm, {"customer_id": stripe_customer_id}
+    )
+    return found

@@ -29,7 +29,14 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.clock import utcnow
-from app.db import Base, execute_prepared, first_by, insert_missing_entity, load_entity
+from app.db import (
+    Base,
+    dialect_of,
+    execute_prepared,
+    first_by,
+    insert_missing_entity,
+    load_entity,
+)
 from app.ledger import totals
 from app.ledger.models import JournalEntry
 
@@ -194,7 +201,30 @@ def get_or_insert(
     )
     if inserted is not None:  # ours, and held by this transaction until commit
         return inserted
+    if dialect_of(session) == "postgresql":
+        # The row by a Core SELECT built once, run prepared (the ORM's query
+        # cost several times the statement). An object already in the session
+        # is read again by the ORM's query instead, as its populate_existing
+        # refreshes it (`load_entity` would return it as it is).
+        table = model.__table__
+        row = (
+            execute_prepared(session, _row_by_key_core(table, key_column, lock), {"key": key})
+            .mappings()
+            .one()
+        )
+        (pk,) = table.primary_key.columns.keys()
+        identity = model.__mapper__.identity_key_from_primary_key([row[pk]])
+        if session.identity_map.get(identity) is None:
+            return load_entity(session, model, row)
     return session.scalars(_row_by_key(model, key_column, lock), {"key": key}).one()
+
+
+@cache
+def _row_by_key_core(table: Any, key_column: str, lock: bool) -> Any:
+    query = select(*table.columns).where(
+        table.c[key_column] == bindparam("key", type_=table.c[key_column].type)
+    )
+    return query.with_for_update() if lock else query
 
 
 def note_amount_refunded(payment: Payment, amount_minor: int, seen_at: datetime) -> None:

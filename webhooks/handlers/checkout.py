@@ -5,9 +5,7 @@ whatever order the events come). Money is posted from charges, not here."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from app.db import rows_by
+from app.db import first_by, rows_by
 from app.donate.models import Checkout
 from app.donors import attach_customer
 from app.ledger.records import Membership, Payment
@@ -41,11 +39,13 @@ def _link(ctx: Context, facts: mapping.CheckoutFacts, checkout: Checkout | None)
 
 
 def _our_checkout(ctx: Context, facts: mapping.CheckoutFacts) -> Checkout | None:
-    checkout = ctx.session.scalars(
-        select(Checkout).where(Checkout.stripe_checkout_session_id == facts.id)
-    ).first()
+    """Our checkout record, by the session's id or else by the id we gave it
+    (Core SELECTs built once on PostgreSQL: `app.db.first_by`)."""
+    checkout: Checkout | None = first_by(
+        ctx.session, Checkout, "stripe_checkout_session_id", facts.id
+    )
     if checkout is None and facts.checkout_id:
-        checkout = ctx.session.get(Checkout, facts.checkout_id)
+        checkout = first_by(ctx.session, Checkout, "id", facts.checkout_id)
     return checkout
 
 

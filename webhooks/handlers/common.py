@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from app.db import first_loaded
 from app.donate.models import Checkout
 from app.donors import Donor, attach_customer, donor_for_customer, find_or_create_donor
 from app.payments import StripeLookup
@@ -24,6 +25,16 @@ def _checkout_donor() -> Any:
         select(Donor)
         .join(Checkout, Checkout.donor_id == Donor.id)
         .where(Checkout.id == bindparam("checkout_id"))
+    )
+
+
+@cache
+def _checkout_donor_core() -> Any:
+    donors, checkouts = Donor.__table__, Checkout.__table__
+    return (
+        select(*donors.columns)
+        .select_from(donors.join(checkouts, checkouts.c.donor_id == donors.c.id))
+        .where(checkouts.c.id == bindparam("checkout_id", type_=checkouts.c.id.type))
     )
 
 
@@ -60,7 +71,10 @@ def checkout_donor(session: Session, checkout_id: str | None) -> Donor | None:
     """Our checkout's donor, in one statement (not the checkout, then its donor)."""
     if not checkout_id:
         return None
-    return session.scalars(_checkout_donor(), {"checkout_id": checkout_id}).first()
+    found: Donor | None = first_loaded(
+        session, Donor, _checkout_donor_core(), _checkout_donor(), {"checkout_id": checkout_id}
+    )
+    return found
 
 
 def resolve_donor(

@@ -5,8 +5,13 @@ do."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from functools import cache
+from typing import Any
 
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from app.db import execute_prepared
 from app.donors import donor_for_customer
 from app.ledger.records import Membership, Payment, get_or_insert
 from webhooks import mapping
@@ -56,14 +61,30 @@ def handle_subscription(ctx: Context) -> None:
         if donor is None and record.stripe_customer_id:
             donor = donor_for_customer(session, record.stripe_customer_id)
         if donor is None:
-            donor_id = session.scalar(
-                select(Payment.donor_id).where(
-                    Payment.stripe_subscription_id == facts.id, Payment.donor_id.is_not(None)
-                )
-            )
-            record.donor_id = donor_id
+            record.donor_id = _paying_donor(session, facts.id)
         else:
             record.donor_id = donor.id
+
+
+@cache
+def _paying_donor_statement() -> Any:
+    payments = Payment.__table__
+    key = bindparam("subscription_id", type_=payments.c.stripe_subscription_id.type)
+    return (
+        select(payments.c.donor_id)
+        .where(payments.c.stripe_subscription_id == key, payments.c.donor_id.is_not(None))
+        .limit(1)
+    )
+
+
+def _paying_donor(session: Session, subscription_id: str) -> int | None:
+    """The donor of a payment of this subscription, if any (one prepared
+    statement after the autoflush)."""
+    session.flush()
+    donor_id: int | None = execute_prepared(
+        session, _paying_donor_statement(), {"subscription_id": subscription_id}
+    ).scalar()
+    return donor_id
 
 
 HANDLERS = {
