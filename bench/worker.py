@@ -248,8 +248,10 @@ def _backend_cpu(database: Any) -> dict[int, float]:
         return found
 
 
-def _drain_in_process(url: str, api_base: str, start: Any, results: Any) -> None:
-    """One worker process: wait for the start, drain, report processed events."""
+def _drain_in_process(url: str, api_base: str, start: Any, results: Any, release: Any) -> None:
+    """One worker process: wait for the start, drain, report processed events
+    and its CPU seconds; keep its connections until released (so the
+    parent can read their backends' CPU)."""
     from app.db import Database
     from app.stripe_api import StripeApi
     from webhooks.worker import RetryPolicy, drain
@@ -259,9 +261,12 @@ def _drain_in_process(url: str, api_base: str, start: Any, results: Any) -> None
         "sk_test_bench", api_version=MIX_API_VERSION, api_base=api_base, max_network_retries=0
     )
     start.wait()
+    client = time.process_time()
     outcomes = drain(database, stripe, RetryPolicy())
+    client = time.process_time() - client
+    results.put((sum(1 for o in outcomes if getattr(o, "status", None) == "processed"), client))
+    release.wait(120)
     database.dispose()
-    results.put(sum(1 for o in outcomes if getattr(o, "status", None) == "processed"))
 
 
 def drain_mix(url: str, readers: int, days: int, processes: int) -> WorkerRun:
@@ -271,25 +276,42 @@ def drain_mix(url: str, readers: int, days: int, processes: int) -> WorkerRun:
     store(url, mix.events)
     stub = StubStripe(mix.objects)
     context = multiprocessing.get_context("spawn")
-    start = context.Event()
+    start, release = context.Event(), context.Event()
     results = context.Queue()
+    from app.db import Database
+
+    observer = Database(url)  # for the backends' CPU (/proc), read around the drain
     with stub.running():
         workers = [
-            context.Process(target=_drain_in_process, args=(url, stub.url, start, results))
+            context.Process(target=_drain_in_process, args=(url, stub.url, start, results, release))
             for _ in range(processes)
         ]
         for worker in workers:
             worker.start()
         time.sleep(2.0)  # let every process import and connect before the clock starts
+        backends = _backend_cpu(observer)
         started = time.perf_counter()
         start.set()
-        processed = sum(results.get(timeout=3600) for _ in workers)
+        reports = [results.get(timeout=3600) for _ in workers]
         seconds = time.perf_counter() - started
+        after = _backend_cpu(observer)  # before the workers close their connections
+        release.set()
         for worker in workers:
             worker.join(timeout=60)
+    observer.dispose()
+    processed = sum(count for count, _ in reports)
+    # The workers' CPU and their PostgreSQL backends' (new backends from 0:
+    # their connection's start is counted too); the stub's (Stripe's) is not.
+    server = sum(cpu - backends.get(pid, 0.0) for pid, cpu in after.items())
+    cpu_ms = (sum(client for _, client in reports) + server) * 1000 / max(1, processed)
     events = len(mix.events)
     return WorkerRun(
-        events, processed, seconds, is_exact(url, processed, events), len(stub.requests)
+        events,
+        processed,
+        seconds,
+        is_exact(url, processed, events),
+        len(stub.requests),
+        cpu_ms=cpu_ms,
     )
 
 
@@ -388,6 +410,18 @@ def main(argv: list[str] | None = None) -> int:
                 exact=all(r.exact for r in mix_runs),
             )
         )
+        if processes == 1:
+            rows.append(
+                Row.of(
+                    "worker: CPU per event, realistic mix, 1 process (the process + its "
+                    "PostgreSQL backends; the Stripe stub's not counted)",
+                    [r.cpu_ms for r in mix_runs],
+                    "ms",
+                    target=None,
+                    at_least=False,
+                    exact=all(r.exact for r in mix_runs),
+                )
+            )
     if calls:
         rows.append(
             Row.of(

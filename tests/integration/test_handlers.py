@@ -305,6 +305,32 @@ def test_a_membership_and_its_renewal_are_two_membership_payments(
     assert called(stripe_http, "/v1/invoice_payments") <= 2
 
 
+def test_a_renewal_seen_first_finds_its_donor_by_the_listed_invoices_email(
+    database: Database, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    """A renewal's charge names no email and its customer is unknown here:
+    the one question about its invoice (the invoice payments, the invoice
+    expanded) brings the invoice's customer email, so no customer is fetched."""
+    scenario = ef.membership("solo", amount=1000, renewals=1)
+    scenario.events = [
+        e
+        for e in scenario.events
+        if e["type"] in ("charge.succeeded", "charge.updated")
+        and e["data"]["object"]["id"] == "ch_solo_1"
+    ]
+
+    run(database, scenario, stripe, stripe_http)
+
+    [row] = rows_of(database)
+    assert (row["kind"], row["donor_email"], row["fee"]) == (
+        "membership_payment",
+        "solo@example.org",
+        "0.59",
+    )
+    assert called(stripe_http, "/v1/invoice_payments") == 1
+    assert called(stripe_http, "/v1/customers/") == 0
+
+
 def test_a_failed_renewal_then_a_successful_retry_is_one_payment(
     database: Database, db: Session, stripe: StripeApi, stripe_http: responses.RequestsMock
 ) -> None:

@@ -111,27 +111,32 @@ def _invoice_kind(
     return "membership" if record.stripe_subscription_id else "once"
 
 
-def _payment_kind(ctx: Context, facts: ChargeFacts) -> tuple[str, str | None]:
+def _payment_kind(
+    ctx: Context, facts: ChargeFacts
+) -> tuple[str, str | None, tuple[str | None, str | None]]:
     """Whether a charge paid a subscription's invoice ("membership") or not
-    ("once"), and which invoice it paid: the invoice from the payload when it
+    ("once"), which invoice it paid, and the invoice's customer email and
+    name when Stripe was asked (Nones otherwise): the invoice from the payload when it
     says (old versions, our form's metadata), from what earlier events told
     us, and only then from Stripe (one call: the invoice payments of its
-    payment intent); then whether a subscription is behind that invoice."""
+    payment intent, the invoice expanded); then whether a subscription is
+    behind that invoice. The email finds the donor of a renewal whose charge
+    names none, instead of a second call for the customer."""
     if facts.invoice_known:
         if not facts.invoice_id:
-            return "once", None
+            return "once", None, (None, None)
         kind = _invoice_kind(
             ctx, facts.invoice_id, facts.invoice_subscription_id, expanded=facts.invoice_expanded
         )
-        return kind, facts.invoice_id
+        return kind, facts.invoice_id, (None, None)
     if facts.frequency == "once":
-        return "once", None
+        return "once", None, (None, None)
     link = invoice_link(ctx.session, payment_intent_id=facts.payment_intent_id, charge_id=facts.id)
     if link is not None:
         kind = _invoice_kind(ctx, link.stripe_invoice_id, link.stripe_subscription_id)
-        return kind, link.stripe_invoice_id
+        return kind, link.stripe_invoice_id, (None, None)
     if not facts.payment_intent_id:
-        return "once", None
+        return "once", None, (None, None)
     for found in ctx.stripe.list_invoice_payments(payment_intent=facts.payment_intent_id):
         invoice = found.get("invoice")
         invoice_id = mapping.object_id(invoice)
@@ -139,9 +144,14 @@ def _payment_kind(ctx: Context, facts: ChargeFacts) -> tuple[str, str | None]:
             link_invoice(ctx, invoice_id, payment_intent_id=facts.payment_intent_id)
             if isinstance(invoice, dict):
                 subscription_id = mapping.invoice_subscription(invoice)
-                return _invoice_kind(ctx, invoice_id, subscription_id, expanded=True), invoice_id
-            return _invoice_kind(ctx, invoice_id, None), invoice_id
-    return "once", None
+                kind = _invoice_kind(ctx, invoice_id, subscription_id, expanded=True)
+                return (
+                    kind,
+                    invoice_id,
+                    (invoice.get("customer_email"), invoice.get("customer_name")),
+                )
+            return _invoice_kind(ctx, invoice_id, None), invoice_id, (None, None)
+    return "once", None, (None, None)
 
 
 def record_charge(
@@ -165,13 +175,13 @@ def record_charge(
         return payment
     checkout_id = facts.checkout_id or checkout_id
     if payment is None:
-        kind, invoice_id = _payment_kind(ctx, facts)
+        kind, invoice_id, (invoice_email, invoice_name) = _payment_kind(ctx, facts)
         donor = resolve_donor(
             ctx,
             checkout_id=checkout_id,
             customer_id=facts.customer_id,
-            email=facts.email,
-            name=facts.name,
+            email=facts.email or invoice_email,
+            name=facts.name or (invoice_name if not facts.email else None),
             allow_lookup=True,
         )
         payment = get_or_insert(

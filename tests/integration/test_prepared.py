@@ -1,0 +1,135 @@
+"""app.db's prepared statements on a session (the posting path): on
+PostgreSQL they go to psycopg's cursor directly, so what SQLAlchemy's own
+execution gave must still hold: the rows and their result API, the
+statement events, a driver error raised as SQLAlchemy's (a deadlock still
+recognised as a conflict by the worker), and objects made from Core rows
+that behave as loaded ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from app.clock import utcnow
+from app.db import Database, execute_prepared, first_by, insert_missing_entity
+from app.donors import Donor, attach_customer, donor_for_customer, find_or_create_donor
+from app.donors.models import StripeCustomer
+from app.ledger.records import Membership, get_or_insert
+from webhooks.errors import describe_error, is_conflict
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+def _by_email() -> object:
+    donors = Donor.__table__
+    return select(donors.c.id, donors.c.email).where(
+        donors.c.email == bindparam("email", type_=donors.c.email.type)
+    )
+
+
+def test_rows_come_back_with_the_result_api_the_posting_path_uses(database: Database) -> None:
+    with database.session() as session, session.begin():
+        donor = find_or_create_donor(session, "Ada@Example.org", "Ada")
+        statement = _by_email()
+        result = execute_prepared(session, statement, {"email": "ada@example.org"})
+        assert result.scalar() == donor.id
+        row = execute_prepared(session, statement, {"email": "ada@example.org"}).first()
+        assert (row.id, row.email) == (donor.id, "ada@example.org")
+        mapping = execute_prepared(session, statement, {"email": "ada@example.org"}).mappings()
+        assert mapping.one() == {"id": donor.id, "email": "ada@example.org"}
+        nobody = {"email": "nobody@example.org"}
+        assert execute_prepared(session, statement, nobody).scalar() is None
+        assert execute_prepared(session, statement, nobody).first() is None
+        assert execute_prepared(session, statement, {"email": "x@example.org"}).all() == []
+
+
+def test_statement_events_still_fire_for_prepared_statements(database: Database) -> None:
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    with database.session() as session, session.begin():
+        execute_prepared(session, _by_email(), {"email": "ada@example.org"})
+    assert any("FROM donors" in statement for statement in seen)
+
+
+def test_a_driver_error_is_raised_as_sqlalchemys_and_described_without_values(
+    database: Database,
+) -> None:
+    with database.session() as session:
+        with pytest.raises(IntegrityError) as raised, session.begin():
+            donor = find_or_create_donor(session, "ada@example.org")
+            # A customer link to a donor that does not exist: a foreign key error.
+            insert_missing_entity(
+                session,
+                StripeCustomer,
+                {
+                    "stripe_customer_id": "cus_x",
+                    "donor_id": donor.id + 1000,
+                    "livemode": False,
+                    "created_at": utcnow(),
+                },
+                index=["stripe_customer_id"],
+            )
+        assert isinstance(raised.value, DBAPIError)
+        assert not is_conflict(raised.value)
+        text = describe_error(raised.value)
+        assert text.startswith("IntegrityError: ")
+        assert "ada@example.org" not in text
+        # The session is usable again after the rollback.
+        with session.begin():
+            assert first_by(session, Donor, "email", "ada@example.org") is None
+
+
+def test_objects_made_from_core_rows_behave_as_loaded(database: Database) -> None:
+    with database.session() as session, session.begin():
+        donor = find_or_create_donor(session, "ada@example.org")
+        attach_customer(session, donor, "cus_ada", livemode=False)
+        attach_customer(session, donor, "cus_ada", livemode=False)  # first writer wins
+    with database.session() as session, session.begin():
+        found = donor_for_customer(session, "cus_ada")
+        assert found is not None and found.email == "ada@example.org"
+        assert donor_for_customer(session, "cus_nobody") is None
+        assert found is donor_for_customer(session, "cus_ada")  # the session's own
+        found.name = "Ada"  # an update of a Core-made object is flushed
+    with database.session() as session:
+        again = first_by(session, Donor, "email", "ada@example.org")
+        assert again is not None and again.name == "Ada"
+        assert session.scalar(select(StripeCustomer.donor_id)) == again.id
+
+
+def test_get_or_insert_reads_a_held_row_again(database: Database) -> None:
+    with database.session() as session, session.begin():
+        first = get_or_insert(
+            session,
+            Membership,
+            "stripe_subscription_id",
+            "sub_1",
+            lock=True,
+            status="incomplete",
+            livemode=False,
+        )
+        assert first.status == "incomplete"
+    with database.session() as session, session.begin():
+        found = get_or_insert(
+            session, Membership, "stripe_subscription_id", "sub_1", lock=True, status="active"
+        )
+        assert found.status == "incomplete"  # the row that was there, not the values given
+        found.status = "active"
+        session.flush()
+        # Already in the session: the same object, read again.
+        assert (
+            get_or_insert(session, Membership, "stripe_subscription_id", "sub_1", status="x")
+            is found
+        )
+        assert found.status == "active"
