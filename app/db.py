@@ -38,7 +38,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Session,
+    configure_mappers,
+    make_transient_to_detached,
+    sessionmaker,
+)
 from sqlalchemy.types import TypeDecorator
 
 # Connections kept by the single-statement pool: a gunicorn worker's threads
@@ -211,6 +217,10 @@ def _as_loaded(session: Session, model: Any, row: Mapping[str, Any]) -> Any:
     # The row's values straight into the new object's state (as the ORM's
     # loading does), not through the constructor's instrumented attributes:
     # about 5% of the mix's CPU in the worker went to setting them (profiled).
+    # The mappers must be configured first (a query does it; this path makes
+    # no query): in a fresh process the attributes' implementations are not
+    # there yet. Free once they are.
+    configure_mappers()
     entity = mapper.class_manager.new_instance()
     entity.__dict__.update(row)
     make_transient_to_detached(entity)

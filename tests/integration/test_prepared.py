@@ -7,6 +7,8 @@ that behave as loaded ones."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -133,3 +135,26 @@ def test_get_or_insert_reads_a_held_row_again(database: Database) -> None:
             is found
         )
         assert found.status == "active"
+
+
+def test_a_fresh_process_makes_its_first_object_from_a_core_row(db_url: str) -> None:
+    """The first thing a new worker or `stripe sync` does may be a donor made
+    from an INSERT's row, before any query has configured the mappers (the
+    sync batch test, run alone, failed so: the attributes had no
+    implementation yet). A process of its own, since this one's mappers are
+    configured already."""
+    script = (
+        "import sys\n"
+        "from app.db import Database\n"
+        "from app.donors import find_or_create_donor\n"
+        "database = Database(sys.argv[1])\n"
+        "with database.session() as session, session.begin():\n"
+        "    donor = find_or_create_donor(session, 'first@example.org', 'First')\n"
+        "    assert donor.email == 'first@example.org' and donor.id\n"
+        "    session.rollback()\n"
+        "database.dispose()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, db_url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
