@@ -13,7 +13,7 @@ from app.db import Database
 from app.payments import Webhooks
 from webhooks.handlers import apply_event
 from webhooks.inbox import list_failed, reset_for_replay
-from webhooks.mapping import balance_txn
+from webhooks.mapping import balance_txn, charge
 from webhooks.worker import RetryPolicy, process_next
 
 
@@ -31,6 +31,7 @@ def webhooks() -> Webhooks:
     return Webhooks(
         apply_event=apply_event,
         balance_txn=balance_txn,
+        charge=charge,
         list_failed=list_failed,
         reset_for_replay=reset_for_replay,
         replay=replay_one,

@@ -18,9 +18,9 @@ the page's order: the plain ones before it are written first, and those
 after it are read again. So the ledger is the one the handler makes, charge
 by charge (tests/integration/test_stripe_sync_batch.py compares the two).
 
-What a charge's payload says is read here as webhooks.mapping.charge reads
-it (app may not import the webhooks package); any shape it does not fully
-understand is not plain. No Flask, no `stripe`, no commits.
+What a charge's payload says is read by the handlers' own reading
+(`Webhooks.charge`, webhooks.mapping.charge), so the two paths cannot drift
+apart. No Flask, no `stripe`, no commits.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from app.ledger import (
     payment_entry,
     settlement_entry,
 )
-from app.payments import StripeLookup, Webhooks
+from app.payments import ChargeReading, StripeLookup, Webhooks
 
 Json = dict[str, Any]
 
@@ -76,65 +76,42 @@ def _at(unix: Any) -> datetime:
     return datetime.fromtimestamp(int(unix), UTC)
 
 
-def _object_id(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        found = value.get("id")
-        return str(found) if found else None
-    return str(value)
-
-
-def plain_charge(event: Json, balance_txn: Callable[[Json], BalanceTxn]) -> PlainCharge | None:
-    """The charge of a `charge.updated` event if it is plain, else None."""
+def plain_charge(event: Json, read_charge: Callable[[Json], ChargeReading]) -> PlainCharge | None:
+    """The charge of a `charge.updated` event if it is plain, else None.
+    `read_charge` is the handlers' own reading of a charge
+    (`Webhooks.charge`), so both paths see the same facts."""
     if event.get("type") != "charge.updated":
         return None
-    obj: Json = event["data"]["object"]
-    status = str(obj.get("status") or ("succeeded" if obj.get("paid") else "pending"))
-    if status != "succeeded" or not bool(obj.get("captured", True)):
+    charge = read_charge(event["data"]["object"])
+    if not charge.recognisable:
         return None
-    authorised = int(obj["amount"])
-    captured_amount = obj.get("amount_captured")
-    amount = int(captured_amount) if captured_amount else authorised
-    released = authorised - amount
-    if max(0, int(obj.get("amount_refunded") or 0) - released) or obj.get("refunded"):
+    if charge.amount_refunded_minor or charge.refunded or charge.disputed or charge.refunds:
         return None
-    if obj.get("disputed"):
+    if charge.checkout_id:
         return None
-    listed = (obj.get("refunds") or {}).get("data") or []
-    if any(r.get("object") == "refund" for r in listed):
-        return None
-    meta = {str(k): str(v) for k, v in (obj.get("metadata") or {}).items()}
-    if meta.get("checkout_id"):
-        return None
-    if "invoice" in obj:
-        if _object_id(obj["invoice"]) is not None:
+    if charge.invoice_known:
+        if charge.invoice_id is not None:
             return None
-    elif meta.get("frequency") != "once":
+    elif charge.frequency != "once":
         return None
-    reference = obj.get("balance_transaction")
-    txn: BalanceTxn | None = None
-    if reference is not None:
-        if not isinstance(reference, dict) or "amount" not in reference:
-            return None  # the handler would fetch it
-        txn = balance_txn(reference)
-    created_at = _at(obj["created"])
+    reference = charge.balance_transaction
+    if reference is not None and reference.expanded is None:
+        return None  # the handler would fetch it
     told_at = _at(event["created"])
-    if receipts.is_news(created_at, told_at):
+    if receipts.is_news(charge.created_at, told_at):
         return None
-    billing = obj.get("billing_details") or {}
     return PlainCharge(
-        id=str(obj["id"]),
-        amount_minor=amount,
-        currency=str(obj["currency"]).lower(),
-        created_at=created_at,
-        livemode=bool(obj.get("livemode")),
+        id=charge.id,
+        amount_minor=charge.amount_minor,
+        currency=charge.currency,
+        created_at=charge.created_at,
+        livemode=charge.livemode,
         event_livemode=bool(event.get("livemode")),
-        customer_id=_object_id(obj.get("customer")),
-        email=billing.get("email") or obj.get("receipt_email"),
-        name=billing.get("name"),
-        payment_intent_id=_object_id(obj.get("payment_intent")),
-        txn=txn,
+        customer_id=charge.customer_id,
+        email=charge.email,
+        name=charge.name,
+        payment_intent_id=charge.payment_intent_id,
+        txn=None if reference is None else reference.expanded,
         told_at=told_at,
     )
 
@@ -292,7 +269,7 @@ def post_charges(
     """Apply a page of `charge.updated` events (in order, in the caller's
     transaction) as the handler would one by one: plain charges a run at a
     time through `app.ledger.batch`, the rest through the handler."""
-    items = [(event, plain_charge(event, hooks.balance_txn)) for event in events]
+    items = [(event, plain_charge(event, hooks.charge)) for event in events]
     items = [(e, c if c is not None and _buildable(c) else None) for e, c in items]
     n = 0
     while n < len(items):
