@@ -278,9 +278,7 @@ def test_a_page_posted_at_once_is_the_ledger_the_handler_makes_charge_by_charge(
     charges, answers, plain = a_page()
     with frozen_at(NOW):
         events = [synthetic_event("charge.updated", c, api_version=None) for c in charges]
-    assert {
-        e["data"]["object"]["id"] for e in events if plain_charge(e, hooks.charge)
-    } == plain
+    assert {e["data"]["object"]["id"] for e in events if plain_charge(e, hooks.charge)} == plain
 
     outcomes = {}
     try:
