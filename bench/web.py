@@ -650,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEB_WORKERS": workers,
         "BENCH_DONATE_HTML": str(work / "donate.html"),
+        # Rate limits counted in Redis, as production must (the app refuses to
+        # start there without REDIS_URL): in memory they would cost less and
+        # not be shared between the workers. A database of the bench's own.
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
         # POST /donate's rate limit (helper "defences") must not cap the bench.
         "DONOR_FORM_LIMIT_PER_ADDRESS": "1000000 per minute",
         "DONOR_FORM_LIMIT_PER_EMAIL": "1000000 per minute",
