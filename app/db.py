@@ -16,11 +16,11 @@ from here; split, the pieces would import each other.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import (
@@ -49,6 +49,8 @@ from sqlalchemy.types import TypeDecorator
 
 # Connections kept by the single-statement pool: a gunicorn worker's threads
 # (config/gunicorn.conf.py, 8 by default) each hold one at most.
+T = TypeVar("T")
+
 SINGLE_STATEMENT_POOL = 8
 # An execution option of ours: this connection's SQLite transactions begin DEFERRED.
 _DEFERRED_OPTION = "donations_sqlite_deferred"
@@ -588,6 +590,30 @@ class Database:
         if "single_statement_engine" in self.__dict__:
             self.single_statement_engine.dispose()
         self.engine.dispose()
+
+
+def on_raw_cursor(engine: Engine, fn: Callable[[Any], T]) -> T:
+    """`fn(cursor)` on a raw psycopg cursor of `engine` (the single-statement
+    pool: autocommit, no pre-ping). A connection the database dropped fails
+    the statement, which is then run once more on a fresh one, so `fn` must
+    be idempotent; a dropped connection never goes back into the pool. A
+    database that is down raises psycopg's OperationalError (a 503 for the
+    callers: the webhook route's group commit and the checkout)."""
+    for attempt in (1, 2):
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                return fn(cursor)
+            finally:
+                cursor.close()
+        except psycopg.OperationalError:
+            connection.invalidate()  # never back into the pool
+            if attempt == 2:
+                raise
+        finally:
+            connection.close()
+    raise AssertionError("unreachable")
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Engine
 
+from app.db import on_raw_cursor
 from webhooks.inbox import STORED_COLUMNS
 
 MAX_ROWS = 64  # per statement (704 parameters); more wait for the next one
@@ -150,22 +151,12 @@ class GroupCommit:
         autocommit; a dropped connection is replaced and tried once more."""
         statement = batch_sql(len(rows))
         params = [row[column] for row in rows for column in STORED_COLUMNS]
-        for attempt in (1, 2):
-            connection = self.engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                try:
-                    cursor.execute(statement, params)
-                    return {found for (found,) in cursor.fetchall()}
-                finally:
-                    cursor.close()
-            except psycopg.OperationalError:
-                connection.invalidate()  # never back into the pool
-                if attempt == 2:
-                    raise
-            finally:
-                connection.close()
-        raise AssertionError("unreachable")
+
+        def insert(cursor: Any) -> set[str]:
+            cursor.execute(statement, params)
+            return {found for (found,) in cursor.fetchall()}
+
+        return on_raw_cursor(self.engine, insert)
 
 
 def _firsts(batch: list[_Waiter]) -> list[_Waiter]:

@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import psycopg
 from babel.numbers import format_percent
 from flask import (
     Blueprint,
@@ -40,6 +39,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.brand.page import Page
+from app.db import on_raw_cursor
 from app.donate.checkout import CheckoutSettings, start_checkout
 from app.donate.forms import (
     ATTRIBUTION_FIELDS,
@@ -354,21 +354,9 @@ def _run_committed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             result = fn(CoreStatements(connection), *args, **kwargs)
             connection.commit()
         return result
-    for attempt in (1, 2):
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            try:
-                return fn(CursorStatements(cursor, engine.dialect), *args, **kwargs)
-            finally:
-                cursor.close()
-        except psycopg.OperationalError:
-            raw.invalidate()  # never back into the pool
-            if attempt == 2:
-                raise
-        finally:
-            raw.close()
-    raise AssertionError("unreachable")
+    return on_raw_cursor(
+        engine, lambda cursor: fn(CursorStatements(cursor, engine.dialect), *args, **kwargs)
+    )
 
 
 @bp.get("/donate/thanks")

@@ -54,7 +54,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.db import execute_prepared
 from app.ledger import totals
-from app.ledger.journal import Entry, checked_lines
+from app.ledger.journal import Entry, checked_lines, entry_row
 from app.ledger.models import JournalEntry, JournalPosting
 
 
@@ -362,23 +362,7 @@ def post_entries(session: Session, entries: Sequence[Entry]) -> None:
     lines: list[dict[str, Any]] = []
     for entry in entries:
         kept = checked_lines(entry)
-        movement = entry.movement
-        rows.append(
-            {
-                "key": entry.key,
-                "kind": entry.kind,
-                "occurred_at": entry.occurred_at,
-                "created_at": now,
-                "donor_id": entry.donor_id,
-                "stripe_object_id": entry.stripe_object_id,
-                "stripe_charge_id": entry.stripe_charge_id,
-                "stripe_balance_transaction_id": entry.stripe_balance_transaction_id,
-                "currency": movement.currency,
-                "amount_minor": movement.amount_minor,
-                "fee_minor": movement.fee_minor,
-                "net_minor": movement.net_minor,
-            }
-        )
+        rows.append(entry_row(entry, now))
         lines.extend(
             {
                 "key": entry.key,

@@ -104,6 +104,25 @@ def checked_lines(entry: Entry) -> list[Line]:
     return kept
 
 
+def entry_row(entry: Entry, now: datetime) -> dict[str, Any]:
+    """The journal_entries row of `entry` (posted at `now`), by column."""
+    movement = entry.movement
+    return {
+        "key": entry.key,
+        "kind": entry.kind,
+        "occurred_at": entry.occurred_at,
+        "created_at": now,
+        "donor_id": entry.donor_id,
+        "stripe_object_id": entry.stripe_object_id,
+        "stripe_charge_id": entry.stripe_charge_id,
+        "stripe_balance_transaction_id": entry.stripe_balance_transaction_id,
+        "currency": movement.currency,
+        "amount_minor": movement.amount_minor,
+        "fee_minor": movement.fee_minor,
+        "net_minor": movement.net_minor,
+    }
+
+
 def post(session: Session, entry: Entry) -> bool:
     """Post an entry once. Returns True if this call posted it, False if its
     key was already there (a duplicate or a concurrent twin).
@@ -116,21 +135,7 @@ def post(session: Session, entry: Entry) -> bool:
     PostgreSQL the entry, its lines and its totals are one statement, after
     the lock's when the caller has not taken it."""
     kept = checked_lines(entry)
-    movement = entry.movement
-    values = {
-        "key": entry.key,
-        "kind": entry.kind,
-        "occurred_at": entry.occurred_at,
-        "created_at": utcnow(),
-        "donor_id": entry.donor_id,
-        "stripe_object_id": entry.stripe_object_id,
-        "stripe_charge_id": entry.stripe_charge_id,
-        "stripe_balance_transaction_id": entry.stripe_balance_transaction_id,
-        "currency": movement.currency,
-        "amount_minor": movement.amount_minor,
-        "fee_minor": movement.fee_minor,
-        "net_minor": movement.net_minor,
-    }
+    values = entry_row(entry, utcnow())
     lock = entry.kind in daily_totals.RELATED_KINDS
     if session.get_bind().dialect.name == "postgresql":
         return _insert_in_one_statement(session, values, kept, lock=lock) is not None
