@@ -54,8 +54,8 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.db import execute_prepared
 from app.ledger import totals
-from app.ledger.journal import Entry, checked_lines, entry_row
-from app.ledger.models import JournalEntry, JournalPosting
+from app.ledger.journal import Entry, checked_lines, entry_row, postings_cte
+from app.ledger.models import JournalEntry
 
 
 class BatchConflict(RuntimeError):
@@ -325,21 +325,7 @@ def _post_entries_statement() -> Any:
         .cte("ne")
     )
     lines = _recordset("lines", _LINE_COLUMNS, "l")
-    postings: Table = JournalPosting.__table__  # type: ignore[assignment]
-    new_postings = (
-        pg_insert(postings)
-        .from_select(
-            ["entry_id", "account", "currency", "amount_minor", "donor_id"],
-            select(
-                new_entry.c.id,
-                lines.c.account,
-                lines.c.currency,
-                lines.c.amount_minor,
-                lines.c.donor_id,
-            ).select_from(new_entry.join(lines, lines.c.key == new_entry.c.key)),
-        )
-        .cte("np")
-    )
+    new_postings = postings_cte(new_entry, lines, lines.c.donor_id, lines.c.key == new_entry.c.key)
     objects = any_(bindparam("object_ids", type_=ARRAY(String)))
     return (
         select(func.count())

@@ -191,6 +191,24 @@ _ENTRY_COLUMNS = (
 )
 
 
+def postings_cte(new_entry: Any, lines: Any, donor_id: Any, on: Any) -> Any:
+    """PostgreSQL: the CTE inserting the postings of the entries `new_entry`
+    (a CTE returning their id) inserted: `lines` (account, currency,
+    amount_minor) joined to them `on`, each with `donor_id`. For `post`'s one
+    statement and `app.ledger.batch`'s page."""
+    postings: Table = JournalPosting.__table__  # type: ignore[assignment]
+    return (
+        pg_insert(postings)
+        .from_select(
+            ["entry_id", "account", "currency", "amount_minor", "donor_id"],
+            select(
+                new_entry.c.id, lines.c.account, lines.c.currency, lines.c.amount_minor, donor_id
+            ).select_from(new_entry.join(lines, on)),
+        )
+        .cte("np")
+    )
+
+
 @cache
 def _one_statement(with_lines: bool) -> Any:
     """PostgreSQL: INSERT the entry (ON CONFLICT DO NOTHING), its lines (from
@@ -222,21 +240,7 @@ def _one_statement(with_lines: bool) -> Any:
             .table_valued("account", "currency", "amount_minor")
             .render_derived(name="l")
         )
-        postings: Table = JournalPosting.__table__  # type: ignore[assignment]
-        new_postings = (
-            pg_insert(postings)
-            .from_select(
-                ["entry_id", "account", "currency", "amount_minor", "donor_id"],
-                select(
-                    new_entry.c.id,
-                    rows.c.account,
-                    rows.c.currency,
-                    rows.c.amount_minor,
-                    bindparam("donor_id", type_=Integer),
-                ).select_from(new_entry.join(rows, true())),
-            )
-            .cte("np")
-        )
+        new_postings = postings_cte(new_entry, rows, bindparam("donor_id", type_=Integer), true())
         final = final.add_cte(new_postings)
     object_id = bindparam("stripe_object_id", type_=String)
     return final.add_cte(daily_totals.posting_changes(new_entry, object_id))
