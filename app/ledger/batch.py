@@ -16,7 +16,7 @@ The pieces, each one statement for any number of rows:
 - `post_entries`: entries built by `app.ledger.movements`' builders, each
   checked as `post` checks it (`checked_lines`) and posted once per key (ON
   CONFLICT DO NOTHING), with its lines and its change to the daily totals in
-  the same statement: `totals.posting_changes` over the page's Stripe objects
+  the same statement: `totals.page_changes` over the page's Stripe objects
   (their rows with the new entries minus their rows without: rows_query's own
   join, as each posting computes it alone, so the totals cannot differ).
 
@@ -40,7 +40,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    any_,
     bindparam,
     cast,
     column,
@@ -312,7 +311,7 @@ def _recordset(parameter: str, columns: Sequence[tuple[str, Any]], name: str) ->
 def _post_entries_statement() -> Any:
     """INSERT the entries (from one JSON document; ON CONFLICT DO NOTHING),
     their lines (another, joined by key) and the daily totals' change
-    (`totals.posting_changes` over the objects in :object_ids) as CTEs of one
+    (`totals.page_changes` over the objects in :object_ids) as CTEs of one
     statement returning how many entries were new."""
     journal: Table = JournalEntry.__table__  # type: ignore[assignment]
     names = [name for name, _ in _ENTRY_COLUMNS]
@@ -326,12 +325,12 @@ def _post_entries_statement() -> Any:
     )
     lines = _recordset("lines", _LINE_COLUMNS, "l")
     new_postings = postings_cte(new_entry, lines, lines.c.donor_id, lines.c.key == new_entry.c.key)
-    objects = any_(bindparam("object_ids", type_=ARRAY(String)))
+    objects = bindparam("object_ids", type_=ARRAY(String))
     return (
         select(func.count())
         .select_from(new_entry)
         .add_cte(new_postings)
-        .add_cte(totals.posting_changes(new_entry, objects))
+        .add_cte(totals.page_changes(new_entry, objects))
     )
 
 
