@@ -6,15 +6,18 @@ Web side only: the core never imports this module.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import cached_property
 from typing import Any
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
+from flask_wtf.csrf import generate_csrf
 from itsdangerous import (
     Serializer,
     Signer,
@@ -127,10 +130,14 @@ class KeptKeySigner(TimestampSigner):
         return derived
 
 
-class SessionSerializer(URLSafeTimedSerializer):
-    """The session cookie's serializer, signing with one signer made once
-    (itsdangerous makes a new one for every dumps). A signer holds only the
-    keys, salt and settings, nothing of a request, so threads may share it."""
+class KeptSignerSerializer(URLSafeTimedSerializer):
+    """itsdangerous's URL-safe timed serializer, signing with one signer made
+    once (itsdangerous makes a new one for every dumps) whose key is derived
+    once. A signer holds only the keys, salt and settings, nothing of a
+    request, so threads may share it. What it writes is byte for byte what
+    URLSafeTimedSerializer writes with the same keys and salt."""
+
+    default_signer = KeptKeySigner
 
     @cached_property
     def _signer(self) -> Signer:
@@ -140,6 +147,11 @@ class SessionSerializer(URLSafeTimedSerializer):
         if salt is None:
             return self._signer
         return super().make_signer(salt)
+
+
+class SessionSerializer(KeptSignerSerializer):
+    """The session cookie's serializer: a KeptSignerSerializer that does not
+    try zlib on a short payload."""
 
     def dump_payload(self, obj: Any) -> bytes:
         """As itsdangerous writes an uncompressed payload, without first trying
@@ -151,6 +163,50 @@ class SessionSerializer(URLSafeTimedSerializer):
         if len(json) >= SHORT_PAYLOAD:
             return super().dump_payload(obj)
         return base64_encode(json)
+
+
+CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's, for generate_csrf and validate_csrf alike
+
+
+def csrf_token() -> str:
+    """Flask-WTF's `generate_csrf()`, the same token (a random value kept in
+    the session, signed with Flask-WTF's key and salt, cached on `g` for the
+    request) from a serializer made once per key: Flask-WTF makes one per
+    call, and its signer derives the key again (profiled: a tenth of a GET
+    /donate's CPU in process). The token is written as Flask-WTF's own
+    URLSafeTimedSerializer writes it, zlib's try included, so Flask-WTF's
+    `validate_csrf` (which stays the only check) reads it as its own
+    (tests/integration/test_csrf_token.py). Without a key or a field name
+    Flask-WTF's own function is called, to fail as it fails."""
+    config = current_app.config
+    secret_key = config.get("WTF_CSRF_SECRET_KEY", current_app.secret_key)
+    field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    if secret_key is None or field_name is None:
+        return str(generate_csrf())
+    if field_name not in g:
+        if field_name not in session:
+            session[field_name] = hashlib.sha1(os.urandom(64)).hexdigest()  # noqa: S324 (Flask-WTF's)
+        signer = _csrf_serializer(secret_key)
+        try:
+            token = signer.dumps(session[field_name])
+        except TypeError:  # as Flask-WTF: a session value that is no string is replaced
+            session[field_name] = hashlib.sha1(os.urandom(64)).hexdigest()  # noqa: S324
+            token = signer.dumps(session[field_name])
+        setattr(g, field_name, token)
+    found: str = g.get(field_name)
+    return found
+
+
+_CSRF_SERIALIZERS: dict[str | bytes, KeptSignerSerializer] = {}  # replaced whole, never mutated
+
+
+def _csrf_serializer(secret_key: str | bytes) -> KeptSignerSerializer:
+    global _CSRF_SERIALIZERS
+    found = _CSRF_SERIALIZERS.get(secret_key)
+    if found is None:
+        found = KeptSignerSerializer(secret_key, salt=CSRF_SALT)
+        _CSRF_SERIALIZERS = {secret_key: found}  # a new key replaces the old one
+    return found
 
 
 class CookieSessions(SecureCookieSessionInterface):

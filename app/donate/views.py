@@ -34,7 +34,6 @@ from flask import (
 )
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -50,7 +49,7 @@ from app.donate.forms import (
 )
 from app.donate.models import Checkout
 from app.donate.statements import CoreStatements, CursorStatements
-from app.extensions import database, db_session
+from app.extensions import csrf_token, database, db_session
 from app.guard.gate import captcha_site_key, screen_submission
 from app.i18n.views import url_language
 from app.money import (
@@ -286,7 +285,7 @@ def form() -> tuple[str, int]:
             "donate/form.html", **_form_context(donation_form), csrf_token=lambda: CSRF_MARK
         )
         pages.put(key, page)
-    return page.replace(NONCE_MARK, new_nonce()).replace(CSRF_MARK, generate_csrf()), 200
+    return page.replace(NONCE_MARK, new_nonce()).replace(CSRF_MARK, csrf_token()), 200
 
 
 def _link_key() -> tuple[Any, ...]:
