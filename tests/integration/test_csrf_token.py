@@ -35,9 +35,9 @@ def test_the_token_is_byte_for_byte_flask_wtfs(app: Flask) -> None:
     for _ in range(200):  # new values, and the serializer reused
         with app.test_request_context("/donate"):
             token = csrf_token()
-            _, timestamp = URLSafeTimedSerializer(
-                app.secret_key, salt="wtf-csrf-token"
-            ).loads(token, return_timestamp=True)
+            _, timestamp = URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").loads(
+                token, return_timestamp=True
+            )
             assert token == flask_wtf_token(app, session["csrf_token"], int(timestamp.timestamp()))
             assert csrf_token() == token == generate_csrf()  # one per request, as Flask-WTF's
             assert g.csrf_token == token
