@@ -241,6 +241,33 @@ class CookieSessions(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        """Flask's. A first visit's (a session read and then written, on a
+        response with no Vary header yet) gets the same two headers Flask
+        writes, in its order, without parsing Vary twice into a HeaderSet
+        that then writes it back (profiled: a third of saving the session);
+        every other case is Flask's own code."""
+        if (
+            not session
+            or not session.accessed
+            or not self.should_set_cookie(app, session)
+            or any(name.lower() == "vary" for name, _ in response.headers)
+        ):
+            super().save_session(app, session, response)
+            return
+        response.headers.add("Vary", "Cookie")  # as `response.vary.add("Cookie")` writes it here
+        response.set_cookie(
+            self.get_cookie_name(app),
+            self.get_signing_serializer(app).dumps(dict(session)),
+            expires=self.get_expiration_time(app, session),
+            httponly=self.get_cookie_httponly(app),
+            domain=self.get_cookie_domain(app),
+            path=self.get_cookie_path(app),
+            secure=self.get_cookie_secure(app),
+            partitioned=self.get_cookie_partitioned(app),
+            samesite=self.get_cookie_samesite(app),
+        )
+
     _serializers: dict[Any, Any] = {}  # replaced per instance, never mutated
 
 

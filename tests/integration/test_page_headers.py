@@ -7,9 +7,10 @@ own cookie session reads, carrying the CSRF token the page's form holds.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, Response
 from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
@@ -80,3 +81,37 @@ def test_the_session_cookie_is_flasks_own_and_carries_the_forms_csrf_token(
     again, headers_again = first_visit(client, "/donate")
     assert headers_again["Set-Cookie"] != headers["Set-Cookie"]
     assert again != html
+
+
+@pytest.mark.parametrize("read", [True, False])
+@pytest.mark.parametrize("before", [[], [("Vary", "Accept-Encoding")], [("vary", "Cookie")]])
+def test_saving_a_session_writes_the_headers_flasks_own_save_writes(
+    app: Flask, before: list[tuple[str, str]], read: bool
+) -> None:
+    """app.extensions.CookieSessions' save of a new session (its own path
+    when no Vary is there yet, Flask's otherwise) against Flask's stock one:
+    the same headers in the same order, the cookies holding the same data."""
+    stock = SecureCookieSessionInterface()
+    with app.test_request_context("/donate"):
+        session = stock.session_class()
+        if read:  # as Flask-WTF's token does: "csrf_token" in session
+            assert session.get("csrf_token") is None
+        session["csrf_token"] = "0123456789abcdef"
+        ours, theirs = Response(headers=before), Response(headers=before)
+        app.session_interface.save_session(app, session, ours)
+        stock.save_session(app, session, theirs)
+
+    def readable(response: Response) -> list[tuple[str, Any]]:
+        serializer = stock.get_signing_serializer(app)
+        assert serializer is not None
+        out: list[tuple[str, Any]] = []
+        for name, value in response.headers:
+            if name == "Set-Cookie":
+                cookie, _, attributes = value.partition(";")
+                out.append((name, (serializer.loads(cookie.removeprefix("session=")), attributes)))
+            else:
+                out.append((name, value))
+        return out
+
+    assert readable(ours) == readable(theirs)
+    assert ours.headers.getlist("Vary") == theirs.headers.getlist("Vary")
