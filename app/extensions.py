@@ -58,7 +58,7 @@ class Headers(Talisman):
 
     _parsed: dict[int, tuple[Any, str]] = {}  # replaced whole, never mutated
     _options: dict[int, tuple[Any, dict[str, Any]]] = {}  # the same
-    _written: dict[tuple[int, bool], tuple[Any, list[tuple[str, str]]]] = {}  # the same
+    _written: dict[tuple[int, bool], tuple[Any, list[tuple[str, str]], frozenset[str]]] = {}
 
     def init_app(self, app: Flask, **kwargs: Any) -> None:
         super().init_app(app, **kwargs)
@@ -92,21 +92,26 @@ class Headers(Talisman):
         return None
 
     def _set_response_headers(self, response: Any) -> Any:
-        if hasattr(request, "csp_nonce"):
+        here = request._get_current_object()  # type: ignore[attr-defined]  # one context look-up
+        if hasattr(here, "csp_nonce"):
             return super()._set_response_headers(response)
-        view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
-        secure = request.is_secure or request.headers.get("X-Forwarded-Proto") == "https"
+        view = current_app.view_functions.get(here.endpoint)
+        secure = here.is_secure or here.headers.get("X-Forwarded-Proto") == "https"
         key = (id(view), secure)
         found = self._written.get(key)
         if found is None or found[0] is not view:
             blank = Response()
             blank.headers.clear()
             super()._set_response_headers(blank)
-            found = (view, list(blank.headers.items()))
+            written = list(blank.headers.items())
+            found = (view, written, frozenset(name.lower() for name, _ in written))
             self._written = {**self._written, key: found}
         headers = response.headers
-        for name, value in found[1]:
-            headers[name] = value
+        if found[2].isdisjoint(name.lower() for name, _ in headers):
+            headers.extend(found[1])  # none there yet: added as `headers[name] = value` adds them
+        else:
+            for name, value in found[1]:
+                headers[name] = value
         return response
 
 

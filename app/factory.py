@@ -228,7 +228,8 @@ def _choose_payments(app: Flask) -> Any:
 
 
 def never_limited() -> bool:
-    return (request.method, request.endpoint) in NEVER_LIMITED
+    here = request._get_current_object()  # type: ignore[attr-defined]  # one context look-up, not two
+    return (here.method, here.endpoint) in NEVER_LIMITED
 
 
 def _skip_limiter_where_never_limited(app: Flask) -> None:
@@ -299,15 +300,16 @@ def refuse_hostile_input() -> None:
     string or a form, an integer out of range or not in ASCII in the query
     string, and a body that is not a form (JSON where a form belongs). The
     webhook route, which reads its own bytes, never passes here (webhooks.wsgi)."""
-    bad = ["path"] if CONTROL.search(request.path) else []
-    if request.query_string:  # else no argument to parse (the usual visit)
-        for key, value in request.args.items(multi=True):
+    here = request._get_current_object()  # type: ignore[attr-defined]  # one context look-up
+    bad = ["path"] if CONTROL.search(here.path) else []
+    if here.query_string:  # else no argument to parse (the usual visit)
+        for key, value in here.args.items(multi=True):
             if CONTROL.search(key) or CONTROL.search(value) or _bad_integer(value):
                 bad.append(key)
-    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-        if request.mimetype not in FORM_TYPES:
+    if here.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if here.mimetype not in FORM_TYPES:
             raise BadInput([*bad, "body"])
-        for key, value in request.form.items(multi=True):
+        for key, value in here.form.items(multi=True):
             if CONTROL.search(key) or FORM_CONTROL.search(value):
                 bad.append(key)
     if bad:

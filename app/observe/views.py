@@ -49,17 +49,26 @@ def metrics() -> Response:
     return Response(body, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
+# Each hook looks `g` and the request up once (`_get_current_object`): every
+# attribute read through Flask's proxies is a context look-up of its own.
+
+
 def start_request() -> None:
-    g.request_started = time.perf_counter()
-    g.request_id = request_id_from(request.headers.get("X-Request-Id"))
-    g.request_id_token = REQUEST_ID.set(g.request_id)
+    here = g._get_current_object()  # type: ignore[attr-defined]
+    here.request_started = time.perf_counter()
+    # request.headers.get("X-Request-Id"), read as WSGI gives it (as webhooks.wsgi reads it)
+    given = request.environ.get("HTTP_X_REQUEST_ID")
+    here.request_id = request_id = request_id_from(given)
+    here.request_id_token = REQUEST_ID.set(request_id)
 
 
 def finish_request(response: Response) -> Response:
-    response.headers["X-Request-Id"] = g.get("request_id") or request_id_from(None)
-    started = g.get("request_started")
+    here = g._get_current_object()  # type: ignore[attr-defined]
+    response.headers["X-Request-Id"] = here.get("request_id") or request_id_from(None)
+    started = here.get("request_started")
     if started is not None:
-        latency_of(request.endpoint or "unmatched", request.method, response.status_code).observe(
+        asked = request._get_current_object()  # type: ignore[attr-defined]
+        latency_of(asked.endpoint or "unmatched", asked.method, response.status_code).observe(
             time.perf_counter() - started
         )
     return response
