@@ -26,6 +26,7 @@ from itsdangerous import (
     base64_encode,
 )
 from sqlalchemy.orm import Session
+from werkzeug.http import dump_cookie
 
 from app.db import Database
 
@@ -114,6 +115,22 @@ class Headers(Talisman):
                 headers[name] = value
         return response
 
+    def recorded(self, app: Flask, view: Any, secure: bool) -> list[tuple[str, str]] | None:
+        """The headers `_set_response_headers` writes for `view` on a response
+        (https or not, without a CSP nonce), once a response of that view has
+        recorded them; None before, or where a request of the view may do more
+        than write them (a nonce, an https redirect). For a handler that
+        answers the view without Flask (app.donate.first_visit)."""
+        options = self._options.get(id(view))
+        found = self._written.get((id(view), secure))
+        if options is None or options[0] is not view or found is None or found[0] is not view:
+            return None
+        if options[1]["force_https"] or options[1]["content_security_policy_nonce_in"]:
+            return None
+        if self.session_cookie_secure and not app.debug:  # what its before-request hook does
+            app.config["SESSION_COOKIE_SECURE"] = True
+        return found[1]
+
 
 talisman = Headers()  # security headers; configured in app.factory
 
@@ -188,18 +205,29 @@ def csrf_token() -> str:
     field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
     if secret_key is None or field_name is None:
         return str(generate_csrf())
-    if field_name not in g:
-        if field_name not in session:
-            session[field_name] = hashlib.sha1(os.urandom(64)).hexdigest()  # noqa: S324 (Flask-WTF's)
-        signer = _csrf_serializer(secret_key)
+    here, kept = g._get_current_object(), session._get_current_object()  # type: ignore[attr-defined]
+    if field_name not in here:
+        if field_name not in kept:
+            kept[field_name] = new_csrf_value()
         try:
-            token = signer.dumps(session[field_name])
-        except TypeError:  # as Flask-WTF: a session value that is no string is replaced
-            session[field_name] = hashlib.sha1(os.urandom(64)).hexdigest()  # noqa: S324
-            token = signer.dumps(session[field_name])
-        setattr(g, field_name, token)
-    found: str = g.get(field_name)
+            token = sign_csrf_value(secret_key, kept[field_name])
+        except TypeError:  # as Flask-WTF: a session value JSON cannot write is replaced
+            kept[field_name] = new_csrf_value()
+            token = sign_csrf_value(secret_key, kept[field_name])
+        setattr(here, field_name, token)
+    found: str = here.get(field_name)
     return found
+
+
+def new_csrf_value() -> str:
+    """The random value a session keeps for Flask-WTF's token, made as it makes it."""
+    return hashlib.sha1(os.urandom(64)).hexdigest()  # noqa: S324 (Flask-WTF's)
+
+
+def sign_csrf_value(secret_key: str | bytes, value: Any) -> str:
+    """`value` signed as Flask-WTF's generate_csrf signs it (its salt and
+    serializer), by a serializer made once per key."""
+    return str(_csrf_serializer(secret_key).dumps(value))
 
 
 _CSRF_SERIALIZERS: dict[str | bytes, KeptSignerSerializer] = {}  # replaced whole, never mutated
@@ -272,6 +300,29 @@ class CookieSessions(SecureCookieSessionInterface):
             partitioned=self.get_cookie_partitioned(app),
             samesite=self.get_cookie_samesite(app),
         )
+
+    def new_session_cookie(self, app: Flask, data: dict[str, Any]) -> str | None:
+        """The Set-Cookie value `save_session` writes for a new session holding
+        `data` (signed, with the app's cookie settings, as `response.set_cookie`
+        writes it in a request), for a handler that answers without Flask
+        (app.donate.first_visit); None where the app cannot sign one."""
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        session = self.session_class(data)
+        cookie: str = dump_cookie(
+            self.get_cookie_name(app),
+            serializer.dumps(dict(session)),
+            expires=self.get_expiration_time(app, session),
+            path=self.get_cookie_path(app),
+            domain=self.get_cookie_domain(app),
+            secure=self.get_cookie_secure(app),
+            httponly=self.get_cookie_httponly(app),
+            max_size=app.config["MAX_COOKIE_SIZE"],  # Flask's Response.max_cookie_size
+            samesite=self.get_cookie_samesite(app),
+            partitioned=self.get_cookie_partitioned(app),
+        )
+        return cookie
 
     _serializers: dict[Any, Any] = {}  # replaced per instance, never mutated
 

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from babel.numbers import format_percent
 from flask import (
     Blueprint,
+    Flask,
     abort,
     current_app,
     g,
@@ -285,7 +286,20 @@ def form() -> tuple[str, int]:
             "donate/form.html", **_form_context(donation_form), csrf_token=lambda: CSRF_MARK
         )
         pages.put(key, page)
-    return page.replace(NONCE_MARK, new_nonce()).replace(CSRF_MARK, csrf_token()), 200
+    return fill_page(page, csrf_token()), 200
+
+
+def fill_page(page: str, token: str) -> str:
+    """A cached form page with this request's nonce and CSRF token."""
+    return page.replace(NONCE_MARK, new_nonce()).replace(CSRF_MARK, token)
+
+
+def plain_page(app: Flask, locale: str) -> str | None:
+    """The cached page `form` serves in `locale` to a visit without a query
+    string when no CAPTCHA widget is shown (its key there), if it has been
+    rendered (app.donate.first_visit serves it without Flask)."""
+    pages: FormPages | None = app.extensions.get("donations.donate_pages")
+    return pages.get(("", locale, None)) if pages is not None else None
 
 
 def _link_key() -> tuple[Any, ...]:

@@ -33,11 +33,17 @@ def select_locale() -> Locale:
     """Flask-Babel's locale selector. A Locale made once per language: Babel
     parses a code anew each request (profiled: a twentieth of a GET /donate)
     and takes a Locale as it is."""
-    languages: list[str] = current_app.config["LANGUAGES"]
-    prefixed = url_language()
+    return environ_locale(request.environ, current_app.config["LANGUAGES"])
+
+
+def environ_locale(environ: dict[str, Any], languages: list[str]) -> Locale:
+    """The language of a request given as its WSGI environ (app.donate.first_visit
+    chooses it without Flask): the URL prefix's, else Accept-Language's best
+    match among `languages` (the header as request.headers gives it)."""
+    prefixed: str | None = environ.get(ENVIRON_KEY)
     if prefixed:
         return locale_of(prefixed)
-    return best_language(request.headers.get("Accept-Language"), tuple(languages))
+    return best_language(environ.get("HTTP_ACCEPT_LANGUAGE"), tuple(languages))
 
 
 @lru_cache(maxsize=512)
