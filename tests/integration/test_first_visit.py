@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request_started
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.test import EnvironBuilder
 
@@ -106,8 +106,10 @@ def test_the_token_and_cookie_pass_flask_wtf_on_post(app: Flask) -> None:
     client = app.test_client()
     client.get("/donate")  # the site renders the page and records its headers
     client.delete_cookie("session")
-    response = client.get("/donate")  # answered by FirstVisit
-    assert first_visit_of(app).answer(environ_of(app, "/donate", {}), "x" * 32) is not None
+    dispatched: list[Any] = []
+    with request_started.connected_to(lambda sender, **_: dispatched.append(sender), app):
+        response = client.get("/donate")
+    assert not dispatched, "FirstVisit answered, not the site"
     token = TOKEN.search(response.get_data(as_text=True))
     assert token is not None
     passed = client.post("/donate", data={"csrf_token": token.group(2)})
@@ -172,3 +174,39 @@ def test_the_handler_knows_every_hook_of_the_site(app: Flask) -> None:
         assert not app.before_request_funcs.get(blueprint)
         assert not app.after_request_funcs.get(blueprint)
     assert not app.url_value_preprocessors.get(None)
+
+
+def through_the_site_and_not(
+    app: Flask, path: str, headers: dict[str, str]
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The same visit through every layer of the app, once with a cookie that
+    holds no session (the site answers: a new session, as for a first visit)
+    and once without (FirstVisit answers)."""
+    client = app.test_client()
+    client.get(path, headers=headers)  # the site renders the page and records its headers
+    dispatched: list[Any] = []  # Flask's signal: the site handled a request
+
+    def count(sender: Any, **_: Any) -> None:
+        dispatched.append(sender)
+
+    with request_started.connected_to(count, app):
+        with_cookie = app.test_client()
+        with_cookie.set_cookie("other", "1")  # a cookie, but no session in it
+        site = with_cookie.get(path, headers=headers)
+        assert len(dispatched) == 1
+        ours = app.test_client().get(path, headers=headers)
+        assert len(dispatched) == 1, "FirstVisit answered, not the site"
+    return (
+        comparable(app, list(site.headers), site.get_data(as_text=True)),
+        comparable(app, list(ours.headers), ours.get_data(as_text=True)),
+    )
+
+
+@pytest.mark.settings(TRUSTED_PROXY_HOPS=1)
+@pytest.mark.parametrize("path", ["/donate", "/ru/donate"])
+def test_behind_a_proxy_a_first_visit_gets_the_sites_answer(app: Flask, path: str) -> None:
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    site, ours = through_the_site_and_not(app, path, forwarded)
+    assert ours == site
+    plain_site, plain_ours = through_the_site_and_not(app, path, {"X-Forwarded-Proto": "http"})
+    assert plain_ours == plain_site
