@@ -66,6 +66,7 @@ EDGE_MODULES = {
     "app.finance.events",
     "webhooks.receiver",
     "webhooks.wsgi",
+    "app.donate.first_visit",  # WSGI: GET /donate for a first visit, beside its view
 }
 MAX_LINES = 400
 
