@@ -249,9 +249,15 @@ def _skip_limiter_where_never_limited(app: Flask) -> None:
     limiter.request_filter(never_limited)
     hooks = app.before_request_funcs[None]
     check = hooks[hooks.index(limiter._check_request_limit)]  # its hook, or a loud ValueError
+    # The before-request check counts only application, default and meta
+    # limits; with none (this site's limits all decorate their views, which
+    # check them), it finds nothing to count on any request (profiled: a
+    # thirtieth of a POST /donate), so it is not asked.
+    manager = limiter.limit_manager
+    counts = bool(manager.application_limits or manager.default_limits or limiter._meta_limits)
 
     def check_request_limit() -> None:
-        if not never_limited():
+        if counts and not never_limited():
             check()
 
     hooks[hooks.index(check)] = check_request_limit
