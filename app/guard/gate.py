@@ -110,14 +110,23 @@ def _past_threshold(*, count: bool) -> bool:
 
 
 def _address_key() -> str:
-    return address_key(client_address())
+    # Once per request: the caps' plan, Flask-Limiter and the thresholds each ask.
+    key: str | None = g.get("guard_address_key")
+    if key is None:
+        key = g.guard_address_key = address_key(client_address())
+    return key
 
 
 def _email_key() -> str:
-    email = request.form.get("email", "")
-    if not email.strip():
-        return f"no-email:{client_address()}"
-    return email_key(email, str(current_app.config["SECRET_KEY"]))
+    key: str | None = g.get("guard_email_key")  # once per request, as the address's
+    if key is None:
+        email = request.form.get("email", "")
+        if not email.strip():
+            key = f"no-email:{client_address()}"
+        else:
+            key = email_key(email, str(current_app.config["SECRET_KEY"]))
+        g.guard_email_key = key
+    return key
 
 
 def _site_key() -> str:
