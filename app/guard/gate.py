@@ -110,7 +110,7 @@ def _past_threshold(*, count: bool) -> bool:
 
 
 def _address_key() -> str:
-    # Once per request: the caps' plan, Flask-Limiter and the thresholds each ask.
+    # Once per request: Flask-Limiter's limits and the CAPTCHA thresholds each ask.
     key: str | None = g.get("guard_address_key")
     if key is None:
         key = g.guard_address_key = address_key(client_address())
