@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -232,3 +232,32 @@ def test_under_many_threads_each_event_is_stored_once_and_one_delivery_is_told(
     stored = Counter(event_id for event_id, new in told if new)
     assert stored == Counter(set(deliveries))  # exactly one True per event
     assert sorted(stored_ids(db)) == sorted(set(deliveries))
+
+
+def test_the_writer_keeps_one_connection_while_rows_wait_and_gives_it_back_after(
+    app: Flask, db: Session, blocker: psycopg.Connection[Any]
+) -> None:
+    engine = engine_of(app)
+    checkouts: list[object] = []
+    listener = lambda *args: checkouts.append(args[0])  # noqa: E731 (dbapi connection)
+    event.listen(engine, "checkout", listener)
+    try:
+        group = GroupCommit(engine)
+        deliveries = Deliveries(group)
+        first = deliveries.start(row(BLOCKER))  # the first batch waits for the blocker
+        wait_for(lambda: blocked_statements(db) == 1, "the first statement to block")
+        queued = [deliveries.start(row(f"evt_kept_{n}")) for n in range(3)]
+        wait_for(lambda: group.waiting == len(queued), "the rows to queue")
+        blocker.rollback()
+        deliveries.join()
+        assert [deliveries.results[n] for n in [first, *queued]] == [True] * 4
+        # Two batches, one checkout: the second batch ran on the first's connection.
+        assert len(checkouts) == 1
+        wait_for(lambda: engine.pool.checkedout() == 0, "the connection back in the pool")
+        # Idle, a row takes a connection again (the pooled one) and gives it back.
+        assert group.store(row("evt_kept_later")) is True
+        assert len(checkouts) == 2
+        wait_for(lambda: engine.pool.checkedout() == 0, "the connection back in the pool")
+    finally:
+        event.remove(engine, "checkout", listener)
+    assert len(stored_ids(db)) == 5
