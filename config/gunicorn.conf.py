@@ -36,7 +36,10 @@ bind = (
 # more threads than that make connections churn. (Since the webhook route's group
 # commit, webhooks/group_commit.py, its deliveries share one statement at a time per
 # worker, so they hold one of those connections; checkout's statements use the rest.
-# The figures above predate it; not measured again.)
+# The figures above predate it. Measured again 2026-12-01 22:00 UTC at a load of
+# 7.5-8.7, three runs each: 2 x 16 served the webhooks as 2 x 8 did, 1,536-1,808
+# against 1,653-1,790/s for the same CPU per event, and only slowed the bare
+# reference; see bench/README.md "The webhook route a third time".)
 workers = int(os.environ.get("WEB_WORKERS") or multiprocessing.cpu_count())
 worker_class = os.environ.get("WEB_WORKER_CLASS") or "gthread"
 threads = int(os.environ.get("WEB_THREADS") or 8)
