@@ -321,7 +321,7 @@ def posting_changes(new_entry: Any, object_id: Any) -> Any:
     def about(m: Any) -> Any:
         return m.stripe_object_id == object_id
 
-    snapshot = select(*[journal.c[name] for name in ROW_COLUMNS]).where(about(journal.c))
+    snapshot = _row_columns(journal).where(about(journal.c))
     return _changes_cte(new_entry, snapshot, _rows("postgresql", -1, about))
 
 
@@ -330,8 +330,8 @@ def page_changes(new_entry: Any, object_ids: Any) -> Any:
     array `object_ids`, each object's lock held). The objects' entries in the
     snapshot are read first, each object by the journal's index (LATERAL,
     with OFFSET 0 so that PostgreSQL does not pull it up into a join it
-    would plan from estimates), and both sides of the difference are computed from them: planned without
-    statistics (a ledger filling during a backfill before autoanalyze, or a
+    would plan from estimates), and both sides of the difference are
+    computed from them. Planned without statistics (a ledger filling during a backfill before autoanalyze, or a
     server without autovacuum), `stripe_object_id = ANY(:ids)` over the page's
     hundred ids was estimated at half the journal and scanned it whole for
     every page (190 against 857 charges/s at 100,000, measured 2026-12-01;
@@ -339,29 +339,29 @@ def page_changes(new_entry: Any, object_ids: Any) -> Any:
     journal = JournalEntry.__table__
     ids = func.unnest(object_ids).table_valued("id").render_derived(name="o")
     entries = (
-        select(*[journal.c[name] for name in ROW_COLUMNS])
+        _row_columns(journal)
         .where(journal.c.stripe_object_id == ids.c.id)
         .offset(literal_column("0"))  # kept a subquery: not joined by a plan of its own
         .lateral("j")
     )
-    snapshot = (
-        select(*[entries.c[name] for name in ROW_COLUMNS])
-        .select_from(ids)
-        .join(entries, true())
-        .cte("oj")
-    )
+    snapshot = _row_columns(entries).select_from(ids).join(entries, true()).cte("oj")
     return _changes_cte(
         new_entry,
-        select(*[snapshot.c[name] for name in ROW_COLUMNS]),
+        _row_columns(snapshot),
         _rows("postgresql", -1, lambda m: true(), source=snapshot),
     )
+
+
+def _row_columns(source: Any) -> Select[Any]:
+    """SELECT of `source`'s ROW_COLUMNS (the journal, a CTE or a subquery of it)."""
+    return select(*[source.c[name] for name in ROW_COLUMNS])
 
 
 def _changes_cte(new_entry: Any, snapshot: Any, then: Any) -> Any:
     """The INSERT INTO ledger_daily_changes (a CTE) of the rows of `snapshot`
     (the objects' entries, ROW_COLUMNS) with `new_entry`'s added, less `then`
     (the same rows without them), grouped, zero changes left out."""
-    with_new = union_all(snapshot, select(*[new_entry.c[name] for name in ROW_COLUMNS])).cte("oe")
+    with_new = union_all(snapshot, _row_columns(new_entry)).cte("oe")
     now = _rows("postgresql", 1, lambda m: true(), source=with_new)
     c = union_all(now, then).subquery("c")
     sums = [func.sum(c.c.amount), func.sum(c.c.fee), func.sum(c.c.net), func.sum(c.c.n)]
