@@ -16,20 +16,21 @@ import pytest
 import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app import ledger
 from app.db import Base, Database
 from app.donate.models import Checkout
-from app.donors import Donor, StripeCustomer, find_or_create_donor
+from app.donors import Donor, StripeCustomer, attach_customer, find_or_create_donor
 from app.ledger.records import Dispute, Membership, Payment, Payout, Refund
 from app.payments import PaymentsError
 from app.stripe_api import StripeApi
 from tests import event_factory as ef
 from tests.stripe_helpers import API_VERSION, make_event
 from webhooks.handlers import apply_event
+from webhooks.handlers.common import known_donor
 
 
 @pytest.fixture
@@ -239,6 +240,79 @@ def test_a_payment_without_an_email_finds_its_donor_through_the_customer(
 
     assert rows_of(database)[0]["donor_email"] == "noemail@example.org"
     assert called(stripe_http, "/v1/customers/cus_noemail") == 1
+
+
+def test_a_payments_known_donor_is_the_checkouts_then_the_customers_in_one_statement(
+    database: Database, db: Session
+) -> None:
+    # Our checkout's donor wins over the customer's; then the customer's;
+    # and whether the customer is on record at all (attaching it again would
+    # change nothing: first writer wins). One SELECT each, whichever answers.
+    checkout = add_checkout(db, "co_known", "form@example.org")
+    other = find_or_create_donor(db, "other@example.org")
+    attach_customer(db, other, "cus_known", livemode=False)
+    db.commit()
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0])
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        with database.session() as session:
+            found = {
+                (checkout_id, customer_id): known_donor(session, checkout_id, customer_id)
+                for checkout_id, customer_id in [
+                    ("co_known", "cus_known"),
+                    ("co_known", "cus_new"),
+                    (None, "cus_known"),
+                    ("co_missing", "cus_known"),
+                    ("co_missing", "cus_new"),
+                ]
+            }
+            nothing = known_donor(session, None, None)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+    emails = {key: (d.email if d else None, attached) for key, (d, attached) in found.items()}
+    assert emails == {
+        ("co_known", "cus_known"): ("form@example.org", True),
+        ("co_known", "cus_new"): ("form@example.org", False),
+        (None, "cus_known"): ("other@example.org", True),
+        ("co_missing", "cus_known"): ("other@example.org", True),
+        ("co_missing", "cus_new"): (None, False),
+    }
+    assert found[("co_known", "cus_new")][0].id == checkout.donor_id
+    assert nothing == (None, False)
+    assert [s for s in statements if s not in {"BEGIN", "COMMIT", "ROLLBACK"}] == ["SELECT"] * 5
+
+
+def test_a_charge_from_our_form_whose_customer_is_attached_inserts_no_customer_link(
+    database: Database, db: Session, stripe: StripeApi, stripe_http: responses.RequestsMock
+) -> None:
+    # checkout.session.completed attached the customer: the charge's donor
+    # comes with that fact, so no INSERT ... ON CONFLICT DO NOTHING follows.
+    add_checkout(db, "co_linked", "linked@example.org")
+    db.commit()
+    scenario = ef.one_time_donation("linked")
+    scenario.stub(stripe_http)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        apply_all(database, scenario.events, stripe)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+    customer_inserts = [s for s in statements if s.startswith("INSERT INTO stripe_customers")]
+    assert len(customer_inserts) == 1  # the checkout's, once
+    with database.session() as session:
+        [link] = session.scalars(select(StripeCustomer)).all()
+        assert link.donor.email == "linked@example.org"
+    assert rows_of(database)[0]["donor_email"] == "linked@example.org"
 
 
 def test_a_charge_in_another_settlement_currency_balances_through_fx_conversion(

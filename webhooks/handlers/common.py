@@ -9,33 +9,61 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, false, func, select
 from sqlalchemy.orm import Session
 
-from app.db import first_loaded
+from app.db import dialect_of, execute_prepared, load_entity
 from app.donate.models import Checkout
-from app.donors import Donor, attach_customer, donor_for_customer, find_or_create_donor
+from app.donors import Donor, StripeCustomer, attach_customer, find_or_create_donor
 from app.payments import StripeLookup
 from webhooks import mapping
 
 
 @cache
-def _checkout_donor() -> Any:
-    return (
-        select(Donor)
-        .join(Checkout, Checkout.donor_id == Donor.id)
-        .where(Checkout.id == bindparam("checkout_id"))
-    )
-
-
-@cache
-def _checkout_donor_core() -> Any:
+def _known_donor() -> tuple[Any, Any]:
+    """Our checkout's donor, else the customer's, and whether the customer is
+    on record (to anyone: attaching it again would change nothing): a Core
+    SELECT (PostgreSQL) and the ORM's, each one statement."""
     donors, checkouts = Donor.__table__, Checkout.__table__
-    return (
-        select(*donors.columns)
-        .select_from(donors.join(checkouts, checkouts.c.donor_id == donors.c.id))
+    customers = StripeCustomer.__table__
+    by_checkout = (
+        select(checkouts.c.donor_id)
         .where(checkouts.c.id == bindparam("checkout_id", type_=checkouts.c.id.type))
+        .scalar_subquery()
     )
+    key = bindparam("customer_id", type_=customers.c.stripe_customer_id.type)
+    by_customer = (
+        select(customers.c.donor_id).where(customers.c.stripe_customer_id == key).scalar_subquery()
+    )
+    donor_id = func.coalesce(by_checkout, by_customer)
+    attached = func.coalesce(by_customer.is_not(None), false()).label("customer_attached")
+    core = select(*donors.columns, attached).where(donors.c.id == donor_id)
+    orm = select(Donor, attached).where(Donor.id == donor_id)
+    return core, orm
+
+
+def known_donor(
+    session: Session, checkout_id: str | None, customer_id: str | None
+) -> tuple[Donor | None, bool]:
+    """The donor our checkout names, else the one the Stripe customer is
+    attached to (None: neither), and whether that customer is attached
+    already; one statement, where the checkout's donor and then the
+    customer's were two and the customer's attaching a third."""
+    if not checkout_id and not customer_id:
+        return None, False
+    core, orm = _known_donor()
+    params = {"checkout_id": checkout_id, "customer_id": customer_id}
+    if dialect_of(session) != "postgresql":
+        found = session.execute(orm, params).first()
+        return (found[0], bool(found[1])) if found is not None else (None, False)
+    session.flush()
+    row = execute_prepared(session, core, params).mappings().first()
+    if row is None:
+        return None, False
+    values = dict(row)
+    attached = bool(values.pop("customer_attached"))
+    donor: Donor = load_entity(session, Donor, values)
+    return donor, attached
 
 
 @dataclass(frozen=True)
@@ -67,16 +95,6 @@ class Context:
         return bool(self.event.get("livemode"))
 
 
-def checkout_donor(session: Session, checkout_id: str | None) -> Donor | None:
-    """Our checkout's donor, in one statement (not the checkout, then its donor)."""
-    if not checkout_id:
-        return None
-    found: Donor | None = first_loaded(
-        session, Donor, _checkout_donor_core(), _checkout_donor(), {"checkout_id": checkout_id}
-    )
-    return found
-
-
 def resolve_donor(
     ctx: Context,
     *,
@@ -89,19 +107,16 @@ def resolve_donor(
     """The donor behind a payment: our checkout's, else the known customer's,
     else found or created from the payload's email, else (when allowed) from
     the customer's email fetched from Stripe. The customer is attached
-    (unless it is how the donor was found: attached already)."""
+    unless it is on record already (first writer wins: attaching it again
+    would change nothing)."""
     session = ctx.session
-    donor = checkout_donor(session, checkout_id)
-    linked = False  # the customer is known to be this donor's already
-    if donor is None and customer_id:
-        donor = donor_for_customer(session, customer_id)
-        linked = donor is not None
+    donor, attached = known_donor(session, checkout_id, customer_id)
     if donor is None and email:
         donor = find_or_create_donor(session, email, name)
     if donor is None and customer_id and allow_lookup:
         customer = ctx.stripe.retrieve_customer(customer_id)
         if customer.get("email") and not customer.get("deleted"):
             donor = find_or_create_donor(session, str(customer["email"]), customer.get("name"))
-    if donor is not None and customer_id and not linked:
+    if donor is not None and customer_id and not attached:
         attach_customer(session, donor, customer_id, livemode=ctx.livemode)
     return donor

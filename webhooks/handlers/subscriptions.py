@@ -12,10 +12,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db import execute_prepared
-from app.donors import donor_for_customer
 from app.ledger.records import Membership, Payment, get_or_insert
 from webhooks import mapping
-from webhooks.handlers.common import Context, checkout_donor
+from webhooks.handlers.common import Context, known_donor
 
 
 def handle_subscription(ctx: Context) -> None:
@@ -57,9 +56,7 @@ def handle_subscription(ctx: Context) -> None:
     record.stripe_customer_id = record.stripe_customer_id or facts.customer_id
     record.checkout_id = record.checkout_id or facts.checkout_id
     if record.donor_id is None:
-        donor = checkout_donor(session, record.checkout_id)
-        if donor is None and record.stripe_customer_id:
-            donor = donor_for_customer(session, record.stripe_customer_id)
+        donor, _ = known_donor(session, record.checkout_id, record.stripe_customer_id)
         if donor is None:
             record.donor_id = _paying_donor(session, facts.id)
         else:
