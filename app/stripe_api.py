@@ -8,17 +8,20 @@ or errors; they program against the protocols in app.payments, which this
 module implements.
 
 The Checkout Session a donor waits on is created by a POST of our own
-(`_post`) on the same pooled `requests` session, with what stripe-python
+(`_send`) on the same pooled `requests` session, with what stripe-python
 would send (the form encoding, the pinned version, the idempotency key, the
 timeout, its retries and backoff, its error kinds): stripe-python's request
 building, logging and response handling cost about as much CPU again as the
-HTTP exchange itself (profiled, bench/README.md "Checkout"). Every other call
-goes through stripe-python.
+HTTP exchange itself (profiled, bench/README.md "Checkout"). The worker's
+and sync's look-ups and lists are GETs of our own the same way (about half
+of each look-up's CPU went to stripe-python, profiled on the worker's mix).
+A donor's own changes (subscription update, billing portal) go through
+stripe-python.
 
-Why one module: Stripe stays behind this one wrapper, so the POST of our own
-sits beside the SDK's calls whose key, version, retries and error kinds it
-repeats; the next split would be that POST and its encoding into a module of
-their own that only this one imports.
+Why one module: Stripe stays behind this one wrapper, so the requests of our
+own sit beside the SDK's calls whose key, version, retries and error kinds
+they repeat; the next split would be those requests and their encoding into
+a module of their own that only this one imports.
 """
 
 from __future__ import annotations
@@ -166,6 +169,8 @@ class StripeApi:
             "Stripe-Version": api_version,
             "Content-Type": "application/x-www-form-urlencoded",
         }
+        # A GET's: no body, so no Content-Type (as stripe-python sends it).
+        self._get_headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
         self._timeout = timeout_seconds
         self._retries = max_network_retries
         self._sleep = sleep
@@ -173,22 +178,45 @@ class StripeApi:
     def _post(
         self, what: str, path: str, params: Mapping[str, Any], *, idempotency_key: str
     ) -> dict[str, Any]:
-        """POST `params` to Stripe as stripe-python would, on the process's
+        return self._send(what, "POST", path, params, idempotency_key=idempotency_key)
+
+    def _send(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a request to Stripe as stripe-python would, on the process's
         session: its HTTP adapter's `send` directly (what requests' Session
         would add is cookies, hooks, redirects and the environment, none of
         which a Stripe call uses; the proxies and CA bundle are passed here).
-        A connection error or timeout, a 409, a 5xx, or an answer saying
-        Stripe-Should-Retry: true is retried up to `max_network_retries`
-        times with stripe-python's backoff, with the same idempotency key."""
-        body = form_encode(params)
+        A POST's `params` are its form-encoded body, sent with the
+        idempotency key; a GET's are its query string. A connection error or
+        timeout, a 409, a 5xx, or an answer saying Stripe-Should-Retry: true
+        is retried up to `max_network_retries` times with stripe-python's
+        backoff (a POST with the same idempotency key)."""
+        encoded = form_encode(params)
         url = self._base + path
-        headers = {**self._headers, "Idempotency-Key": idempotency_key}
-        headers["Content-Length"] = str(len(body))
+        if method == "POST":
+            body: str | None = encoded
+            headers = {**self._headers, "Content-Length": str(len(encoded))}
+            if idempotency_key is not None:
+                headers["Idempotency-Key"] = idempotency_key
+        else:
+            body = None
+            if encoded:  # quoted as requests quotes the SDK's (brackets as %5B, %5D)
+                prepared = requests.PreparedRequest()
+                prepared.prepare_url(f"{url}?{encoded}", None)
+                url = str(prepared.url)
+            headers = self._get_headers
         adapter = self._session.get_adapter(url)
         attempt = 0
         while True:
             request = requests.PreparedRequest()
-            request.method, request.url, request.body = "POST", url, body
+            request.method, request.url, request.body = method, url, body
             request.headers = CaseInsensitiveDict(headers)
             try:
                 response = adapter.send(
@@ -263,16 +291,14 @@ class StripeApi:
         data: dict[str, Any] = result.to_dict()
         return data
 
-    def _raw(self, what: str, method: str, path: str, **params: Any) -> dict[str, Any]:
-        """Stripe's JSON as it came: for the calls a donor waits on, building
-        stripe-python's objects from a whole Checkout Session and turning them
-        back into a dict cost more than the rest of the call (profiled)."""
-        try:
-            response = self._sdk.raw_request(method, path, **params)
-        except stripe.StripeError as exc:
-            raise self._failure(what, exc) from exc
-        data: dict[str, Any] = response.data
-        return data
+    def _raw(self, what: str, path: str, **params: Any) -> dict[str, Any]:
+        """Stripe's JSON as it came, by `_send`: for the calls a donor waits
+        on, building stripe-python's objects from a whole Checkout Session and
+        turning them back into a dict cost more than the rest of the call,
+        and for the worker's look-ups stripe-python's request building,
+        logging and response handling about half of each call's CPU (both
+        profiled)."""
+        return self._send(what, "GET", path, params)
 
     def _failure(self, what: str, exc: stripe.StripeError) -> PaymentsError:
         kind = _error_kind(exc)
@@ -301,7 +327,6 @@ class StripeApi:
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
         return self._raw(
             "checkout session retrieve",
-            "get",
             f"/v1/checkout/sessions/{quote(session_id, safe='')}",
             expand=["payment_intent"],
         )
@@ -335,13 +360,13 @@ class StripeApi:
     # in the worker (profiled on the benchmark's mix), a fifth of the worker's.
 
     def _get(self, what: str, path: str, object_id: str) -> dict[str, Any]:
-        return self._raw(what, "get", f"{path}/{quote(object_id, safe='')}")
+        return self._raw(what, f"{path}/{quote(object_id, safe='')}")
 
     def _list_all(self, what: str, resource: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         page_params = {**params, "limit": 100}
         while True:
-            page = self._raw(what, "get", f"/v1/{resource}", **page_params)
+            page = self._raw(what, f"/v1/{resource}", **page_params)
             data: list[dict[str, Any]] = list(page.get("data") or [])
             items.extend(data)
             if not page.get("has_more") or not data:
@@ -397,12 +422,7 @@ class StripeApi:
         100 items a page would cost more than the request)."""
         if resource not in LISTABLE:
             raise ValueError(f"{resource!r} is not a list sync reads")
-        try:
-            response = self._sdk.raw_request("get", f"/v1/{resource}", **params)
-        except stripe.StripeError as exc:
-            raise self._failure(f"{resource} list", exc) from exc
-        data: dict[str, Any] = response.data
-        return data
+        return self._raw(f"{resource} list", f"/v1/{resource}", **params)
 
 
 def _http_session(api_base: str) -> requests.Session:
