@@ -15,6 +15,7 @@ from here; split, the pieces would import each other.
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -348,15 +349,44 @@ def execute_prepared(
     connection = target.connection() if isinstance(target, Session) else target
     if connection.dialect.name != "postgresql":
         return connection.execute(statement, dict(params))
-    sql, defaults = _driver_sql(statement, connection.dialect)
     if not isinstance(target, Session):
+        sql, defaults = _driver_sql(statement, connection.dialect)
         return connection.exec_driver_sql(sql, {**defaults, **params})
-    return _execute_on_driver(connection, sql, {**defaults, **params})
+    sql, names, defaults = _positional_sql(statement, connection.dialect)
+    merged = {**defaults, **params} if defaults else params
+    return _execute_on_driver(connection, sql, tuple([merged[name] for name in names]))
 
 
-def _execute_on_driver(connection: Connection, sql: str, params: dict[str, Any]) -> PreparedResult:
-    raw = connection.connection.driver_connection
-    cursor = raw.cursor()  # type: ignore[union-attr]
+# A parameter of the psycopg dialect's SQL, or a percent sign it doubled.
+_PYFORMAT = re.compile(r"%\(([^)]+)\)s|%%")
+
+
+@cache
+def _positional_sql(
+    statement: Any, dialect: Dialect
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """`_driver_sql` with PostgreSQL's own placeholders ($1, $2, ...; a name
+    used twice is one of them), the parameters' names in their order, and
+    the defaults: sent on psycopg's RawCursor, which passes the query as it
+    is instead of parsing and converting it on every execute (a fifth of
+    psycopg's CPU per statement, measured)."""
+    sql, defaults = _driver_sql(statement, dialect)
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PYFORMAT.sub(number, sql), tuple(names), defaults
+
+
+def _execute_on_driver(connection: Connection, sql: str, params: tuple[Any, ...]) -> PreparedResult:
+    raw: Any = connection.connection.driver_connection
+    cursor: Any = psycopg.RawCursor(raw)
     if connection._has_events or connection.engine._has_events:
         connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
     try:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, event, literal_column, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.clock import utcnow
@@ -51,6 +51,37 @@ def test_rows_come_back_with_the_result_api_the_posting_path_uses(database: Data
         assert execute_prepared(session, statement, nobody).scalar() is None
         assert execute_prepared(session, statement, nobody).first() is None
         assert execute_prepared(session, statement, {"email": "x@example.org"}).all() == []
+
+
+def test_a_name_used_twice_and_a_literal_percent_sign_survive_positional_placeholders(
+    database: Database,
+) -> None:
+    # On PostgreSQL the statement goes out with $1, $2 (a name used twice is
+    # one placeholder) and the percent sign the dialect doubled is one again.
+    donors = Donor.__table__
+    key = bindparam("email", type_=donors.c.email.type)
+    statement = select(donors.c.id).where(
+        (donors.c.email == key) | (donors.c.name == key),
+        donors.c.email.like(literal_column("'%@example.org'")),
+    )
+    sent: list[str] = []
+
+    def record(conn: object, cursor: object, sql: str, *args: object) -> None:
+        sent.append(sql)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        with database.session() as session, session.begin():
+            donor = find_or_create_donor(session, "pct@example.org", "Pat")
+            found = execute_prepared(session, statement, {"email": "pct@example.org"}).scalar()
+            by_name = execute_prepared(session, statement, {"email": "Pat"}).scalar()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+    assert found == by_name == donor.id
+    if database.dialect == "postgresql":
+        [sql] = [s for s in sent if "LIKE" in s][:1]
+        assert "$1" in sql and "$2" not in sql and "'%@example.org'" in sql
 
 
 def test_statement_events_still_fire_for_prepared_statements(database: Database) -> None:
