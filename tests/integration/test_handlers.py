@@ -16,7 +16,8 @@ import pytest
 import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -257,7 +258,7 @@ def test_a_payments_known_donor_is_the_checkouts_then_the_customers_in_one_state
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement.split()[0])
 
-    event.listen(database.engine, "before_cursor_execute", record)
+    sa_event.listen(database.engine, "before_cursor_execute", record)
     try:
         with database.session() as session:
             found = {
@@ -272,7 +273,7 @@ def test_a_payments_known_donor_is_the_checkouts_then_the_customers_in_one_state
             }
             nothing = known_donor(session, None, None)
     finally:
-        event.remove(database.engine, "before_cursor_execute", record)
+        sa_event.remove(database.engine, "before_cursor_execute", record)
 
     emails = {key: (d.email if d else None, attached) for key, (d, attached) in found.items()}
     assert emails == {
@@ -301,11 +302,11 @@ def test_a_charge_from_our_form_whose_customer_is_attached_inserts_no_customer_l
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    event.listen(database.engine, "before_cursor_execute", record)
+    sa_event.listen(database.engine, "before_cursor_execute", record)
     try:
         apply_all(database, scenario.events, stripe)
     finally:
-        event.remove(database.engine, "before_cursor_execute", record)
+        sa_event.remove(database.engine, "before_cursor_execute", record)
 
     customer_inserts = [s for s in statements if s.startswith("INSERT INTO stripe_customers")]
     assert len(customer_inserts) == 1  # the checkout's, once
