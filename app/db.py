@@ -32,7 +32,9 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -44,8 +46,10 @@ from sqlalchemy.orm import (
     Session,
     configure_mappers,
     make_transient_to_detached,
+    object_session,
     sessionmaker,
 )
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import TypeDecorator
 
 # Connections kept by the single-statement pool: a gunicorn worker's threads
@@ -288,6 +292,62 @@ def first_loaded(
     session.flush()
     row = execute_prepared(session, core, params).mappings().first()
     return load_entity(session, model, row)
+
+
+def update_record(entity: Any, values: Mapping[str, Any]) -> None:
+    """Set `values` (attribute: value) on a record, only those that change.
+    On PostgreSQL, for a persistent record with nothing else pending and a
+    table `_plain_columns` accepts, one prepared UPDATE of those columns and
+    the table's `onupdate` ones (updated_at), the object then told it holds
+    what the row holds: the ORM's flush of the same UPDATE cost several times
+    the statement (12.7 % of the worker's samples on the mix for 0.36 updates
+    per event, py-spy). Otherwise the attributes are set for the next flush."""
+    changed = {k: v for k, v in values.items() if getattr(entity, k) != v}
+    if not changed:
+        return
+    session = object_session(entity)
+    table = type(entity).__table__
+    state = inspect(entity)
+    if (
+        session is None
+        or dialect_of(session) != "postgresql"
+        or not state.persistent
+        or state.modified
+        or not _plain_columns(table)
+        or not _attributes_are_columns(type(entity))
+        or _onupdate_columns(table) is None
+    ):
+        for key, value in changed.items():
+            setattr(entity, key, value)
+        return
+    for column in _onupdate_columns(table) or ():
+        if column.key not in changed:
+            changed[column.key] = column.onupdate.arg(None)
+    (key,) = table.primary_key.columns.keys()
+    statement = _update_statement(table, key, tuple(sorted(changed)))
+    execute_prepared(session, statement, {**changed, "_key": getattr(entity, key)})
+    for name, value in changed.items():
+        set_committed_value(entity, name, value)
+
+
+@cache
+def _onupdate_columns(table: Table) -> tuple[Any, ...] | None:
+    """The columns the ORM gives a value on every UPDATE (updated_at), or
+    None when one of them is not a Python callable (`update_record` then
+    leaves the UPDATE to the flush)."""
+    columns = tuple(c for c in table.columns if c.onupdate is not None)
+    if any(not getattr(c.onupdate, "is_callable", False) for c in columns):
+        return None
+    return columns
+
+
+@cache
+def _update_statement(table: Table, key: str, columns: tuple[str, ...]) -> Any:
+    return (
+        update(table)
+        .where(table.c[key] == bindparam("_key", type_=table.c[key].type))
+        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+    )
 
 
 @cache

@@ -21,12 +21,9 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
-    inspect,
     select,
-    update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, object_session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.clock import utcnow
 from app.db import (
@@ -36,6 +33,7 @@ from app.db import (
     first_by,
     insert_missing_entity,
     load_entity,
+    update_record,
 )
 from app.ledger import totals
 from app.ledger.models import JournalEntry
@@ -240,43 +238,7 @@ def note_amount_refunded(payment: Payment, amount_minor: int, seen_at: datetime)
         or (seen_at == last and amount_minor > current)
     ):
         return
-    session = object_session(payment)
-    state = inspect(payment)
-    if (
-        session is None
-        or session.get_bind().dialect.name != "postgresql"
-        or not state.persistent
-        or state.modified
-    ):
-        payment.amount_refunded_minor = amount_minor
-        payment.amount_refunded_at = seen_at
-        return
-    # Nothing else to write for the record: one prepared UPDATE instead of
-    # the ORM's flush (several times the statement, on every charge event),
-    # and the object told it holds what the row holds.
-    now = utcnow()
-    execute_prepared(
-        session,
-        _refunded_update(),
-        {"id": payment.id, "amount": amount_minor, "seen_at": seen_at, "now": now},
-    )
-    set_committed_value(payment, "amount_refunded_minor", amount_minor)
-    set_committed_value(payment, "amount_refunded_at", seen_at)
-    set_committed_value(payment, "updated_at", now)
-
-
-@cache
-def _refunded_update() -> Any:
-    payments: Any = Payment.__table__
-    return (
-        update(payments)
-        .where(payments.c.id == bindparam("id", type_=Integer))
-        .values(
-            amount_refunded_minor=bindparam("amount", type_=BigInteger),
-            amount_refunded_at=bindparam("seen_at", type_=payments.c.amount_refunded_at.type),
-            updated_at=bindparam("now", type_=payments.c.updated_at.type),
-        )
-    )
+    update_record(payment, {"amount_refunded_minor": amount_minor, "amount_refunded_at": seen_at})
 
 
 def payment_by_charge(session: Session, charge_id: str) -> Payment | None:

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, event, literal_column, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.clock import utcnow
-from app.db import Database, execute_prepared, first_by, insert_missing_entity
+from app.db import Database, execute_prepared, first_by, insert_missing_entity, update_record
 from app.donors import Donor, attach_customer, donor_for_customer, find_or_create_donor
 from app.donors.models import StripeCustomer
 from app.ledger.records import Membership, get_or_insert
@@ -166,6 +166,52 @@ def test_get_or_insert_reads_a_held_row_again(database: Database) -> None:
             is found
         )
         assert found.status == "active"
+
+
+def test_update_record_writes_only_what_changes_and_the_object_holds_it(
+    database: Database,
+) -> None:
+    # A clean record: one UPDATE of the changed columns and updated_at on
+    # PostgreSQL, nothing left for the flush; unchanged values: no statement;
+    # a record with other changes pending: set for the flush (one UPDATE).
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    with database.session() as session, session.begin():
+        membership = get_or_insert(
+            session, Membership, "stripe_subscription_id", "sub_u", status="incomplete"
+        )
+        before = membership.updated_at
+        event.listen(database.engine, "before_cursor_execute", record)
+        try:
+            update_record(membership, {"status": "active", "currency": None})
+            first = list(statements)
+            session.flush()
+            after_flush = len(statements)
+            update_record(membership, {"status": "active"})
+            unchanged = len(statements)
+            membership.interval = "month"  # pending: the next write waits for the flush
+            update_record(membership, {"status": "canceled"})
+            pending = len(statements)
+            session.flush()
+        finally:
+            event.remove(database.engine, "before_cursor_execute", record)
+        updates = [s for s in statements if s.startswith("UPDATE")]
+        if database.dialect == "postgresql":
+            assert len(first) == 1 and first[0].startswith("UPDATE memberships SET status=")
+            assert "updated_at" in first[0] and "currency" not in first[0]
+            assert after_flush == unchanged == pending == 1  # nothing for the flush to write
+            assert len(updates) == 2
+        else:
+            assert first == [] and len(updates) == 2  # both at a flush
+        assert membership.updated_at >= before
+    with database.session() as session:
+        row = session.scalars(
+            select(Membership).where(Membership.stripe_subscription_id == "sub_u")
+        ).one()
+        assert (row.status, row.interval, row.currency) == ("canceled", "month", None)
 
 
 def test_a_fresh_process_makes_its_first_object_from_a_core_row(db_url: str) -> None:

@@ -11,7 +11,7 @@ more was refunded than the ledger holds.
 from __future__ import annotations
 
 from app import ledger, receipts
-from app.db import rows_by
+from app.db import rows_by, update_record
 from app.ledger.records import (
     Invoice,
     InvoicePayment,
@@ -78,11 +78,11 @@ def fill_subscription(ctx: Context, payment: Payment, subscription_id: str | Non
             invoice = invoice_by_id(ctx.session, payment.stripe_invoice_id)
             subscription_id = invoice.stripe_subscription_id if invoice else None
         if subscription_id is not None:
-            payment.stripe_subscription_id = subscription_id
+            update_record(payment, {"stripe_subscription_id": subscription_id})
     if payment.stripe_subscription_id and payment.donor_id:
         membership = membership_by_subscription(ctx.session, payment.stripe_subscription_id)
         if membership is not None and membership.donor_id is None:
-            membership.donor_id = payment.donor_id
+            update_record(membership, {"donor_id": payment.donor_id})
 
 
 def _invoice_kind(
@@ -253,7 +253,8 @@ def fill_payment(
             name=facts.name,
             allow_lookup=False,
         )
-        payment.donor_id = donor.id if donor else None
+        if donor is not None:
+            update_record(payment, {"donor_id": donor.id})
     fill_subscription(ctx, payment)
 
 

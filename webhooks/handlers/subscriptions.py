@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import execute_prepared
+from app.db import execute_prepared, update_record
 from app.ledger.records import Membership, Payment, get_or_insert
 from webhooks import mapping
 from webhooks.handlers.common import Context, known_donor
@@ -41,26 +41,29 @@ def handle_subscription(ctx: Context) -> None:
     if last is not None and ctx.created == last:
         # Two events in the same second: their order is unknown, so ask Stripe.
         facts = mapping.subscription(ctx.stripe.retrieve_subscription(facts.id))
-    record.status = facts.status
-    record.amount_minor = (
-        facts.amount_minor if facts.amount_minor is not None else record.amount_minor
-    )
-    record.currency = facts.currency or record.currency
-    record.interval = facts.interval or record.interval
-    record.current_period_end = facts.current_period_end or record.current_period_end
-    record.cancel_at_period_end = facts.cancel_at_period_end
-    record.canceled_at = facts.canceled_at
-    record.ended_at = facts.ended_at
-    record.last_event_created_at = ctx.created
-    record.last_stripe_event_id = str(ctx.event["id"])
-    record.stripe_customer_id = record.stripe_customer_id or facts.customer_id
-    record.checkout_id = record.checkout_id or facts.checkout_id
+    customer_id = record.stripe_customer_id or facts.customer_id
+    checkout_id = record.checkout_id or facts.checkout_id
+    values: dict[str, object] = {
+        "status": facts.status,
+        "amount_minor": (
+            facts.amount_minor if facts.amount_minor is not None else record.amount_minor
+        ),
+        "currency": facts.currency or record.currency,
+        "interval": facts.interval or record.interval,
+        "current_period_end": facts.current_period_end or record.current_period_end,
+        "cancel_at_period_end": facts.cancel_at_period_end,
+        "canceled_at": facts.canceled_at,
+        "ended_at": facts.ended_at,
+        "last_event_created_at": ctx.created,
+        "last_stripe_event_id": str(ctx.event["id"]),
+        "stripe_customer_id": customer_id,
+        "checkout_id": checkout_id,
+    }
     if record.donor_id is None:
-        donor, _ = known_donor(session, record.checkout_id, record.stripe_customer_id)
-        if donor is None:
-            record.donor_id = _paying_donor(session, facts.id)
-        else:
-            record.donor_id = donor.id
+        donor, _ = known_donor(session, checkout_id, customer_id)
+        values["donor_id"] = _paying_donor(session, facts.id) if donor is None else donor.id
+    # One UPDATE of what changed (app.db.update_record), not the ORM's flush.
+    update_record(record, values)
 
 
 @cache
