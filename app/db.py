@@ -308,19 +308,20 @@ def update_record(entity: Any, values: Mapping[str, Any]) -> None:
     session = object_session(entity)
     table = type(entity).__table__
     state = inspect(entity)
+    onupdate = _onupdate_columns(table)
     if (
         session is None
+        or onupdate is None
         or dialect_of(session) != "postgresql"
         or not state.persistent
         or state.modified
         or not _plain_columns(table)
         or not _attributes_are_columns(type(entity))
-        or _onupdate_columns(table) is None
     ):
         for key, value in changed.items():
             setattr(entity, key, value)
         return
-    for column in _onupdate_columns(table) or ():
+    for column in onupdate:
         if column.key not in changed:
             changed[column.key] = column.onupdate.arg(None)
     (key,) = table.primary_key.columns.keys()

@@ -160,7 +160,7 @@ class StripeApi:
             http_client=stripe.RequestsClient(timeout=timeout_seconds, session=self._session),
             max_network_retries=max_network_retries,
         )
-        # What `_post` sends besides its body and key: the session's defaults
+        # What `_send` sends besides its body and key: the session's defaults
         # (Accept, Accept-Encoding, keep-alive) and what stripe-python adds.
         self._headers: dict[str, str] = {
             **{k: v for k, v in self._session.headers.items() if isinstance(v, str)},
@@ -174,11 +174,6 @@ class StripeApi:
         self._timeout = timeout_seconds
         self._retries = max_network_retries
         self._sleep = sleep
-
-    def _post(
-        self, what: str, path: str, params: Mapping[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
-        return self._send(what, "POST", path, params, idempotency_key=idempotency_key)
 
     def _send(
         self,
@@ -317,8 +312,9 @@ class StripeApi:
     def create_checkout_session(
         self, params: dict[str, Any], *, idempotency_key: str
     ) -> dict[str, Any]:
-        return self._post(
+        return self._send(
             "checkout session create",
+            "POST",
             "/v1/checkout/sessions",
             params,
             idempotency_key=idempotency_key,
