@@ -218,6 +218,10 @@ def refund_note_for(session: Session, refund_id: str, org: Organisation) -> Refu
     entry = entry_by_key(session, f"refund:{refund_id}")
     if entry is None or entry.stripe_charge_id is None:
         raise JobError(f"no refund of a known charge is recognised for {refund_id}")
+    if entry_by_key(session, f"charge:{entry.stripe_charge_id}") is None:
+        # The refund's events were applied before its charge's: another worker
+        # or lane holds those, or they wait for a retry. The note waits too.
+        raise NotReady(f"the payment {refund_id} refunds is not recognised yet")
     statuses = {
         other_id: status
         for other_id, status in session.execute(

@@ -299,6 +299,43 @@ def test_a_refund_sends_a_corrected_note_with_the_refund_and_the_net_gift(
     }
 
 
+def test_a_refund_applied_before_its_charge_waits_for_it_and_then_sends_its_note(
+    app: Flask,
+    client: FlaskClient,
+    db: Session,
+    mailbox: Mailbox,
+    stripe_http: responses.RequestsMock,
+) -> None:
+    # Another worker (or lane) holds the charge's events, or they wait for a
+    # retry: the refund is applied first, and its note must wait, not die.
+    once = ef.one_time_donation("early", amount=2500)
+    refunds = ef.partial_refunds(once.facts["charge_object"], [1000], start=ef.T0 + ef.DAY)
+    (once + refunds).stub(stripe_http)
+    note = f"refund_note:{refunds.facts['refunds'][0]}"
+    first = [e for e in refunds.events if e["type"].startswith("refund.")]
+    assert first and all(e["data"]["object"]["object"] == "refund" for e in first)
+    with frozen_at(NOW):
+        deliver(client, first)
+        work(app)
+    assert jobs(db)[note].status == "failed"
+    assert mailbox.subjects() == []
+
+    with frozen_at(NOW + timedelta(hours=1)):
+        deliver(client, once.events + [e for e in refunds.events if e not in first])
+        work(app)
+    with frozen_at(NOW + timedelta(hours=2)):  # a note waits for its receipt to go first
+        work(app)
+
+    assert sorted(mailbox.subjects()) == [
+        "A refund on your gift to The Independent Newsroom",
+        "Your receipt from The Independent Newsroom",
+    ]
+    assert {key: job.status for key, job in jobs(db).items()} == {
+        "receipt:ch_early": "done",
+        note: "done",
+    }
+
+
 def test_a_failed_membership_payment_sends_a_notice_then_the_retry_a_receipt(
     app: Flask,
     client: FlaskClient,
