@@ -12,12 +12,16 @@ made again: never point it at one you care about):
   second with 1, 2 and 4 worker processes, and Stripe calls per event;
 - a backlog of at least 50,000 events of that mix drained by one process.
 
+Each process runs --lanes lanes (the worker's worker_lanes, 2 by default:
+threads applying batches side by side); the charge backlog and the mix in
+one process are also run with one lane, the reference beside them.
+
 Every figure is the median of --runs runs. Prints a table; `--json PATH`
 writes the rows (name, value, unit, target, reference, met) for `make
 bench`. Loopback only; needs only the app itself.
 
     python bench/worker.py [--charges N] [--readers N] [--processes 1,2,4]
-                           [--backlog 50000] [--runs R] [--json PATH]
+                           [--lanes L] [--backlog 50000] [--runs R] [--json PATH]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +50,7 @@ from bench.rows import (  # noqa: E402
     print_table,
     write_json,
 )
+from webhooks.worker import LANES  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "stripe_fixtures3.json"
 API_VERSION = "2025-03-31.basil"
@@ -205,7 +211,7 @@ def is_exact(url: str, processed: int, events: int) -> bool:
         database.dispose()
 
 
-def drain_backlog(url: str, charges: int, days: int) -> WorkerRun:
+def drain_backlog(url: str, charges: int, days: int, lanes: int) -> WorkerRun:
     """Store the charge backlog, then time one worker draining it; compare
     the totals with the journal afterwards."""
     from app.db import Database
@@ -218,7 +224,7 @@ def drain_backlog(url: str, charges: int, days: int) -> WorkerRun:
         backends = _backend_cpu(database)
         client = time.process_time()
         started = time.perf_counter()
-        outcomes = drain(database, MemoryStripe(transactions), RetryPolicy())
+        outcomes = drain(database, MemoryStripe(transactions), RetryPolicy(), lanes=lanes)
         seconds = time.perf_counter() - started
         client = time.process_time() - client
         after = _backend_cpu(database)
@@ -248,7 +254,9 @@ def _backend_cpu(database: Any) -> dict[int, float]:
         return found
 
 
-def _drain_in_process(url: str, api_base: str, start: Any, results: Any, release: Any) -> None:
+def _drain_in_process(
+    url: str, api_base: str, lanes: int, start: Any, results: Any, release: Any
+) -> None:
     """One worker process: wait for the start, drain, report processed events
     and its CPU seconds; keep its connections until released (so the
     parent can read their backends' CPU)."""
@@ -262,14 +270,14 @@ def _drain_in_process(url: str, api_base: str, start: Any, results: Any, release
     )
     start.wait()
     client = time.process_time()
-    outcomes = drain(database, stripe, RetryPolicy())
+    outcomes = drain(database, stripe, RetryPolicy(), lanes=lanes)
     client = time.process_time() - client
     results.put((sum(1 for o in outcomes if getattr(o, "status", None) == "processed"), client))
     release.wait(120)
     database.dispose()
 
 
-def drain_mix(url: str, readers: int, days: int, processes: int) -> WorkerRun:
+def drain_mix(url: str, readers: int, days: int, processes: int, lanes: int) -> WorkerRun:
     """Store the realistic mix, then time `processes` worker processes
     draining it together against the counting loopback stub."""
     mix = realistic_mix(readers, start=START, days=days)
@@ -283,7 +291,9 @@ def drain_mix(url: str, readers: int, days: int, processes: int) -> WorkerRun:
     observer = Database(url)  # for the backends' CPU (/proc), read around the drain
     with stub.running():
         workers = [
-            context.Process(target=_drain_in_process, args=(url, stub.url, start, results, release))
+            context.Process(
+                target=_drain_in_process, args=(url, stub.url, lanes, start, results, release)
+            )
             for _ in range(processes)
         ]
         for worker in workers:
@@ -330,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("BENCH_WORKER_BACKLOG", "50000")),
         help="Events (at least) in the drained backlog; 0: skip it.",
     )
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKER_LANES", str(LANES))),
+        help="Lanes per worker process (the setting worker_lanes).",
+    )
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_WORKER_RUNS", "3")))
     parser.add_argument(
@@ -367,58 +383,88 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    charge_runs = []
-    for number in range(args.runs):
-        charge_runs.append(drain_backlog(fresh(), args.charges, args.days))
-        report(f"charge backlog, run {number + 1}", charge_runs[-1])
+    lanes = args.lanes
+    label = f"1 process, {lanes} lane{'s' if lanes > 1 else ''}"
+    charge_runs: dict[int, list[WorkerRun]] = {}
+    for count in sorted({1, lanes}, reverse=True):
+        charge_runs[count] = []
+        for number in range(args.runs):
+            charge_runs[count].append(drain_backlog(fresh(), args.charges, args.days, count))
+            report(f"charge backlog, {count} lane(s), run {number + 1}", charge_runs[count][-1])
+    first = charge_runs[lanes]
+    one_lane = (
+        f"1 lane: {median([r.rate for r in charge_runs[1]]):,.0f} events/s in this run"
+        if lanes > 1
+        else BEFORE
+    )
     rows.append(
         Row.of(
-            f"worker: charge backlog ({charge_runs[0].events:,} events), 1 process",
-            [r.rate for r in charge_runs],
+            f"worker: charge backlog ({first[0].events:,} events), {label}",
+            [r.rate for r in first],
             "events/s",
             target=TARGET_EVENTS,
             at_least=True,
-            reference=BEFORE,
-            exact=all(r.exact for r in charge_runs),
+            reference=one_lane,
+            exact=all(r.exact for r in first),
         )
     )
     rows.append(
         Row.of(
-            "worker: CPU per event, charge backlog (this process + its PostgreSQL backends)",
-            [r.cpu_ms for r in charge_runs],
+            f"worker: CPU per event, charge backlog, {label} (the process + its "
+            "PostgreSQL backends)",
+            [r.cpu_ms for r in first],
             "ms",
             target=None,
             at_least=False,
-            exact=all(r.exact for r in charge_runs),
+            reference=(
+                f"1 lane: {median([r.cpu_ms for r in charge_runs[1]]):.2f} ms"
+                if lanes > 1
+                else None
+            ),
+            exact=all(r.exact for r in first),
         )
     )
     calls: list[float] = []
+    single: list[WorkerRun] = []
+    if lanes > 1:
+        for number in range(args.runs):
+            single.append(drain_mix(fresh(), args.readers, args.days, 1, 1))
+            report(f"mix, 1 process, 1 lane, run {number + 1}", single[-1])
     for processes in [int(p) for p in args.processes.split(",") if p]:
         mix_runs = []
         for number in range(args.runs):
-            mix_runs.append(drain_mix(fresh(), args.readers, args.days, processes))
-            report(f"mix, {processes} process(es), run {number + 1}", mix_runs[-1])
+            mix_runs.append(drain_mix(fresh(), args.readers, args.days, processes, lanes))
+            report(f"mix, {processes} process(es), {lanes} lane(s), run {number + 1}", mix_runs[-1])
         if processes == 1:
             calls = [r.stripe_calls / r.events for r in mix_runs]
         rows.append(
             Row.of(
-                f"worker: realistic mix ({mix_runs[0].events:,} events), {processes} process(es)",
+                f"worker: realistic mix ({mix_runs[0].events:,} events), {processes} "
+                f"process(es), {lanes} lane(s) each",
                 [r.rate for r in mix_runs],
                 "events/s",
                 target=TARGET_EVENTS if processes == 1 else None,
                 at_least=True,
+                reference=(
+                    f"1 lane: {median([r.rate for r in single]):,.0f} events/s in this run"
+                    if processes == 1 and single
+                    else None
+                ),
                 exact=all(r.exact for r in mix_runs),
             )
         )
         if processes == 1:
             rows.append(
                 Row.of(
-                    "worker: CPU per event, realistic mix, 1 process (the process + its "
+                    f"worker: CPU per event, realistic mix, {label} (the process + its "
                     "PostgreSQL backends; the Stripe stub's not counted)",
                     [r.cpu_ms for r in mix_runs],
                     "ms",
                     target=None,
                     at_least=False,
+                    reference=(
+                        f"1 lane: {median([r.cpu_ms for r in single]):.2f} ms" if single else None
+                    ),
                     exact=all(r.exact for r in mix_runs),
                 )
             )
@@ -436,11 +482,11 @@ def main(argv: list[str] | None = None) -> int:
         readers = int(args.backlog / 5.5) + 1  # the mix has about 5.8 events per reader
         big = []
         for number in range(args.backlog_runs or args.runs):
-            big.append(drain_mix(fresh(), readers, args.days, 1))
+            big.append(drain_mix(fresh(), readers, args.days, 1, lanes))
             report(f"backlog, run {number + 1}", big[-1])
         rows.append(
             Row.of(
-                f"worker: drain a {big[0].events:,}-event backlog, 1 process",
+                f"worker: drain a {big[0].events:,}-event backlog, {label}",
                 [r.seconds for r in big],
                 "s",
                 target=TARGET_BACKLOG_SECONDS,

@@ -25,7 +25,8 @@ from app.outbox.runner import JobOutcome
 from app.reconcile.schedule import run_due
 from webhooks.hooks import webhooks
 from webhooks.inbox import find_events, list_failed, reset_for_replay
-from webhooks.worker import Jobs, Outcome, Pruning, RetryPolicy, drain, process_next, run
+from webhooks.upkeep import Pruning
+from webhooks.worker import Jobs, Outcome, RetryPolicy, drain, process_next, run
 
 
 def _fail(message: str) -> NoReturn:
@@ -50,6 +51,7 @@ def _pace() -> dict[str, Any]:
     config = current_app.config
     return {
         "batch_size": max(1, int(config["WORKER_BATCH_SIZE"])),
+        "lanes": max(1, int(config["WORKER_LANES"])),
         "rollup_every_seconds": float(config["LEDGER_ROLLUP_EVERY_SECONDS"]),
     }
 

@@ -9,6 +9,7 @@ and the CLI own their transactions.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ STORED_COLUMNS = (
     "livemode",
     "stripe_created_at",
     "stripe_object_id",
+    "affinity",
     "payload",
     "status",
     "attempts",
@@ -74,6 +76,8 @@ class StripeEvent(Base):
     livemode: Mapped[bool] = mapped_column(Boolean)
     stripe_created_at: Mapped[datetime] = mapped_column()  # the event's `created`
     stripe_object_id: Mapped[str | None] = mapped_column(String(255))  # data.object.id
+    # Shared by events about one customer or payment (affinity_of): a lane's share.
+    affinity: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(10))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -112,6 +116,7 @@ class IncomingEvent:
     created: int  # Stripe's Unix timestamp
     stripe_object_id: str | None
     payload: str
+    affinity: int = 0
 
 
 class NotAnEvent(ValueError):
@@ -155,7 +160,37 @@ def read_event(payload: str, data: Any) -> IncomingEvent:
         created=created,
         stripe_object_id=_text(object_id, 255),
         payload=payload,
+        affinity=affinity_of(obj),
     )
+
+
+# The fields of an event's object that name what it is about, the widest
+# first: a customer (every object of a membership, and a gift's when Checkout
+# made one), then a payment (a guest's gift: its session, intent, charge,
+# refunds, disputes; an invoice payment's intent), then its own id.
+AFFINITY_FIELDS = ("customer", "payment_intent", "charge", "invoice")
+
+
+def affinity_of(obj: Any) -> int:
+    """A number (0 to 2**31 - 1) that events about one customer or one payment
+    share, from the first of AFFINITY_FIELDS the object names (an id or an
+    expanded object), else its own id: the worker's lanes each claim the
+    events whose affinity falls to them, so related events stay in one lane.
+    Only a hint for spreading work: 0 when nothing names anything."""
+    if not isinstance(obj, dict):
+        return 0
+    payment = obj.get("payment")
+    candidates = [obj.get(name) for name in AFFINITY_FIELDS]
+    if isinstance(payment, dict):  # an invoice payment: {"type": ..., "payment_intent": ...}
+        candidates.insert(1, payment.get("payment_intent"))
+    candidates.append(obj.get("id"))
+    for found in candidates:
+        if isinstance(found, dict):
+            found = found.get("id")
+        key = _text(found, 255)
+        if key is not None:
+            return zlib.crc32(key.encode()) & 0x7FFFFFFF
+    return 0
 
 
 def store_event(
@@ -180,6 +215,7 @@ def event_values(incoming: IncomingEvent, *, skipped: bool, now: datetime) -> di
         "livemode": incoming.livemode,
         "stripe_created_at": datetime.fromtimestamp(incoming.created, UTC),
         "stripe_object_id": incoming.stripe_object_id,
+        "affinity": incoming.affinity,
         "payload": incoming.payload,
         "status": "skipped" if skipped else "pending",
         "attempts": 0,
@@ -230,15 +266,22 @@ class ClaimedEvent:
     payload: str
 
 
-def claim_events(session: Session, now: datetime, *, limit: int) -> list[ClaimedEvent]:
+def claim_events(
+    session: Session, now: datetime, *, limit: int, share: tuple[int, int] | None = None
+) -> list[ClaimedEvent]:
     """Lock and return up to `limit` due events, Stripe's oldest first, in one
     statement (the batch's claim; rows other workers hold are skipped, as in
-    `claim_event`). Plain rows: the batch marks them with `mark_all_processed`."""
+    `claim_event`); with `share` (lane, lanes), only those whose affinity
+    modulo `lanes` is `lane`. Plain rows: the batch marks them with
+    `mark_all_processed`."""
     e = StripeEvent
+    query = select(e.id, e.stripe_event_id, e.type, e.attempts, e.payload).where(
+        text(DUE_PREDICATE), e.next_attempt_at <= now
+    )
+    if share is not None and share[1] > 1:
+        query = query.where(e.affinity % share[1] == share[0])
     query = (
-        select(e.id, e.stripe_event_id, e.type, e.attempts, e.payload)
-        .where(text(DUE_PREDICATE), e.next_attempt_at <= now)
-        .order_by(e.stripe_created_at, e.stripe_event_id)
+        query.order_by(e.stripe_created_at, e.stripe_event_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )

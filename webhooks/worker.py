@@ -4,11 +4,15 @@ a batch in one transaction (one claim, one mark, one commit for up to
 back and its events applied one transaction each, so a failure is retried
 with exponential backoff and an event is marked dead after the last attempt
 (or at once when Stripe says the object it needs does not exist), as before.
+On PostgreSQL a worker runs `lanes` such loops in threads, each on its own
+connection and claiming its own share of the inbox (events about one
+customer or payment fall to one lane, so lanes seldom wait for each other's
+rows): while one lane waits for PostgreSQL, another runs its Python (each
+about half of an event's time).
 Between batches it runs the outbox's due jobs (receipts, notices, magic links:
 app.outbox.runner, the kinds in JOB_RUNNERS) when given `jobs`, and every few
-seconds the daily totals' roll-up (app.ledger.rollup); when idle, once a day,
-it prunes what is kept only for a while (`Pruning`: old magic-link requests
-and appeal counters).
+seconds the daily totals' roll-up; when idle, once a day, it prunes what is
+kept only for a while (webhooks.upkeep).
 
 Knows no Flask; the CLI hands it the database, the payments provider and the
 retry policy. Each transaction is committed here, the edge.
@@ -21,16 +25,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from app import manage, receipts
-from app.appeals.counters import prune_counters
 from app.clock import utcnow
 from app.db import Database
-from app.ledger.rollup import roll_up
-from app.manage.links import prune_links
 from app.outbox.mail import MailSettings
 from app.outbox.runner import JobContext, JobOutcome, JobPolicy, Runner, run_next_job
 from app.payments import PaymentsError, StripeLookup
@@ -44,19 +45,19 @@ from webhooks.inbox import (
     mark_processed,
     record_failure,
 )
+from webhooks.upkeep import ROLLUP_EVERY_SECONDS, Pruning, RollUps
 
 log = logging.getLogger(__name__)
 
 # Every kind of outbox job the worker runs, by kind.
 JOB_RUNNERS: dict[str, Runner] = {**receipts.RUNNERS, **manage.RUNNERS}
-# Events per transaction, and seconds between roll-ups of the daily totals
-# (the settings worker_batch_size and ledger_rollup_every_seconds).
+# Events per transaction (the setting worker_batch_size).
 BATCH_SIZE = 20
-ROLLUP_EVERY_SECONDS = 5.0
+# Threads of one worker that claim and apply batches (the setting worker_lanes).
+LANES = 2
 # Times an event PostgreSQL aborted for another transaction (webhooks.errors)
 # is applied again at once, rather than after a failure's backoff.
 CONFLICT_RETRIES = 3
-PRUNE_EVERY_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,12 @@ def _process_one(
 
 
 def process_batch(
-    database: Database, payments: StripeLookup, policy: RetryPolicy, *, size: int = BATCH_SIZE
+    database: Database,
+    payments: StripeLookup,
+    policy: RetryPolicy,
+    *,
+    size: int = BATCH_SIZE,
+    share: tuple[int, int] | None = None,
 ) -> list[Outcome]:
     """Claim up to `size` due events and apply them in order in one
     transaction: one claim, one mark and one commit for the batch. Between
@@ -188,7 +194,8 @@ def process_batch(
     afresh as it would in a transaction of its own. If any event fails, the
     whole batch is rolled back and its events are applied one transaction
     each (`process_next`), which records the failure, its retry or its
-    death exactly as for a single event. [] when nothing is due."""
+    death exactly as for a single event. [] when nothing is due. `share`
+    (lane, lanes): only that lane's share of the inbox (`claim_events`)."""
     if size <= 1:
         outcome = process_next(database, payments, policy)
         return [outcome] if outcome is not None else []
@@ -196,7 +203,7 @@ def process_batch(
     claimed = []
     try:
         with session.begin():
-            claimed = claim_events(session, utcnow(), limit=size)
+            claimed = claim_events(session, utcnow(), limit=size, share=share)
             for event in claimed:
                 apply_event(session, json.loads(event.payload), payments)
                 session.flush()
@@ -221,82 +228,6 @@ def process_batch(
     return [Outcome(event.stripe_event_id, event.type, "processed") for event in claimed]
 
 
-@dataclass
-class RollUps:
-    """Rolls the daily totals' open changes up (app.ledger.rollup), at most
-    every `every_seconds`, in a transaction of its own; a failure is logged
-    and left for the next turn (the totals stay exact meanwhile)."""
-
-    database: Database
-    every_seconds: float = ROLLUP_EVERY_SECONDS
-    last: float = field(default=float("-inf"))
-
-    def run(self, *, force: bool = False) -> int:
-        now = time.monotonic()
-        if not force and now - self.last < self.every_seconds:
-            return 0
-        self.last = now
-        folded = 0
-        try:
-            with self.database.session() as session:
-                while True:
-                    moved = roll_up(session)
-                    session.commit()
-                    folded += moved
-                    if moved < 50_000:
-                        return folded
-        except Exception as exc:
-            log.error("worker: roll-up of the daily totals failed (%s)", type(exc).__name__)
-            return folded
-
-
-@dataclass
-class Pruning:
-    """Deletes, at most every `every_seconds` (a day) and in a transaction of
-    its own, magic-link requests older than `links_keep_days` that can no
-    longer be opened and appeal counters of days older than
-    `counters_keep_days` (the settings manage_links_keep_days and
-    appeal_counters_keep_days; 0 keeps for ever). Deleting again what another
-    worker deleted is harmless. A failure is logged and left for the next turn."""
-
-    database: Database
-    links_keep_days: float = 30
-    counters_keep_days: float = 730
-    every_seconds: float = PRUNE_EVERY_SECONDS
-    last: float = field(default=float("-inf"))
-
-    @classmethod
-    def from_settings(cls, database: Database, settings: Mapping[str, Any]) -> Pruning:
-        return cls(
-            database,
-            links_keep_days=float(settings.get("MANAGE_LINKS_KEEP_DAYS", 30)),
-            counters_keep_days=float(settings.get("APPEAL_COUNTERS_KEEP_DAYS", 730)),
-        )
-
-    def run(self, *, force: bool = False) -> dict[str, int]:
-        """How many rows of each table went ({} when not due or failed)."""
-        moment = time.monotonic()
-        if not force and moment - self.last < self.every_seconds:
-            return {}
-        self.last = moment
-        now = utcnow()
-        pruned: dict[str, int] = {}
-        try:
-            with self.database.session() as session, session.begin():
-                if self.links_keep_days > 0:
-                    before = now - timedelta(days=self.links_keep_days)
-                    pruned["manage_links"] = prune_links(session, before=before, now=now)
-                if self.counters_keep_days > 0:
-                    day = (now - timedelta(days=self.counters_keep_days)).date()
-                    pruned["appeal_counters"] = prune_counters(session, before=day)
-        except Exception as exc:
-            log.error("worker: pruning failed (%s)", type(exc).__name__)
-            return {}
-        if any(pruned.values()):
-            log.info("worker: pruned %s", ", ".join(f"{n} {t}" for t, n in pruned.items()))
-        return pruned
-
-
 def _run_jobs(jobs: Jobs | None, database: Database, count: int) -> list[JobOutcome]:
     """Up to `count` due outbox jobs (at least one turn), until none is due."""
     outcomes: list[JobOutcome] = []
@@ -310,6 +241,26 @@ def _run_jobs(jobs: Jobs | None, database: Database, count: int) -> list[JobOutc
     return outcomes
 
 
+def lane_count(database: Database, lanes: int) -> int:
+    """The lanes a worker runs on this database: `lanes` on PostgreSQL, one on
+    SQLite (one writer at a time)."""
+    return max(1, lanes) if database.engine.dialect.name == "postgresql" else 1
+
+
+def _apply_all(
+    database: Database,
+    payments: StripeLookup,
+    policy: RetryPolicy,
+    batch_size: int,
+    share: tuple[int, int],
+) -> list[Outcome]:
+    """An extra lane of `drain`: batches of its share until none is left to claim."""
+    outcomes: list[Outcome] = []
+    while batch := process_batch(database, payments, policy, size=batch_size, share=share):
+        outcomes.extend(batch)
+    return outcomes
+
+
 def drain(
     database: Database,
     payments: StripeLookup,
@@ -318,22 +269,39 @@ def drain(
     jobs: Jobs | None = None,
     batch_size: int = BATCH_SIZE,
     rollup_every_seconds: float = ROLLUP_EVERY_SECONDS,
+    lanes: int = 1,
 ) -> list[Outcome | JobOutcome]:
     """Process every due event (and, with `jobs`, the due outbox jobs, in turn
     with each batch: an event may queue a job) until none is left, then roll
-    the daily totals up. A failure is not due again before its backoff, so
-    this ends."""
+    the daily totals up. With `lanes` above one (PostgreSQL), each lane (this
+    thread the first) applies batches of its share of the inbox (events
+    about one customer or payment share a lane: `claim_events`) until none
+    is left to claim; this thread then looks once more at the whole inbox,
+    for the jobs the others' events queued. A failure is not due again
+    before its backoff, so this ends; a lane's error is raised here."""
     outcomes: list[Outcome | JobOutcome] = []
     rollups = RollUps(database, rollup_every_seconds, last=time.monotonic())
-    while True:
-        batch = process_batch(database, payments, policy, size=batch_size)
-        done = _run_jobs(jobs, database, len(batch))
-        outcomes.extend(batch)
-        outcomes.extend(done)
-        if not batch and not done:
-            rollups.run(force=True)
-            return outcomes
-        rollups.run()
+    count = lane_count(database, lanes)
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="lane") as pool:
+        others = [
+            pool.submit(_apply_all, database, payments, policy, batch_size, (lane, count))
+            for lane in range(1, count)
+        ]
+        while True:
+            share = (0, count) if others else None
+            batch = process_batch(database, payments, policy, size=batch_size, share=share)
+            done = _run_jobs(jobs, database, len(batch))
+            outcomes.extend(batch)
+            outcomes.extend(done)
+            if batch or done:
+                rollups.run()
+                continue
+            if not others:
+                rollups.run(force=True)
+                return outcomes
+            for lane in others:
+                outcomes.extend(lane.result())
+            others = []
 
 
 def run(
@@ -348,34 +316,76 @@ def run(
     batch_size: int = BATCH_SIZE,
     rollup_every_seconds: float = ROLLUP_EVERY_SECONDS,
     pruning: Pruning | None = None,
+    lanes: int = 1,
 ) -> None:
     """Process events in batches (and, with `jobs`, outbox jobs, in turn with
     each batch) until `stop` is set, rolling the daily totals up every
     `rollup_every_seconds`, sleeping `idle_seconds` when nothing is due
     (after `pruning`, when due, and `when_idle`, the scheduled work, if
-    given). The batch or job in
-    hand is always finished before stopping. A database outage is logged and
-    waited out, not fatal."""
-    rollups = RollUps(database, rollup_every_seconds)
+    given). With `lanes` above one (PostgreSQL), each lane claims its share
+    of the inbox (`claim_events`), and the others only apply batches
+    (`_event_lane`). The batch or job in hand, in every lane, is
+    always finished before stopping. A database outage is logged and waited
+    out, not fatal."""
+    count = lane_count(database, lanes)
+    share = (0, count) if count > 1 else None
+    extra = [
+        threading.Thread(
+            target=_event_lane,
+            args=(database, payments, policy, stop, idle_seconds, batch_size, (lane, count)),
+            name=f"lane-{lane + 1}",
+        )
+        for lane in range(1, count)
+    ]
+    for lane in extra:
+        lane.start()
+    try:
+        rollups = RollUps(database, rollup_every_seconds)
+        while not stop.is_set():
+            try:
+                batch = process_batch(database, payments, policy, size=batch_size, share=share)
+            except Exception as exc:
+                log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
+                batch = []
+            done: list[JobOutcome] = []
+            if jobs is not None and not stop.is_set():
+                try:
+                    done = _run_jobs(jobs, database, len(batch))
+                except Exception as exc:
+                    log.error("worker: cannot claim jobs (%s); retrying", type(exc).__name__)
+            rollups.run()
+            if not batch and not done:
+                if pruning is not None:
+                    pruning.run()
+                if when_idle is not None:
+                    try:
+                        when_idle()
+                    except Exception as exc:  # scheduled work never stops the worker
+                        log.error("worker: scheduled work failed (%s)", type(exc).__name__)
+                stop.wait(idle_seconds)
+    finally:
+        stop.set()  # the others stop with this lane, whatever stopped it
+        for lane in extra:
+            lane.join()
+
+
+def _event_lane(
+    database: Database,
+    payments: StripeLookup,
+    policy: RetryPolicy,
+    stop: threading.Event,
+    idle_seconds: float,
+    batch_size: int,
+    share: tuple[int, int],
+) -> None:
+    """An extra lane of `run`: batches of its share until `stop`, waiting
+    `idle_seconds` when none is due. The outbox, roll-ups, pruning and
+    scheduled work stay with the first lane."""
     while not stop.is_set():
         try:
-            batch = process_batch(database, payments, policy, size=batch_size)
+            batch = process_batch(database, payments, policy, size=batch_size, share=share)
         except Exception as exc:
             log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
             batch = []
-        done: list[JobOutcome] = []
-        if jobs is not None and not stop.is_set():
-            try:
-                done = _run_jobs(jobs, database, len(batch))
-            except Exception as exc:
-                log.error("worker: cannot claim jobs (%s); retrying", type(exc).__name__)
-        rollups.run()
-        if not batch and not done:
-            if pruning is not None:
-                pruning.run()
-            if when_idle is not None:
-                try:
-                    when_idle()
-                except Exception as exc:  # scheduled work never stops the worker
-                    log.error("worker: scheduled work failed (%s)", type(exc).__name__)
+        if not batch:
             stop.wait(idle_seconds)

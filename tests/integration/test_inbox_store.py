@@ -18,7 +18,7 @@ from app.db import Database
 from tests.conftest import WEBHOOK_SECRET
 from tests.servers import free_port
 from tests.stripe_helpers import make_event, post_event, stripe_object
-from webhooks.inbox import IncomingEvent, StripeEvent, read_event, store_event
+from webhooks.inbox import IncomingEvent, StripeEvent, affinity_of, read_event, store_event
 
 
 def incoming(event_id: str) -> IncomingEvent:
@@ -89,3 +89,35 @@ def test_a_webhook_while_the_database_is_unreachable_is_a_503_so_stripe_retries(
     assert answer.status_code == 503
     assert answer.get_json() == {"error": "storage unavailable; deliver again"}
     app.extensions["donations.db"].dispose()
+
+
+def test_events_about_one_customer_or_one_payment_share_an_affinity(db: Session) -> None:
+    member = {"customer": "cus_A1"}
+    guest = {"payment_intent": "pi_G1"}
+    of_member = [
+        affinity_of(stripe_object("subscription", id="sub_A1", **member)),
+        affinity_of(stripe_object("invoice", id="in_A1", **member)),
+        affinity_of(stripe_object("charge", id="ch_A1", payment_intent="pi_A1", **member)),
+        affinity_of(stripe_object("customer", id="cus_A1")),
+        affinity_of({"id": "ch_A2", "customer": {"id": "cus_A1", "object": "customer"}}),
+    ]
+    of_guest = [
+        affinity_of(stripe_object("checkout.session", id="cs_G1", customer=None, **guest)),
+        affinity_of(stripe_object("charge", id="ch_G1", customer=None, **guest)),
+        affinity_of(stripe_object("payment_intent", id="pi_G1", customer=None)),
+        affinity_of(stripe_object("refund", id="re_G1", charge="ch_G1", **guest)),
+        affinity_of(
+            {"id": "inpay_1", "invoice": "in_X", "payment": {"type": "payment_intent", **guest}}
+        ),
+    ]
+    assert len(set(of_member)) == 1 and len(set(of_guest)) == 1
+    assert of_member[0] != of_guest[0]
+    assert all(0 <= a < 2**31 for a in of_member + of_guest)
+    assert affinity_of(None) == 0 and affinity_of({"id": 7}) == 0
+
+    body = make_event("charge.succeeded", stripe_object("charge", id="ch_A3", **member))
+    stored = read_event(json.dumps(body), body)
+    assert stored.affinity == of_member[0]
+    assert store_event(db, stored, skipped=False, now=utcnow())
+    row = db.scalars(select(StripeEvent).where(StripeEvent.stripe_event_id == body["id"])).one()
+    assert row.affinity == of_member[0]

@@ -42,7 +42,8 @@ from tests.conftest import STRIPE_TEST_KEY, WEBHOOK_SECRET
 from tests.stripe_helpers import make_event, post_event, stripe_object
 from webhooks.errors import describe_error
 from webhooks.inbox import StripeEvent, claim_event, record_failure
-from webhooks.worker import Pruning, RetryPolicy, drain, process_next
+from webhooks.upkeep import Pruning
+from webhooks.worker import RetryPolicy, drain, process_next
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 NOW_TS = int(NOW.timestamp())
