@@ -64,3 +64,32 @@ def test_the_page_posting_statement_reads_its_objects_by_index(postgres_url: str
             {"entries": "[]", "lines": "[]", "object_ids": ids},
         )
     assert "Seq Scan on journal_entries" not in plan, plan
+
+
+def test_a_donor_search_by_email_prefix_is_counted_and_read_as_an_index_range(
+    postgres_url: str,
+) -> None:
+    # The finance area's search (app.finance.reports.donors.search_donors):
+    # name ILIKE '%x%' OR email LIKE 'x%', by email. With only the trigram
+    # indexes the planner guessed the prefix's matches at 1% of the donors and
+    # walked them all in email order at 1,000,000 payments (229-287 ms).
+    conn = psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        conn.execute(
+            "INSERT INTO donors (email, name, created_at, updated_at)"
+            " SELECT 'reader' || i || '@example.org', 'Reader ' || i, now(), now()"
+            " FROM generate_series(1, 20000) AS i"
+        )
+        conn.execute("ANALYZE donors")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN SELECT id FROM donors WHERE email LIKE 'reader1234%'"
+            ).fetchall()
+        )
+        assert "Index Scan on ix_donors_email_prefix" in plan, plan
+        # a range of the index, counted from the histogram, not a guess
+        assert "(email)::text ~>=~ 'reader1234'::text" in plan, plan
+    finally:
+        conn.rollback()
+        conn.close()

@@ -193,3 +193,8 @@ Index(
     postgresql_using="gin",
     postgresql_ops={"name": "gin_trgm_ops"},
 )
+# An email prefix (`LIKE 'x%'`) as a range of this index, which the planner
+# also counts rightly: with the trigram index alone it guessed (4,289 rows
+# for 465 at 1,000,000 payments) and walked the donors in email order
+# filtering, 274 ms against 7 ms (measured 2026-12-02; migration 0024).
+Index("ix_donors_email_prefix", Donor.email, postgresql_ops={"email": "text_pattern_ops"})
