@@ -342,11 +342,7 @@ def run(
     try:
         rollups = RollUps(database, rollup_every_seconds)
         while not stop.is_set():
-            try:
-                batch = process_batch(database, payments, policy, size=batch_size, share=share)
-            except Exception as exc:
-                log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
-                batch = []
+            batch = _next_batch(database, payments, policy, batch_size, share)
             done: list[JobOutcome] = []
             if jobs is not None and not stop.is_set():
                 try:
@@ -382,10 +378,21 @@ def _event_lane(
     `idle_seconds` when none is due. The outbox, roll-ups, pruning and
     scheduled work stay with the first lane."""
     while not stop.is_set():
-        try:
-            batch = process_batch(database, payments, policy, size=batch_size, share=share)
-        except Exception as exc:
-            log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
-            batch = []
-        if not batch:
+        if not _next_batch(database, payments, policy, batch_size, share):
             stop.wait(idle_seconds)
+
+
+def _next_batch(
+    database: Database,
+    payments: StripeLookup,
+    policy: RetryPolicy,
+    batch_size: int,
+    share: tuple[int, int] | None,
+) -> list[Outcome]:
+    """`process_batch` for `run`'s lanes: a database outage is logged and
+    waited out ([]), not fatal."""
+    try:
+        return process_batch(database, payments, policy, size=batch_size, share=share)
+    except Exception as exc:
+        log.error("worker: cannot claim events (%s); retrying", type(exc).__name__)
+        return []
