@@ -244,7 +244,7 @@ def _run_jobs(jobs: Jobs | None, database: Database, count: int) -> list[JobOutc
 def lane_count(database: Database, lanes: int) -> int:
     """The lanes a worker runs on this database: `lanes` on PostgreSQL, one on
     SQLite (one writer at a time)."""
-    return max(1, lanes) if database.engine.dialect.name == "postgresql" else 1
+    return max(1, lanes) if database.dialect == "postgresql" else 1
 
 
 def _apply_all(
@@ -282,7 +282,7 @@ def drain(
     outcomes: list[Outcome | JobOutcome] = []
     rollups = RollUps(database, rollup_every_seconds, last=time.monotonic())
     count = lane_count(database, lanes)
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="lane") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, count - 1), thread_name_prefix="lane") as pool:
         others = [
             pool.submit(_apply_all, database, payments, policy, batch_size, (lane, count))
             for lane in range(1, count)
@@ -328,7 +328,7 @@ def run(
     always finished before stopping. A database outage is logged and waited
     out, not fatal."""
     count = lane_count(database, lanes)
-    share = (0, count) if count > 1 else None
+    share = (0, count)  # the whole inbox with one lane (claim_events)
     extra = [
         threading.Thread(
             target=_event_lane,

@@ -177,10 +177,19 @@ def entry_by_key(session: Session, key: str) -> JournalEntry | None:
     return session.scalars(select(JournalEntry).where(JournalEntry.key == key)).first()
 
 
-def receipt_for(session: Session, charge_id: str, org: Organisation) -> Receipt:
+def receipt_for(
+    session: Session,
+    charge_id: str,
+    org: Organisation,
+    *,
+    unknown: type[Exception] = JobError,
+) -> Receipt:
+    """The payment's receipt; `unknown` is raised when its charge is not
+    recognised (JobError for a receipt, queued with the charge; NotReady for
+    a refund's note, whose events can be applied before the charge's)."""
     entry = entry_by_key(session, f"charge:{charge_id}")
     if entry is None:
-        raise JobError(f"no payment is recognised for {charge_id}")
+        raise unknown(f"no payment is recognised for {charge_id}")
     payment = payment_by_charge(session, charge_id)
     membership: Membership | None = None
     if payment is not None and payment.stripe_subscription_id:
@@ -218,10 +227,6 @@ def refund_note_for(session: Session, refund_id: str, org: Organisation) -> Refu
     entry = entry_by_key(session, f"refund:{refund_id}")
     if entry is None or entry.stripe_charge_id is None:
         raise JobError(f"no refund of a known charge is recognised for {refund_id}")
-    if entry_by_key(session, f"charge:{entry.stripe_charge_id}") is None:
-        # The refund's events were applied before its charge's: another worker
-        # or lane holds those, or they wait for a retry. The note waits too.
-        raise NotReady(f"the payment {refund_id} refunds is not recognised yet")
     statuses = {
         other_id: status
         for other_id, status in session.execute(
@@ -232,7 +237,9 @@ def refund_note_for(session: Session, refund_id: str, org: Organisation) -> Refu
     }
     if statuses.get(refund_id) in UNDONE_REFUNDS:
         return None
-    receipt = receipt_for(session, entry.stripe_charge_id, org)
+    # The refund's events may have been applied before its charge's (another
+    # worker or lane holds those, or they wait for a retry): the note waits.
+    receipt = receipt_for(session, entry.stripe_charge_id, org, unknown=NotReady)
     earlier = session.scalars(
         select(JournalEntry)
         .where(
