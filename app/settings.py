@@ -245,6 +245,17 @@ def _check_currencies(settings: dict[str, Any]) -> None:
             raise ConfigError(f"processing_fees.{code} needs rate_bp and fixed")
         if not (0 <= int(fee["rate_bp"]) < 10_000 and int(fee["fixed"]) >= 0):
             raise ConfigError(f"processing_fees.{code}: need 0 <= rate_bp < 10000, fixed >= 0")
+    fixed = settings.get("FEE_COVER_FIXED") or {}
+    for code, amount in fixed.items():
+        # A key of a table is the table's: a setting written below
+        # [fee_cover_fixed] in a TOML file lands here, not at the top level.
+        if code not in currencies:
+            raise ConfigError(
+                f"fee_cover_fixed.{code}: not one of the currencies (a setting meant for the"
+                " top level must come before any [table] in its file)"
+            )
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ConfigError(f"fee_cover_fixed.{code} must be a whole number of minor units, 0 or more")
     if settings["DEFAULT_FREQUENCY"] not in FREQUENCIES:
         raise ConfigError("DEFAULT_FREQUENCY must be once, month or year")
     rate = settings["FEE_COVER_RATE_BP"]

@@ -37,6 +37,32 @@ def test_a_currency_without_presets_is_refused_at_start() -> None:
         )
 
 
+def test_the_log_settings_are_top_level_settings_an_environment_can_set() -> None:
+    # They once stood below [fee_cover_fixed] in default.toml, so they were that
+    # table's keys: the logs were never configured outside production.
+    development = load_settings(environ={"APP_ENV": "development", "SECRET_KEY": "k"})
+    assert (development["LOG_FORMAT"], development["LOG_LEVEL"]) == ("text", "INFO")
+    assert development["FEE_COVER_FIXED"] == {}
+    assert load_settings(environ={"SECRET_KEY": "k", "LOG_FORMAT": "json"})["LOG_FORMAT"] == "json"
+
+
+def test_fee_cover_fixed_is_refused_for_a_key_that_is_not_a_currency() -> None:
+    with pytest.raises(ConfigError, match="fee_cover_fixed.log_format: not one of the currencies"):
+        load_settings(
+            environ={"APP_ENV": "test", "SECRET_KEY": "k"},
+            overrides={"FEE_COVER_FIXED": {"log_format": "text"}},
+        )
+    with pytest.raises(ConfigError, match="fee_cover_fixed.usd must be a whole number"):
+        load_settings(
+            environ={"APP_ENV": "test", "SECRET_KEY": "k"},
+            overrides={"FEE_COVER_FIXED": {"usd": -1}},
+        )
+    settings = load_settings(
+        environ={"APP_ENV": "test", "SECRET_KEY": "k"}, overrides={"FEE_COVER_FIXED": {"usd": 25}}
+    )
+    assert settings["FEE_COVER_FIXED"] == {"usd": 25}
+
+
 def test_webhook_secrets_are_a_comma_separated_list_for_rotation() -> None:
     settings = load_settings(
         environ={"APP_ENV": "test", "SECRET_KEY": "k", "STRIPE_WEBHOOK_SECRET": "whsec_a, whsec_b"}
