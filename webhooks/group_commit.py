@@ -42,11 +42,17 @@ MAX_ROWS = 64  # per statement (704 parameters); more wait for the next one
 
 @cache
 def batch_sql(rows: int) -> str:
-    """The INSERT of `rows` rows, positional parameters in STORED_COLUMNS' order."""
+    """The INSERT of `rows` rows, PostgreSQL's own placeholders ($1, $2, ...)
+    in STORED_COLUMNS' order, for psycopg's RawCursor: a batch of more than
+    four rows is past psycopg's cache of parsed queries (50 parameters), and
+    a `%s` query is parsed and converted again on every execute."""
     # Our own column names and placeholders only; the values are parameters.
-    row = "(" + ", ".join(["%s"] * len(STORED_COLUMNS)) + ")"
+    width = len(STORED_COLUMNS)
     columns = ", ".join(STORED_COLUMNS)
-    values = ", ".join([row] * rows)
+    values = ", ".join(
+        "(" + ", ".join(f"${row * width + column + 1}" for column in range(width)) + ")"
+        for row in range(rows)
+    )
     return (
         f"INSERT INTO stripe_events ({columns}) VALUES {values}"  # noqa: S608
         " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING stripe_event_id"
@@ -169,7 +175,7 @@ class GroupCommit:
             connection = self._connection or self.engine.raw_connection()
             self._connection = None
             try:
-                cursor = connection.cursor()
+                cursor = psycopg.RawCursor(connection.driver_connection)
                 try:
                     cursor.execute(statement, params)
                     found = {found for (found,) in cursor.fetchall()}

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy.exc import OperationalError
 
@@ -101,13 +101,15 @@ def receive_stripe_event(
         return refuse(400, problem)
     try:
         text = body.decode("utf-8")
-        data: Any = json.loads(text)
+        # orjson: RFC 8259 JSON only (no NaN, no lone surrogate, integers within
+        # 64 bits, nesting within 1,024), parsed in about a third of json's time.
+        data: Any = orjson.loads(body)
         incoming = read_event(text, data)
     except UnicodeDecodeError:
         return refuse(400, "body is not UTF-8")
     except NotAnEvent as exc:
         return refuse(400, str(exc))
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+    except ValueError:  # orjson.JSONDecodeError, absurdly deep nesting included
         return refuse(400, "body is not JSON")
 
     skipped = incoming.livemode != our_livemode

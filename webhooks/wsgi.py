@@ -19,13 +19,13 @@ anything unexpected, logged by type and place only).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from flask import Flask
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
@@ -97,7 +97,7 @@ class WebhookApp:
                 answer = self.answer(method, environ)
             except Exception as exc:  # answered, logged by type and place
                 answer = self.unexpected(method, exc)
-            body = json.dumps(answer.body, separators=(",", ":")).encode() + b"\n"
+            body = orjson.dumps(answer.body) + b"\n"
             headers = [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
