@@ -255,7 +255,9 @@ def _check_currencies(settings: dict[str, Any]) -> None:
                 " top level must come before any [table] in its file)"
             )
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-            raise ConfigError(f"fee_cover_fixed.{code} must be a whole number of minor units, 0 or more")
+            raise ConfigError(
+                f"fee_cover_fixed.{code} must be a whole number of minor units, 0 or more"
+            )
     if settings["DEFAULT_FREQUENCY"] not in FREQUENCIES:
         raise ConfigError("DEFAULT_FREQUENCY must be once, month or year")
     rate = settings["FEE_COVER_RATE_BP"]

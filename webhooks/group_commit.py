@@ -175,7 +175,8 @@ class GroupCommit:
             connection = self._connection or self.engine.raw_connection()
             self._connection = None
             try:
-                cursor = psycopg.RawCursor(connection.driver_connection)
+                driver: Any = connection.driver_connection
+                cursor = psycopg.RawCursor(driver)
                 try:
                     cursor.execute(statement, params)
                     found = {found for (found,) in cursor.fetchall()}

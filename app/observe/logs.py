@@ -90,7 +90,7 @@ def configure_logging(kind: str, level: str = "INFO") -> None:
     # (a fifth of a line's CPU, measured).
     logging.logThreads = False
     logging.logMultiprocessing = False
-    logging._srcfile = None  # noqa: SLF001 (the HOWTO's own switch)
+    logging._srcfile = None  # the HOWTO's own switch
 
 
 def describe(exc: BaseException) -> str:

@@ -150,6 +150,13 @@ def test_timestamps_just_inside_the_tolerance_either_way_are_accepted(
         ("no type", encode({"object": "event", "id": "evt_x", "created": NOW_TS})),
         ("no created", encode({"object": "event", "id": "evt_x", "type": "charge.succeeded"})),
         ("deep nesting", b"[" * 200_000 + b"]" * 200_000),
+        # Not JSON by RFC 8259, though Python's json module stored both events.
+        ("NaN", b'{"id": "evt_1", "type": "charge.succeeded", "created": 1, "data": NaN}'),
+        (
+            "lone surrogate",
+            b'{"id": "evt_1", "type": "charge.succeeded", "created": 1, "x": "\\ud800"}',
+        ),
+        ("byte order mark", b'\xef\xbb\xbf{"id": "evt_1", "type": "charge.succeeded"}'),
     ],
 )
 def test_a_correctly_signed_body_that_is_not_an_event_is_refused_and_not_stored(

@@ -47,12 +47,14 @@ def test_the_log_settings_are_top_level_settings_an_environment_can_set() -> Non
 
 
 def test_fee_cover_fixed_is_refused_for_a_key_that_is_not_a_currency() -> None:
-    with pytest.raises(ConfigError, match="fee_cover_fixed.log_format: not one of the currencies"):
+    with pytest.raises(
+        ConfigError, match=r"fee_cover_fixed\.log_format: not one of the currencies"
+    ):
         load_settings(
             environ={"APP_ENV": "test", "SECRET_KEY": "k"},
             overrides={"FEE_COVER_FIXED": {"log_format": "text"}},
         )
-    with pytest.raises(ConfigError, match="fee_cover_fixed.usd must be a whole number"):
+    with pytest.raises(ConfigError, match=r"fee_cover_fixed\.usd must be a whole number"):
         load_settings(
             environ={"APP_ENV": "test", "SECRET_KEY": "k"},
             overrides={"FEE_COVER_FIXED": {"usd": -1}},
