@@ -326,6 +326,20 @@ def truncate(database: Database) -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+def in_process_settings(database_url: str, stripe_base: str) -> dict[str, Any]:
+    """`create_app`'s settings for a test that builds the app in its own
+    process (to seed a stream, or to run the worker in a thread it kills)."""
+    return {
+        "APP_ENV": "test",
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key",
+        "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": stripe_base,
+    }
+
+
 # -- processes -------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from tests.faults.harness import (
     build_stream,
     event_counts,
     expected_ledger,
+    in_process_settings,
     job_counts,
     ledger_of,
     run_cli,
@@ -52,7 +53,7 @@ def test_a_worker_killed_again_and_again_leaves_the_exact_ledger_and_one_receipt
         expected = expected_ledger(sqlite_template, tmp_path, stream, stripe_base)
 
         add_checkouts(pg, stream)
-        app = create_app(_settings(pg_url, stripe_base))
+        app = create_app(in_process_settings(pg_url, stripe_base))
         client = app.test_client()
         now = int(time.time())
         for event in stream.deliveries:
@@ -102,20 +103,6 @@ def test_a_worker_killed_again_and_again_leaves_the_exact_ledger_and_one_receipt
     assert all(n == 2 for n in twice.values()) and len(twice) <= KILLS, twice
 
 
-def _settings(pg_url: str, stripe_base: str) -> dict[str, Any]:
-    from tests.conftest import STRIPE_TEST_KEY
-
-    return {
-        "APP_ENV": "test",
-        "TESTING": True,
-        "DATABASE_URL": pg_url,
-        "SECRET_KEY": "test-secret-key",
-        "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_BASE": stripe_base,
-    }
-
-
 def _processed(pg: Database) -> int:
     return event_counts(pg).get("processed", 0)
 
@@ -151,7 +138,7 @@ def test_a_worker_killed_mid_send_sends_only_the_receipt_in_flight_again(
     try:
         with StripeStub(stream.scenario.stubs).serve() as stripe_base:
             add_checkouts(pg, stream)
-            app = create_app(_settings(pg_url, stripe_base))
+            app = create_app(in_process_settings(pg_url, stripe_base))
             client = app.test_client()
             for event in stream.deliveries:
                 assert post_event(client, event, WEBHOOK_SECRET).status_code == 200

@@ -25,17 +25,17 @@ from tests.faults.harness import (
     build_stream,
     event_counts,
     expected_ledger,
+    in_process_settings,
     ledger_of,
     wait_for,
 )
-from tests.faults.test_worker_kills import _settings
 from tests.stripe_helpers import post_event
 from webhooks.worker import RetryPolicy, drain, lane_count, run
 
 
 def _deliver(pg_url: str, stripe_base: str, deliveries: list[dict[str, Any]]) -> Flask:
     """The app, each delivery signed and sent through its webhook route."""
-    app = create_app(_settings(pg_url, stripe_base))
+    app = create_app(in_process_settings(pg_url, stripe_base))
     client = app.test_client()
     now = int(time.time())
     for event in deliveries:
