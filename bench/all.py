@@ -61,6 +61,23 @@ STEPS: dict[str, list[str]] = {
 }
 
 
+def python_speed_ms() -> float:
+    """CPU milliseconds of a fixed piece of pure Python (a loop building small
+    dicts and strings, as a request's code does), best of three: how fast
+    this host runs our kind of code at the moment. The hosts differ by two
+    times and more from day to day, so a run's figures are compared with
+    another run's through it, or through each row's own reference."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for i in range(300_000):
+            item = {"id": i, "name": f"donor-{i}", "amount": i % 977}
+            total += len(item["name"]) + item["amount"]
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
+
+
 def machine() -> dict[str, Any]:
     memory_kib = 0
     try:
@@ -73,6 +90,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(memory_kib / 1024 / 1024, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python_speed_ms": python_speed_ms(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
@@ -153,7 +171,9 @@ def table(rows: list[dict[str, Any]], box: dict[str, Any]) -> str:
     lines = [
         f"donations benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {box['cores']} cores, "
         f"{box['memory_gib']} GiB, load average {box['load_average'][0]} at the start, "
-        f"{box['load_average_end'][0]} at the end",
+        f"{box['load_average_end'][0]} at the end; a fixed pure-Python workload "
+        f"(bench/all.py python_speed_ms) took {box.get('python_speed_ms', '?')} ms of CPU "
+        f"at the start, {box.get('python_speed_ms_end', '?')} ms at the end",
         "",
         "| step | measure | measured | target | reference (same run) | met | reason |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -190,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         rows += run_step(name, STEPS[name], args.step_timeout)
     box["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    box["python_speed_ms_end"] = python_speed_ms()
     add_reasons(rows, json.loads(REASONS.read_text()) if REASONS.exists() else {})
     report = table(rows, box)
     print()
