@@ -661,8 +661,8 @@ def main(argv: list[str] | None = None) -> int:
         "DONOR_FORM_LIMIT_PER_ADDRESS": "1000000 per minute;1000000 per hour",
         "DONOR_FORM_LIMIT_PER_EMAIL": "1000000 per minute;1000000 per hour",
         "DONOR_FORM_LIMIT_SITE": "1000000 per minute",
-        # The logs production writes (config/production.toml): one JSON line
-        # per request and per stored webhook, which the service pays for.
+        # The app's log lines as production writes them (config/production.toml:
+        # JSON at INFO, one per stored webhook), beside gunicorn's access log.
         "LOG_FORMAT": os.environ.get("BENCH_LOG_FORMAT", "json"),
         "LOG_LEVEL": "INFO",
     }
