@@ -16,6 +16,11 @@ Each process runs --lanes lanes (the worker's worker_lanes, 2 by default:
 threads applying batches side by side); the charge backlog and the mix in
 one process are also run with one lane, the reference beside them.
 
+The worker logs as production does (config/production.toml: JSON at INFO,
+one line per processed event), into a file of the run's own and not to the
+terminal; BENCH_LOG_FORMAT=text or empty (no log lines) to compare, as for
+bench/web.py. The report gives the lines written per event.
+
 Every figure is the median of --runs runs. Prints a table; `--json PATH`
 writes the rows (name, value, unit, target, reference, met) for `make
 bench`. Loopback only; needs only the app itself.
@@ -28,10 +33,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +69,9 @@ TARGET_EVENTS = 500.0  # per second, one process
 TARGET_CALLS = 0.3  # Stripe calls per event
 TARGET_BACKLOG_SECONDS = 120.0
 BEFORE = "92 events/s (main before this change, load ~5)"
+# The worker's log lines as production writes them (config/production.toml),
+# "text" or empty (none) to compare.
+LOG_FORMAT = os.environ.get("BENCH_LOG_FORMAT", "json")
 
 
 @dataclass
@@ -69,10 +82,41 @@ class WorkerRun:
     exact: bool
     stripe_calls: int = 0
     cpu_ms: float = 0.0  # per event: this process and its PostgreSQL backends
+    log_lines: int = 0  # written by the worker(s) while draining
 
     @property
     def rate(self) -> float:
         return self.processed / self.seconds
+
+
+@contextmanager
+def production_logs(path: Path) -> Iterator[None]:
+    """This process's log lines as production writes them (LOG_FORMAT, at
+    INFO) into `path` while the block runs; none with LOG_FORMAT empty."""
+    if not LOG_FORMAT:
+        yield
+        return
+    from app.observe.logs import HANDLER_NAME, configure_logging
+
+    root = logging.getLogger()
+    level = root.level
+    with path.open("a", encoding="utf-8") as stream:
+        configure_logging(LOG_FORMAT, "INFO", stream=stream)
+        try:
+            yield
+        finally:
+            for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+                root.removeHandler(handler)
+            root.setLevel(level)
+
+
+def lines_in(folder: Path) -> int:
+    """The log lines the run's worker(s) wrote into `folder`."""
+    total = 0
+    for path in folder.glob("*.log"):
+        with path.open("rb") as stream:
+            total += sum(1 for _ in stream)
+    return total
 
 
 class MemoryStripe:
@@ -237,21 +281,24 @@ def drain_backlog(url: str, charges: int, days: int, lanes: int) -> WorkerRun:
     events, transactions = backlog(charges, days)
     store(url, events)
     database = Database(url)
-    try:
-        backends = _backend_cpu(database)
-        client = time.process_time()
-        started = time.perf_counter()
-        outcomes = drain(database, MemoryStripe(transactions), RetryPolicy(), lanes=lanes)
-        seconds = time.perf_counter() - started
-        client = time.process_time() - client
-        after = _backend_cpu(database)
-        server = sum(cpu - backends.get(pid, 0.0) for pid, cpu in after.items())
-    finally:
-        database.dispose()
+    with tempfile.TemporaryDirectory(prefix="donations-bench-worker-") as folder:
+        try:
+            backends = _backend_cpu(database)
+            with production_logs(Path(folder) / "worker.log"):
+                client = time.process_time()
+                started = time.perf_counter()
+                outcomes = drain(database, MemoryStripe(transactions), RetryPolicy(), lanes=lanes)
+                seconds = time.perf_counter() - started
+                client = time.process_time() - client
+            after = _backend_cpu(database)
+            server = sum(cpu - backends.get(pid, 0.0) for pid, cpu in after.items())
+        finally:
+            database.dispose()
+        lines = lines_in(Path(folder))
     processed = sum(1 for o in outcomes if getattr(o, "status", None) == "processed")
     exact = is_exact(url, processed, len(events))
     cpu_ms = (client + server) * 1000 / max(1, processed)
-    return WorkerRun(len(events), processed, seconds, exact, cpu_ms=cpu_ms)
+    return WorkerRun(len(events), processed, seconds, exact, cpu_ms=cpu_ms, log_lines=lines)
 
 
 def _backend_cpu(database: Any) -> dict[int, float]:
@@ -272,11 +319,11 @@ def _backend_cpu(database: Any) -> dict[int, float]:
 
 
 def _drain_in_process(
-    url: str, api_base: str, lanes: int, start: Any, results: Any, release: Any
+    url: str, api_base: str, lanes: int, log: Path, start: Any, results: Any, release: Any
 ) -> None:
-    """One worker process: wait for the start, drain, report processed events
-    and its CPU seconds; keep its connections until released (so the
-    parent can read their backends' CPU)."""
+    """One worker process: wait for the start, drain (logging into `log`),
+    report processed events and its CPU seconds; keep its connections until
+    released (so the parent can read their backends' CPU)."""
     from app.db import Database
     from app.stripe_api import StripeApi
     from webhooks.worker import RetryPolicy, drain
@@ -285,10 +332,11 @@ def _drain_in_process(
     stripe = StripeApi(
         "sk_test_bench", api_version=MIX_API_VERSION, api_base=api_base, max_network_retries=0
     )
-    start.wait()
-    client = time.process_time()
-    outcomes = drain(database, stripe, RetryPolicy(), lanes=lanes)
-    client = time.process_time() - client
+    with production_logs(log):
+        start.wait()
+        client = time.process_time()
+        outcomes = drain(database, stripe, RetryPolicy(), lanes=lanes)
+        client = time.process_time() - client
     results.put((sum(1 for o in outcomes if getattr(o, "status", None) == "processed"), client))
     release.wait(120)
     database.dispose()
@@ -306,12 +354,14 @@ def drain_mix(url: str, readers: int, days: int, processes: int, lanes: int) -> 
     from app.db import Database
 
     observer = Database(url)  # for the backends' CPU (/proc), read around the drain
+    folder = Path(tempfile.mkdtemp(prefix="donations-bench-worker-"))
     with stub.running():
         workers = [
             context.Process(
-                target=_drain_in_process, args=(url, stub.url, lanes, start, results, release)
+                target=_drain_in_process,
+                args=(url, stub.url, lanes, folder / f"worker-{n}.log", start, results, release),
             )
-            for _ in range(processes)
+            for n in range(processes)
         ]
         for worker in workers:
             worker.start()
@@ -326,6 +376,8 @@ def drain_mix(url: str, readers: int, days: int, processes: int, lanes: int) -> 
         for worker in workers:
             worker.join(timeout=60)
     observer.dispose()
+    lines = lines_in(folder)
+    shutil.rmtree(folder, ignore_errors=True)
     processed = sum(count for count, _ in reports)
     # The workers' CPU and their PostgreSQL backends' (new backends from 0:
     # their connection's start is counted too); the stub's (Stripe's) is not.
@@ -339,6 +391,7 @@ def drain_mix(url: str, readers: int, days: int, processes: int, lanes: int) -> 
         is_exact(url, processed, events),
         len(stub.requests),
         cpu_ms=cpu_ms,
+        log_lines=lines,
     )
 
 
@@ -401,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if run.cpu_ms:
             calls += f", {run.cpu_ms:.2f} ms CPU/event (client + server)"
+        calls += (
+            f", {run.log_lines / max(1, run.events):.2f} log lines/event ({LOG_FORMAT or 'none'})"
+        )
         print(
             f"{label}: {run.processed:,} of {run.events:,} events in {run.seconds:,.1f} s, "
             f"{run.rate:,.0f}/s{calls}, totals {'exact' if run.exact else 'WRONG'} "

@@ -14,6 +14,7 @@ import sys
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
 
 import orjson
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -72,14 +73,15 @@ class TextFormatter(logging.Formatter):
         return f"{record.levelname.lower():7} {record.name}: {prefix}{scrub(record.getMessage())}"
 
 
-def configure_logging(kind: str, level: str = "INFO") -> None:
-    """Route every logger through one handler of ours on standard error
-    ("json" or "text"). Safe to call again: our handler is replaced, others kept."""
+def configure_logging(kind: str, level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Route every logger through one handler of ours on standard error (or
+    `stream`), "json" or "text". Safe to call again: our handler is replaced,
+    others kept."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == HANDLER_NAME:
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if kind == "json" else TextFormatter())
     root.addHandler(handler)
