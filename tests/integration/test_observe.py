@@ -5,6 +5,7 @@ donor email in them whatever a request carried."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -142,3 +143,17 @@ def test_log_lines_are_json_with_the_request_id_and_never_an_email(
     careless = [line for line in lines if line["logger"] == "app.anything"]
     assert careless[0]["message"] == "a careless line about [email]"
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+
+
+def test_log_lines_go_to_the_stream_given_and_a_second_call_replaces_ours(
+    json_logs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.observe.logs import configure_logging
+
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("json", "INFO", stream=first)
+    configure_logging("text", "INFO", stream=second)  # ours replaced, not added
+    logging.getLogger("app.anything").info("about %s", EMAIL)
+    assert first.getvalue() == ""
+    assert second.getvalue() == "info    app.anything: about [email]\n"
+    assert capsys.readouterr().err == ""
