@@ -377,7 +377,7 @@ def drain_mix(url: str, readers: int, days: int, processes: int, lanes: int) -> 
             worker.join(timeout=60)
     observer.dispose()
     lines = lines_in(folder)
-    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a run that fails leaves it, and its lines
     processed = sum(count for count, _ in reports)
     # The workers' CPU and their PostgreSQL backends' (new backends from 0:
     # their connection's start is counted too); the stub's (Stripe's) is not.
