@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    literal,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -248,20 +249,18 @@ def payment_by_charge(session: Session, charge_id: str) -> Payment | None:
 
 @cache
 def _payment_for_posting() -> Any:
-    """PostgreSQL: the charge's lock (`ledger.totals.object_lock`), its
-    payment's columns (NULLs when none) and whether two journal keys are
-    posted, in one Core statement (run prepared)."""
-    lock = select(totals.object_lock(bindparam("charge_id", type_=String)).label("held")).subquery(
-        "object_lock"
-    )
+    """PostgreSQL: the charge's payment's columns (NULLs when none) and
+    whether two journal keys are posted, in one Core statement (run
+    prepared), read after the charge's lock is held."""
     posted = [
         select(JournalEntry.id).where(JournalEntry.key == bindparam(key)).exists().label(key)
         for key in ("first_key", "second_key")
     ]
     payments = Payment.__table__
+    one = select(literal(1).label("one")).subquery("one")
     return (
         select(*payments.columns, *posted)
-        .select_from(lock)
+        .select_from(one)
         .outerjoin(payments, payments.c.stripe_charge_id == bindparam("charge_id"))
     )
 
@@ -269,16 +268,21 @@ def _payment_for_posting() -> Any:
 def payment_for_posting(
     session: Session, charge_id: str, keys: tuple[str, str | None]
 ) -> tuple[Payment | None, set[str]]:
-    """Before posting about a charge: take the ledger's lock on it (as
-    `ledger.totals.lock_object`, so its postings need not), and read its
-    payment record and which of `keys` (journal keys; None for none) are
-    posted. One statement on PostgreSQL, its row made into the record
-    without the ORM's loading (`load_entity`). What is posted only grows: a
-    key found posted stays so; one not found may be posted meanwhile by a
-    concurrent worker (posting it again is a no-op, ON CONFLICT)."""
+    """Before posting about a charge: take the ledger's lock on it
+    (`ledger.totals.lock_object`, unless this transaction holds it), then
+    read its payment record and which of `keys` (journal keys; None for
+    none) are posted: on PostgreSQL one statement after the lock's, its row
+    made into the record without the ORM's loading (`load_entity`).
+
+    The read is a statement of its own, after the lock: in READ COMMITTED a
+    statement sees what was committed when it began, so a read in the
+    statement that waited for the lock missed what the holder committed
+    meanwhile, and a worker wrote an older event's refunded amount over a
+    newer one's (found by the several-hosts fault test under load).
+    What is posted only grows: a key found posted stays so."""
     first, second = keys
+    totals.lock_object(session, charge_id)
     if session.get_bind().dialect.name != "postgresql":
-        totals.lock_object(session, charge_id)
         wanted = [key for key in keys if key]
         found = set(session.scalars(select(JournalEntry.key).where(JournalEntry.key.in_(wanted))))
         return payment_by_charge(session, charge_id), found
@@ -292,7 +296,6 @@ def payment_for_posting(
         .mappings()
         .one()
     )
-    totals.note_locked(session, charge_id)
     posted = {
         key for key, column in ((first, "first_key"), (second, "second_key")) if key and row[column]
     }

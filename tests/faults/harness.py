@@ -274,7 +274,8 @@ Ledger = tuple[dict[str, Any], list[list[str]]]
 
 def ledger_of(database: Database) -> Ledger:
     with database.session(immediate=False) as session:
-        assert ledger.verify(session) == []
+        problems = ledger.verify(session)
+        assert problems == [], problems  # this module's asserts are not rewritten
         return ledger.entries_by_key(session), list(ledger.export_rows(session))
 
 

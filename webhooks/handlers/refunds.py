@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from app import ledger, receipts
 from app.ledger.checks import posted_refunds
 from app.ledger.records import Refund, get_or_insert, note_amount_refunded, payment_by_charge
+from app.ledger.totals import lock_object
 from webhooks import mapping
 from webhooks.handlers.common import Context
 from webhooks.mapping import RefundFacts, TxnRef
@@ -30,6 +31,13 @@ def _fetch(ctx: Context, ref: TxnRef) -> ledger.BalanceTxn:
 
 def record_refund(ctx: Context, facts: RefundFacts) -> None:
     session = ctx.session
+    if facts.charge_id:
+        # The charge's lock before its payment is read (and, by handle_refund,
+        # its refunded figure written): a worker applying an event about the
+        # charge at the same time holds it, and what that worker commits is
+        # what this one then reads. Charge before refund, as the charge's
+        # handler takes them, so the two never wait for each other in turn.
+        lock_object(session, facts.charge_id)
     record = get_or_insert(
         session,
         Refund,
