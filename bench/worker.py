@@ -36,7 +36,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -354,8 +353,8 @@ def drain_mix(url: str, readers: int, days: int, processes: int, lanes: int) -> 
     from app.db import Database
 
     observer = Database(url)  # for the backends' CPU (/proc), read around the drain
-    folder = Path(tempfile.mkdtemp(prefix="donations-bench-worker-"))
-    with stub.running():
+    with stub.running(), tempfile.TemporaryDirectory(prefix="donations-bench-worker-") as logs:
+        folder = Path(logs)
         workers = [
             context.Process(
                 target=_drain_in_process,
@@ -375,9 +374,8 @@ def drain_mix(url: str, readers: int, days: int, processes: int, lanes: int) -> 
         release.set()
         for worker in workers:
             worker.join(timeout=60)
+        lines = lines_in(folder)
     observer.dispose()
-    lines = lines_in(folder)
-    shutil.rmtree(folder, ignore_errors=True)  # a run that fails leaves it, and its lines
     processed = sum(count for count, _ in reports)
     # The workers' CPU and their PostgreSQL backends' (new backends from 0:
     # their connection's start is counted too); the stub's (Stripe's) is not.

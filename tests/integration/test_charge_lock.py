@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.db import Database
 from app.ledger import totals
 from app.ledger.records import Payment, payment_for_posting
+from tests.faults.harness import wait_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
@@ -79,13 +80,13 @@ def test_a_worker_waiting_for_a_charge_reads_what_the_holder_committed(
 
     waiter = threading.Thread(target=second_worker)
     waiter.start()
-    try:
-        for _ in range(400):  # ... and the second waits for it
-            if waiting_for_an_advisory_lock(db) == 1:
-                break
-            threading.Event().wait(0.025)
-        else:
-            raise AssertionError("the second worker never waited for the charge's lock")
+    try:  # ... and the second waits for it
+        wait_for(
+            lambda: waiting_for_an_advisory_lock(db) == 1,
+            timeout=10,
+            what="the second worker to wait for the charge's lock",
+            every=0.025,
+        )
         holder.commit()  # the first's refund is in, its lock released
     finally:
         holder.close()
